@@ -1,0 +1,48 @@
+"""screenformula: Bayesian hierarchical negative-binomial models for pooled CRISPR screens.
+
+The public API only; everything else lives in sub-packages.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from screenformula.errors import FitError, FormulaError, ScreenDataError, ScreenFormulaError
+from screenformula.io.normalize import compute_size_factors
+from screenformula.io.screen_data import ScreenData
+
+__version__ = "0.1.0"
+
+# Heavy parts (PyMC, Bambi) load only when used.
+_LAZY = {
+    "read_counts": "screenformula.io.counts",
+    "read_sample_sheet": "screenformula.io.sample_sheet",
+    "read_gene_groups": "screenformula.io.sample_sheet",
+    "filter_sgrnas": "screenformula.io.filtering",
+    "simulate_screen": "screenformula.simulate",
+    "datasets": "screenformula.datasets",
+    "ScreenModel": "screenformula.model",
+    "Prior": "screenformula.spec.priors",
+    "ScreenFit": "screenformula.results.fit",
+    "load_fit": "screenformula.results.fit",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = import_module(_LAZY[name])
+        return module if name == "datasets" else getattr(module, name)
+    raise AttributeError(f"module 'screenformula' has no attribute {name!r}")
+
+
+__all__ = [
+    "FitError",
+    "FormulaError",
+    "ScreenData",
+    "ScreenDataError",
+    "ScreenFormulaError",
+    "compute_size_factors",
+    "__version__",
+    *_LAZY,
+]

@@ -1,0 +1,24 @@
+"""Column roles and dimension names, kept in one place (as scvi-tools does)."""
+
+SGRNA = "sgrna"
+GENE = "gene"
+GROUP = "group"
+SAMPLE = "sample"
+COUNT = "count"
+CONDITION = "condition"
+REPLICATE = "replicate"
+BATCH = "batch"
+TIME = "time"
+POOL = "pool"  # boolean sample-sheet column: True for plasmid / T0 / day-0 samples
+SIZE_FACTOR = "size_factor"
+TREATMENT = "treatment"
+
+# Condition labels that mark a pool sample when the sheet has no `pool` column.
+POOL_LABELS = frozenset({"pool", "plasmid", "t0", "day0", "day-0", "d0", "pdna", "dna", "initial"})
+
+# Dimension names used in the PyMC model and the posterior.
+DIM_SGRNA = SGRNA
+DIM_GENE = GENE
+DIM_GROUP = GROUP
+DIM_SAMPLE = SAMPLE
+DIM_POOL_SAMPLE = "pool_sample"
