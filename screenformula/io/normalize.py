@@ -75,5 +75,6 @@ def compute_size_factors(
             return np.ones(np.asarray(counts).shape[1])
         case _:
             raise ScreenDataError(
-                f"unknown size-factor method {method!r}: choose one of {', '.join(SIZE_FACTOR_METHODS)}"
+                f"unknown size-factor method {method!r}: "
+                f"choose one of {', '.join(SIZE_FACTOR_METHODS)}"
             )

@@ -11,6 +11,14 @@ from screenformula._constants import CONDITION, COUNT, GENE, GROUP, POOL, SAMPLE
 from screenformula.errors import ScreenDataError
 from screenformula.io.normalize import compute_size_factors
 
+#: Columns of ``ScreenData.dropped``: which guides were removed, and why.
+DROPPED_COLUMNS = (SGRNA, GENE, "reason")
+
+
+def empty_dropped() -> pd.DataFrame:
+    """Return an empty ``dropped`` table (columns ``sgrna, gene, reason``)."""
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in DROPPED_COLUMNS})
+
 
 class ScreenData:
     """Counts of a pooled CRISPR screen: sgRNA x sample integers plus annotations.
@@ -36,6 +44,9 @@ class ScreenData:
         per sample.
     source : str, optional
         Where the counts came from (a file name), used in messages.
+    dropped : DataFrame, optional
+        Guides removed on the way here (missing counts, filters), with columns
+        ``sgrna, gene, reason``; kept as the ``dropped`` attribute (default: empty).
 
     Notes
     -----
@@ -55,6 +66,7 @@ class ScreenData:
         controls: np.ndarray | None = None,
         size_factors: str | Sequence[float] | np.ndarray = "median",
         source: str | None = None,
+        dropped: pd.DataFrame | None = None,
     ) -> None:
         counts = np.asarray(counts)
         if counts.ndim != 2:
@@ -110,6 +122,13 @@ class ScreenData:
             raise ScreenDataError("size factors must be one positive number per sample")
         self.size_factors: pd.Series = pd.Series(sf, index=self.samples.index, name="size_factor")
 
+        if dropped is None:
+            dropped = empty_dropped()
+        missing_cols = [c for c in DROPPED_COLUMNS if c not in dropped.columns]
+        if missing_cols:
+            raise ScreenDataError(f"dropped needs columns {', '.join(DROPPED_COLUMNS)}")
+        self.dropped: pd.DataFrame = dropped.reset_index(drop=True)
+
     # ------------------------------------------------------------------ shape
     @property
     def n_sgrnas(self) -> int:
@@ -162,14 +181,14 @@ class ScreenData:
 
     # ------------------------------------------------------------- conversion
     def counts_frame(self) -> pd.DataFrame:
-        """The counts as a DataFrame in MAGeCK layout (``sgRNA``, ``Gene``, samples...)."""
+        """Return the counts as a DataFrame in MAGeCK layout (``sgRNA``, ``Gene``, samples...)."""
         frame = pd.DataFrame(self.counts, index=self.sgrnas, columns=self.samples.index)
         frame.insert(0, "Gene", self.genes_of_sgrna)
         frame.index.name = "sgRNA"
         return frame.reset_index()
 
     def to_long(self, samples: Sequence[str] | None = None) -> pd.DataFrame:
-        """The long (tidy) table: one row per sgRNA x sample.
+        """Return the long (tidy) table: one row per sgRNA x sample.
 
         Parameters
         ----------
@@ -210,7 +229,7 @@ class ScreenData:
     def subset(
         self, sgrnas: np.ndarray | None = None, samples: Sequence[str] | None = None
     ) -> ScreenData:
-        """A new `ScreenData` with the chosen guides (boolean mask) and samples.
+        """Return a new `ScreenData` with the chosen guides (boolean mask) and samples.
 
         Size factors are recomputed with the same method unless they were given by hand,
         in which case they are carried over.
@@ -235,10 +254,11 @@ class ScreenData:
             controls=self.controls[rows],
             size_factors=sf,
             source=self.source,
+            dropped=self.dropped,
         )
 
     def with_size_factors(self, size_factors: str | Sequence[float]) -> ScreenData:
-        """A copy with size factors computed by another method (or given per sample)."""
+        """Return a copy with size factors computed by another method (or given per sample)."""
         return ScreenData(
             self.counts,
             self.sgrnas,
@@ -248,6 +268,7 @@ class ScreenData:
             controls=self.controls,
             size_factors=size_factors,
             source=self.source,
+            dropped=self.dropped,
         )
 
     # ------------------------------------------------------------------ repr
@@ -262,6 +283,8 @@ class ScreenData:
         if self.source:
             lines.append(f"  source: {self.source}")
         lines.append(f"  size factors: {self.size_factor_method}")
+        if len(self.dropped):
+            lines.append(f"  dropped: {len(self.dropped):,} sgRNAs (see .dropped)")
         width = max(len(str(s)) for s in self.samples.index)
         for name, row in self.samples.iterrows():
             tag = " [pool]" if row[POOL] else ""
