@@ -1,0 +1,95 @@
+"""Assemble the PyMC model from a `ModelSpec`: mean, dispersion, likelihoods."""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from screenformula._constants import DIM_POOL_SAMPLE, DIM_SAMPLE, DIM_SGRNA
+from screenformula.backend.terms import predictor_tensor, prior_variable
+from screenformula.spec.model_spec import ModelSpec
+
+#: Name of the observed screen counts in the model and the posterior.
+OBSERVED = "count"
+#: Name of the observed pool counts (pool="joint").
+OBSERVED_POOL = "pool_count"
+
+
+def build_pymc_model(spec: ModelSpec) -> pm.Model:
+    """Build the PyMC model of a screen.
+
+    The likelihood is laid out on the guide x screen-sample matrix: per-guide and
+    per-sample parts of the linear predictor are computed once and combined by
+    broadcasting, and counts are one (n_sgrna, n_samples) observed variable.
+    """
+    coords = {DIM_SGRNA: list(map(str, spec.data.sgrnas)), DIM_SAMPLE: list(spec.samples)}
+    with pm.Model(coords=coords) as model:
+        eta, effects = predictor_tensor(spec.mean, spec)
+        log_mu = eta + spec.log_size_factors[None, :]
+        pool = spec.pool
+        if pool.mode == "offset":
+            log_mu = log_mu + pool.log_abundance[:, None]
+        elif pool.mode == "covariate":
+            b_pool = prior_variable("b_pool", spec.prior("b_pool"))
+            log_mu = log_mu + b_pool * pool.log_abundance[:, None]
+
+        phi = dispersion_tensor(spec)
+        mu = pt.exp(log_mu)
+        if phi is None:
+            pm.Poisson(OBSERVED, mu=mu, observed=spec.counts, dims=(DIM_SGRNA, DIM_SAMPLE))
+        else:
+            pm.NegativeBinomial(
+                OBSERVED, mu=mu, alpha=phi, observed=spec.counts, dims=(DIM_SGRNA, DIM_SAMPLE)
+            )
+
+        if pool.mode == "joint":
+            add_pool_likelihood(spec, effects)
+    return model
+
+
+def dispersion_tensor(spec: ModelSpec) -> pt.TensorVariable | None:
+    """``phi`` broadcastable to (n_sgrna, n_samples), or None for a Poisson family."""
+    disp = spec.dispersion
+    match disp.mode:
+        case "none":
+            return None
+        case "shared":
+            return prior_variable("phi", spec.prior("phi"))
+        case "sgrna":
+            rate = prior_variable("phi_rate", spec.prior("phi_rate"))
+            return pm.Gamma("phi", alpha=1.0, beta=rate, dims=DIM_SGRNA)[:, None]
+        case "formula":
+            log_phi, _ = predictor_tensor(disp.predictor, spec, prefix="alpha_")
+            return pt.exp(log_phi)
+    raise AssertionError(disp.mode)
+
+
+def guide_baseline(spec: ModelSpec, effects: dict[str, pt.TensorVariable]) -> pt.TensorVariable:
+    """Each guide's varying baseline ``a_s``: the intercept of its sgRNA-level term."""
+    for term in spec.groups:
+        if term.level == DIM_SGRNA and term.coef_names[0] == "Intercept":
+            return effects[term.name][:, 0]
+    raise AssertionError("pool='joint' without a guide-level intercept")
+
+
+def add_pool_likelihood(spec: ModelSpec, effects: dict[str, pt.TensorVariable]) -> None:
+    """The pool as a second negative-binomial measurement of each guide's baseline."""
+    pool = spec.pool
+    model = pm.modelcontext(None)
+    model.add_coord(DIM_POOL_SAMPLE, list(pool.samples))
+    if "Intercept" in model.named_vars:
+        # sampled relative to the screen intercept: the two move together otherwise
+        shift = prior_variable("pool_shift", spec.prior("pool_shift"))
+        intercept = pm.Deterministic("pool_Intercept", model["Intercept"] + shift)
+    else:
+        intercept = prior_variable("pool_Intercept", spec.prior("pool_Intercept"))
+    phi_pool = prior_variable("phi_pool", spec.prior("phi_pool"))
+    log_mu = intercept + guide_baseline(spec, effects)[:, None] + pool.log_size_factors[None, :]
+    pm.NegativeBinomial(
+        OBSERVED_POOL,
+        mu=pt.exp(log_mu),
+        alpha=phi_pool,
+        observed=np.asarray(pool.counts),
+        dims=(DIM_SGRNA, DIM_POOL_SAMPLE),
+    )

@@ -1,0 +1,184 @@
+"""PyMC pieces for the terms of `screenformula.spec.terms` (its mirror, as in Bambi).
+
+Every function here adds variables to the model on the context stack and returns
+tensors; nothing is ever laid out per observation or per (row, level) pair.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from screenformula.spec.model_spec import ModelSpec
+from screenformula.spec.priors import Prior
+from screenformula.spec.terms import GroupTerm, LinearPredictor
+
+
+def prior_variable(name: str, prior: Prior, **kwargs) -> pt.TensorVariable:
+    """A PyMC random variable named ``name`` drawn from ``prior``."""
+    dist = getattr(pm, prior.name)
+    return dist(name, **prior.args, **kwargs)
+
+
+def level_dim(term: GroupTerm) -> str:
+    """The dimension name of a term's levels (``sgrna``, ``gene``, ``group`` or its own)."""
+    return term.level if term.level != "sample" else f"{term.name}_level"
+
+
+def coef_dim(term: GroupTerm) -> str:
+    """The dimension name of a term's varying effects."""
+    return f"{term.name}_coef"
+
+
+def add_term_coords(model: pm.Model, term: GroupTerm) -> None:
+    """Register the coordinates a term needs (level coords are shared between terms)."""
+    if level_dim(term) not in model.coords:
+        model.add_coord(level_dim(term), list(term.level_names))
+    model.add_coord(coef_dim(term), list(term.coef_names))
+    if term.uses_lkj:
+        model.add_coord(coef_dim(term) + "_", list(term.coef_names))
+
+
+def term_sds(term: GroupTerm, spec: ModelSpec) -> pt.TensorVariable:
+    """The sds of a term's effects: one vector variable when the priors agree."""
+    priors = [spec.prior(f"sd_{term.name}__{c}") for c in term.coef_names]
+    if all(p == priors[0] for p in priors):
+        return prior_variable(f"sd_{term.name}", priors[0], dims=coef_dim(term))
+    parts = [
+        prior_variable(f"sd_{term.name}__{c}", p)
+        for c, p in zip(term.coef_names, priors, strict=True)
+    ]
+    return pm.Deterministic(f"sd_{term.name}", pt.stack(parts), dims=coef_dim(term))
+
+
+def group_effects(
+    term: GroupTerm, spec: ModelSpec, centers: list[pt.TensorVariable | float]
+) -> pt.TensorVariable:
+    """Add a term's sds, LKJ correlation and effects; return ``r`` (levels x effects).
+
+    ``( ... | g)`` gives correlated effects with an LKJ prior on their correlation,
+    ``( ... || g)`` independent ones. A non-centred component is ``sd * z`` (through the
+    Cholesky factor ``L`` when correlated). A centred component is sampled as the level's
+    *total* effect, ``t ~ Normal(center, sd)``, where ``center`` is the population
+    coefficient plus every coarser level's effect for that coefficient, and
+    ``r = t - center`` (hierarchical centring: where the counts pin ``t`` down, the sampler
+    no longer walks the ridge between a global coefficient and thousands of deviations).
+    Any subset of components may be centred: the centred block is drawn from its marginal
+    (multivariate normal when correlated) and the non-centred rest conditioned on it
+    through ``L``, which gives exactly the same joint distribution.
+    """
+    sd = term_sds(term, spec)
+    levels, coefs = level_dim(term), coef_dim(term)
+    n_levels = term.n_levels
+    centered = np.asarray(term.centered, dtype=bool)
+    mu = [pt.as_tensor_variable(c) for c in centers]
+    # Centred components first: the LKJ density is exchangeable, so the Cholesky factor
+    # can be taken in this order and the correlation permuted back for reporting.
+    perm = np.concatenate([np.flatnonzero(centered), np.flatnonzero(~centered)])
+    inverse = np.argsort(perm)
+    k = int(centered.sum())
+    sd_p = sd[perm]
+    chol = None
+    if term.uses_lkj:
+        chol = pm.LKJCorr(f"L_{term.name}", n=term.n_coefs, eta=spec.prior(f"cor_{term.name}"))
+        corr = (chol @ chol.T)[inverse][:, inverse]
+        pm.Deterministic(f"cor_{term.name}", corr, dims=(coefs, coefs + "_"))
+    parts = []  # standardised effects (levels x components), in permuted order
+    if k:
+        idx = perm[:k]
+        center = pt.stack([pt.zeros(n_levels) + mu[q] for q in idx], axis=1)
+        names = "__".join(term.coef_names[q] for q in idx)
+        if chol is not None and k > 1:
+            chol_c = chol[:k, :k]
+            total = pm.MvNormal(
+                f"t_{term.name}__{names}",
+                mu=center,
+                chol=sd_p[:k, None] * chol_c,
+                shape=(n_levels, k),
+            )
+            scaled = (total - center) / sd_p[None, :k]
+            parts.append(pt.linalg.solve_triangular(chol_c, scaled.T, lower=True).T)
+        else:
+            total = pm.Normal(
+                f"t_{term.name}__{names}", center, sd_p[None, :k], shape=(n_levels, k)
+            )
+            parts.append((total - center) / sd_p[None, :k])
+    if k < term.n_coefs:
+        parts.append(pm.Normal(f"z_{term.name}", 0.0, 1.0, shape=(n_levels, term.n_coefs - k)))
+    z = pt.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+    if chol is not None:
+        z = z @ chol.T
+    effects = (z * sd_p[None, :])[:, inverse]
+    return pm.Deterministic(f"r_{term.name}", effects, dims=(levels, coefs))
+
+
+def predictor_tensor(
+    lp: LinearPredictor, spec: ModelSpec, *, prefix: str = ""
+) -> tuple[pt.TensorVariable, dict[str, pt.TensorVariable]]:
+    """Build a linear predictor over the guide x screen-sample matrix.
+
+    Returns
+    -------
+    eta : tensor broadcastable to (n_sgrna, n_screen_samples)
+    effects : dict
+        ``r`` of each group term, by term name.
+    """
+    model = pm.modelcontext(None)
+    n_samples = len(spec.samples)
+    eta = pt.as_tensor_variable(np.zeros((1, n_samples)))
+    # per coefficient name, the part of each guide's effect built so far (for centring)
+    guide_parts: dict[str, pt.TensorVariable] = {}
+    if lp.common.intercept:
+        intercept = prior_variable(f"{prefix}Intercept", spec.prior(f"{prefix}Intercept"))
+        eta = eta + intercept
+        guide_parts["Intercept"] = intercept
+    if lp.common.names:
+        dim = f"{prefix}b_coef"
+        model.add_coord(dim, list(lp.common.names))
+        priors = [spec.prior(f"{prefix}b_{c}") for c in lp.common.names]
+        if all(p == priors[0] for p in priors):
+            b = prior_variable(f"{prefix}b", priors[0], dims=dim)
+        else:
+            parts = [
+                prior_variable(f"{prefix}b_{c}", p)
+                for c, p in zip(lp.common.names, priors, strict=True)
+            ]
+            b = pm.Deterministic(f"{prefix}b", pt.stack(parts), dims=dim)
+        eta = eta + pt.dot(lp.common.X, b)[None, :]
+        guide_parts.update({c: b[i] for i, c in enumerate(lp.common.names)})
+    if lp.common.offset.any():
+        eta = eta + lp.common.offset[None, :]
+    effects: dict[str, pt.TensorVariable] = {}
+    order = {"group": 0, "gene": 1, "sgrna": 2, "sample": 3}
+    for term in sorted(lp.groups, key=lambda t: order[t.level]):  # coarse to fine
+        add_term_coords(model, term)
+        centers: list[pt.TensorVariable | float] = [0.0] * term.n_coefs
+        if term.level != "sample":
+            first_guide = np.unique(term.index, return_index=True)[1]
+            for q, coef in enumerate(term.coef_names):
+                if term.centered[q] and coef in guide_parts:
+                    part = guide_parts[coef]
+                    centers[q] = part[first_guide] if part.ndim else part
+        r = group_effects(term, spec, centers)
+        effects[term.name] = r
+        eta = eta + term_contribution(term, r)
+        if term.level != "sample":
+            for q, coef in enumerate(term.coef_names):
+                guide_parts[coef] = guide_parts.get(coef, 0.0) + r[:, q][term.index]
+    return eta, effects
+
+
+def term_contribution(term: GroupTerm, r: pt.TensorVariable) -> pt.TensorVariable:
+    """A term's part of the linear predictor, broadcastable to (n_sgrna, n_samples)."""
+    constant = np.all(term.Z == term.Z[:1], axis=0)
+    if term.level == "sample":
+        return pt.sum(r[term.index] * term.Z, axis=1)[None, :]
+    part = 0.0
+    varying = np.flatnonzero(~constant)
+    fixed = np.flatnonzero(constant)
+    if fixed.size:  # e.g. the intercept: one value per guide, broadcast over samples
+        part = part + pt.dot(r[:, fixed], term.Z[0, fixed])[term.index][:, None]
+    if varying.size:
+        part = part + pt.dot(r[:, varying][term.index], term.Z[:, varying].T)
+    return part

@@ -1,0 +1,234 @@
+"""`ScreenModel`: the user-facing model class (the compute lives in spec/ and backend/)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from screenformula.io.screen_data import ScreenData
+from screenformula.results.fit import ScreenFit
+from screenformula.spec.model_spec import ModelSpec, PoolMode, build_spec
+
+
+class ScreenModel:
+    """A Bayesian hierarchical model of a pooled CRISPR screen from a brms-style formula.
+
+    Parameters
+    ----------
+    formula : str
+        brms-style, e.g.
+        ``"count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"``.
+        ``( ... | g)`` gives LKJ-correlated varying effects, ``( ... || g)`` independent
+        ones; ``g`` may be ``gene``, ``sgrna``, ``group``, a nesting such as ``gene/sgrna``
+        or ``group/gene/sgrna``, or a sample-sheet column. Population-level terms and
+        ``offset(...)`` use sample-sheet columns. Size factors enter as an offset
+        automatically.
+    data : ScreenData
+        The screen (see `read_counts` and `simulate_screen`).
+    family : {"negativebinomial", "poisson"}
+        The count family. Negative binomial: ``Var = mu + mu^2 / phi``.
+    dispersion : str
+        ``"shared"`` (one ``phi``), ``"sgrna"`` (``phi[s] ~ Gamma(1, phi_rate)``,
+        partially pooled) or a formula for ``log phi`` such as ``"alpha ~ 1 + (1 | sgrna)"``.
+    pool : {"auto", "joint", "offset", "covariate", None}
+        How the pool (plasmid / T0) samples enter (MODEL.md). ``"auto"`` is ``"joint"``
+        when the sheet marks pool samples and the formula has a guide-level term, else
+        None. With None, pool samples, if any, are ordinary samples of the formula.
+    priors : dict, optional
+        brms-like keys: ``"Intercept"``, ``"b"`` (all slopes), ``"b_<coef>"``, ``"sd"``,
+        ``"sd_<term>"``, ``"sd_<term>__<coef>"``, ``"cor"``/``"cor_<term>"`` (an LKJ eta),
+        ``"phi"``, ``"phi_rate"``, ``"alpha_Intercept"``, ``"pool_Intercept"``,
+        ``"phi_pool"``, ``"b_pool"``. Values are `Prior` (or ``bambi.Prior``) objects.
+    lkj_eta : float
+        Default LKJ shape of every correlated term (3, the seed's choice; brms uses 1).
+    parameterization : "auto", bool or dict
+        Centred (True) or non-centred (False) varying effects, globally or per term
+        name, or per term a list of the effects to centre. ``"auto"`` centres the
+        guide-level intercept and the gene-level slopes (well identified by the counts)
+        and keeps the rest non-centred, as measured in ``benchmarks/``.
+    reference : dict, optional
+        Reference level per sample-sheet column, e.g. ``{"condition": "initial"}``.
+        Without it, ``control`` (or a synonym, or a pool label such as ``T0``) is the
+        reference when present, else the first level in sorted order.
+
+    Examples
+    --------
+    >>> data, truth = sf.simulate_screen(n_genes=50, random_seed=1)  # doctest: +SKIP
+    >>> model = sf.ScreenModel("count ~ 1 + treatment + (1 + treatment | gene)", data)
+    >>> fit = model.fit(draws=500, tune=500, chains=2)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        formula: str,
+        data: ScreenData,
+        *,
+        family: str = "negativebinomial",
+        dispersion: str = "sgrna",
+        pool: PoolMode | str = "auto",
+        priors: dict[str, Any] | None = None,
+        lkj_eta: float = 3.0,
+        parameterization: str | bool | dict[str, str | bool] = "auto",
+        reference: dict[str, str] | None = None,
+    ) -> None:
+        self.spec: ModelSpec = build_spec(
+            formula,
+            data,
+            family=family,
+            dispersion=dispersion,
+            pool=pool,
+            priors=priors,
+            lkj_eta=lkj_eta,
+            parameterization=parameterization,
+            reference=reference,
+        )
+        self.settings: dict[str, Any] = {
+            "formula": formula,
+            "family": self.spec.family.name,
+            "dispersion": dispersion,
+            "pool": self.spec.pool.mode,
+            "priors": {
+                k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in (priors or {}).items()
+            },
+            "lkj_eta": lkj_eta,
+            "parameterization": parameterization,
+            "reference": reference or {},
+        }
+        self._pymc_model = None
+
+    @property
+    def data(self) -> ScreenData:
+        """The screen data the model was built on."""
+        return self.spec.data
+
+    @property
+    def pymc_model(self):  # noqa: ANN201 - pymc type stays inside the backend
+        """The PyMC model (built on first use)."""
+        if self._pymc_model is None:
+            from screenformula.backend.model import build_pymc_model
+
+            self._pymc_model = build_pymc_model(self.spec)
+        return self._pymc_model
+
+    def fit(
+        self,
+        method: str = "nuts",
+        *,
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        cores: int | None = None,
+        random_seed: int | None = None,
+        engine: str = "nutpie",
+        target_accept: float = 0.8,
+        progress: bool = True,
+        store_sgrna: bool | str = "auto",
+        log_likelihood: bool | str = "auto",
+        **kwargs: Any,
+    ) -> ScreenFit:
+        """Fit the model and return a `ScreenFit`.
+
+        Parameters
+        ----------
+        method : {"nuts"}
+            The inference method.
+        draws, tune, chains : int
+            Draws kept per chain, warm-up draws per chain, number of chains.
+        cores : int, optional
+            Chains run in parallel (default: one per chain).
+        random_seed : int, optional
+            Seed for reproducible draws.
+        engine : {"nutpie", "pymc", "numpyro"}
+            The NUTS implementation: nutpie (numba, the default) or PyMC's own, or
+            numpyro through PyMC (needs ``jax`` and ``numpyro``).
+        target_accept : float
+            NUTS target acceptance; raise it (0.9, 0.95) when there are divergences.
+        progress : bool
+            Show a progress bar.
+        store_sgrna : bool or "auto"
+            Keep the draws of guide-level variables. "auto" keeps them unless they would
+            take more than about 500 MB (a genome-wide library).
+        log_likelihood : bool or "auto"
+            Add the pointwise log-likelihood (for LOO); "auto" adds it when it fits in
+            about 400 MB.
+        **kwargs
+            Passed to the engine (e.g. ``maxdepth`` for nutpie).
+        """
+        from screenformula.inference.fit import fit_model
+
+        return fit_model(
+            self,
+            method,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            random_seed=random_seed,
+            engine=engine,
+            target_accept=target_accept,
+            progress=progress,
+            store_sgrna=store_sgrna,
+            log_likelihood=log_likelihood,
+            **kwargs,
+        )
+
+    def sample_prior_predictive(self, draws: int = 500, random_seed: int | None = None) -> Any:
+        """Draws from the prior and the prior predictive (an arviz DataTree)."""
+        import pymc as pm
+
+        with self.pymc_model:
+            return pm.sample_prior_predictive(draws=draws, random_seed=random_seed)
+
+    def prior_summary(self) -> pd.DataFrame:
+        """Every prior with its class, coefficient, group and source (brms's ``prior_summary``)."""
+        return self.spec.prior_table()
+
+    def __repr__(self) -> str:
+        spec = self.spec
+        disp = spec.dispersion
+        disp_text = {
+            "shared": "phi (shared by all guides)",
+            "sgrna": "phi[sgrna] ~ Gamma(1, phi_rate) (per guide, partially pooled)",
+            "formula": f"log phi: {disp.formula}",
+            "none": "none (Poisson)",
+        }[disp.mode]
+        lines = [
+            f"Formula: {spec.formula}",
+            f" Family: {spec.family.name} (link: log; brms: {spec.family.brms})",
+            f" Dispersion: {disp_text}",
+            f"   Data: {spec.data.n_sgrnas:,} sgRNAs, {spec.data.n_genes:,} genes, "
+            f"{len(spec.samples)} screen samples"
+            + (
+                f", pool: {spec.pool.mode} ({', '.join(spec.pool.samples)})"
+                if spec.pool.mode
+                else ", pool: none"
+            ),
+            "Offsets: log size factors"
+            + (", log pool abundance" if spec.pool.mode == "offset" else ""),
+        ]
+        if spec.pool.mode == "joint":
+            lines.append(
+                "Pool likelihood: pool_count[s,p] ~ NegativeBinomial(L_p * exp(pool_Intercept "
+                "+ a_s), phi_pool), sharing the guide baseline a_s"
+            )
+        lines.append("Group terms:")
+        for term in spec.groups:
+            kind = "correlated (LKJ)" if term.uses_lkj else "independent"
+            lines.append(
+                f"  ({term.expr} {'|' if term.correlated else '||'} {term.factor}): "
+                f"{term.n_levels:,} levels x {term.n_coefs} effects, {kind}, name {term.name!r}"
+            )
+        lines.append("Priors:")
+        table = self.prior_summary()
+        for row in table.to_dict("records"):
+            where = " ".join(
+                text
+                for key, text in (
+                    ("coef", f"coef={row['coef']}"),
+                    ("group", f"group={row['group']}"),
+                )
+                if row[key]
+            )
+            lines.append(f"  {row['class']:<14} {row['prior']:<38} {where:<36} ({row['source']})")
+        return "\n".join(lines)

@@ -1,0 +1,176 @@
+"""Split a brms-style formula into its response, population part and group blocks.
+
+formulae (the parser Bambi uses) reads every term that it can: population-level
+terms, offsets and the left-hand side of each group block. It cannot say which
+group terms shared one pair of parentheses (it splits ``(1 + x | g)`` into ``1|g``
+and ``x|g``) nor read ``||``, so this module finds the blocks first.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import formulae as fm
+
+from screenformula.errors import FormulaError
+
+#: Names a distributional formula may use for the negative-binomial dispersion.
+DISPERSION_NAMES = ("alpha", "phi", "shape")
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+@dataclass(frozen=True)
+class GroupBlock:
+    """One ``(expr | factor)`` or ``(expr || factor)`` block after nesting is expanded.
+
+    Attributes
+    ----------
+    expr : str
+        The varying-effect part, e.g. ``"1 + treatment"``.
+    factor : tuple of str
+        The grouping variables, e.g. ``("gene", "sgrna")`` for ``gene:sgrna``.
+    correlated : bool
+        True for ``|`` (LKJ-correlated effects), False for ``||``.
+    source : str
+        The block as the user wrote it, for messages.
+    """
+
+    expr: str
+    factor: tuple[str, ...]
+    correlated: bool
+    source: str
+
+    @property
+    def factor_label(self) -> str:
+        """The factor written brms-style, e.g. ``gene:sgrna``."""
+        return ":".join(self.factor)
+
+
+@dataclass(frozen=True)
+class ParsedFormula:
+    """A formula split into parts; no data has been looked at yet."""
+
+    response: str
+    common: str
+    groups: tuple[GroupBlock, ...] = field(default_factory=tuple)
+    text: str = ""
+
+    @property
+    def variables(self) -> set[str]:
+        """Every variable name the formula uses (response excluded)."""
+        names: set[str] = set()
+        for rhs in [self.common, *(g.expr for g in self.groups)]:
+            names |= _variables_of(rhs)
+        for g in self.groups:
+            names |= set(g.factor)
+        return names
+
+
+def _split_top_level(rhs: str, text: str) -> list[str]:
+    """Split ``rhs`` on ``+``/``-`` outside parentheses, keeping a leading ``-``."""
+    pieces: list[str] = []
+    depth = 0
+    current = ""
+    for char in rhs:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                raise FormulaError(f"unbalanced ')' in formula {text!r}")
+        if depth == 0 and char in "+-":
+            if current.strip():
+                pieces.append(current.strip())
+            current = "-" if char == "-" else ""
+            continue
+        current += char
+    if depth != 0:
+        raise FormulaError(f"unbalanced '(' in formula {text!r}")
+    if current.strip():
+        pieces.append(current.strip())
+    return pieces
+
+
+def _expand_factor(factor: str, source: str) -> list[tuple[str, ...]]:
+    """``a/b/c`` -> ``[(a,), (a, b), (a, b, c)]``; ``a:b`` -> ``[(a, b)]``."""
+    factor = factor.strip()
+    if "/" in factor:
+        parts = [p.strip() for p in factor.split("/")]
+        for p in parts:
+            if not _IDENT.match(p):
+                raise FormulaError(f"cannot read grouping factor {p!r} in term {source!r}")
+        return [tuple(parts[: i + 1]) for i in range(len(parts))]
+    parts = [p.strip() for p in factor.split(":")]
+    for p in parts:
+        if not _IDENT.match(p):
+            raise FormulaError(f"cannot read grouping factor {p!r} in term {source!r}")
+    return [tuple(parts)]
+
+
+def _variables_of(rhs: str) -> set[str]:
+    if not rhs.strip():
+        return set()
+    try:
+        description = fm.model_description(rhs)
+    except Exception as err:  # formulae raises many kinds of parse errors
+        raise FormulaError(f"cannot parse {rhs!r}: {err}") from None
+    names: set[str] = set()
+    for term in description.terms:
+        names |= set(getattr(term, "var_names", set()) or set())
+    return names
+
+
+def parse_formula(text: str, *, dispersion: bool = False) -> ParsedFormula:
+    """Split a brms-style formula.
+
+    Parameters
+    ----------
+    text : str
+        E.g. ``"count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"``.
+    dispersion : bool
+        True when parsing a distributional formula (``alpha ~ ...``), whose response must
+        be one of ``alpha``, ``phi`` or ``shape``.
+
+    Returns
+    -------
+    ParsedFormula
+
+    Raises
+    ------
+    FormulaError
+        For a missing ``~``, unbalanced parentheses, an empty group block or an
+        unreadable grouping factor.
+    """
+    if not isinstance(text, str) or text.count("~") != 1:
+        raise FormulaError(f"a formula needs exactly one '~', got {text!r}")
+    lhs, rhs = (part.strip() for part in text.split("~"))
+    if not _IDENT.match(lhs):
+        raise FormulaError(f"the response of {text!r} must be a single name, got {lhs!r}")
+    if dispersion and lhs not in DISPERSION_NAMES:
+        raise FormulaError(
+            f"a dispersion formula must start with one of {', '.join(DISPERSION_NAMES)}, "
+            f"got {lhs!r}"
+        )
+    common: list[str] = []
+    groups: list[GroupBlock] = []
+    for piece in _split_top_level(rhs, text):
+        inner = piece[1:-1] if piece.startswith("(") and piece.endswith(")") else None
+        if inner is None or "|" not in inner:
+            common.append(piece)
+            continue
+        if inner.count("|") not in (1, 2) or (inner.count("|") == 2 and "||" not in inner):
+            raise FormulaError(f"cannot read group term {piece!r}")
+        correlated = "||" not in inner
+        expr, factor = (s.strip() for s in inner.split("||" if not correlated else "|"))
+        if not expr:
+            raise FormulaError(f"group term {piece!r} has no effects before '|'")
+        if not factor:
+            raise FormulaError(f"group term {piece!r} has no grouping factor after '|'")
+        for fac in _expand_factor(factor, piece):
+            groups.append(GroupBlock(expr, fac, correlated, piece))
+    common_text = " + ".join(common).replace("+ -", "- ") if common else "1"
+    parsed = ParsedFormula(lhs, common_text, tuple(groups), text)
+    parsed.variables  # noqa: B018 - parse every part now so errors surface here
+    return parsed

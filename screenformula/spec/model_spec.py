@@ -1,0 +1,366 @@
+"""The full model specification: formula + data + family + priors, all numeric, no PyMC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from screenformula._constants import CONDITION, POOL, POOL_LABELS, SGRNA
+from screenformula.errors import FormulaError
+from screenformula.io.screen_data import ScreenData
+from screenformula.spec.families import Family, get_family
+from screenformula.spec.formula import parse_formula
+from screenformula.spec.priors import Prior, as_lkj_eta, as_prior
+from screenformula.spec.terms import GroupTerm, LinearPredictor, resolve_predictor
+
+PoolMode = Literal["joint", "offset", "covariate"] | None
+POOL_MODES = ("joint", "offset", "covariate", None)
+DISPERSION_MODES = ("shared", "sgrna")
+
+#: Pseudo-count added to pool counts before taking logs (MODEL.md).
+POOL_PSEUDOCOUNT = 0.5
+
+#: Level names taken as the reference level of a text column, in this order.
+REFERENCE_LEVELS = ("control", "ctrl", "untreated", "vehicle", "dmso", *sorted(POOL_LABELS))
+
+
+@dataclass(frozen=True)
+class PriorEntry:
+    """One row of the prior summary (as brms's ``prior_summary``)."""
+
+    key: str
+    cls: str
+    coef: str
+    group: str
+    prior: Prior | float
+    source: str
+
+
+@dataclass(frozen=True)
+class DispersionSpec:
+    """How the negative-binomial dispersion ``phi`` is modelled."""
+
+    mode: Literal["shared", "sgrna", "formula", "none"]
+    formula: str | None = None
+    predictor: LinearPredictor | None = None
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """The pool (plasmid / T0) component."""
+
+    mode: PoolMode
+    samples: tuple[str, ...] = ()
+    counts: np.ndarray | None = None  # (n_sgrna, n_pool) integers
+    log_size_factors: np.ndarray | None = None  # (n_pool,)
+    log_abundance: np.ndarray | None = None  # (n_sgrna,) mean of log((P + 0.5) / L_p)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the backend needs to build the PyMC model."""
+
+    formula: str
+    family: Family
+    mean: LinearPredictor
+    dispersion: DispersionSpec
+    pool: PoolSpec
+    priors: dict[str, PriorEntry]
+    data: ScreenData
+    samples: tuple[str, ...]
+    counts: np.ndarray  # (n_sgrna, n_screen_samples)
+    log_size_factors: np.ndarray  # (n_screen_samples,)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def groups(self) -> tuple[GroupTerm, ...]:
+        """Group terms of the mean formula."""
+        return self.mean.groups
+
+    def term(self, name: str) -> GroupTerm:
+        """The mean-formula group term called ``name``."""
+        for term in self.mean.groups:
+            if term.name == name:
+                return term
+        raise KeyError(name)
+
+    def prior(self, key: str) -> Prior | float:
+        """The prior in force for ``key``."""
+        return self.priors[key].prior
+
+    def prior_table(self) -> pd.DataFrame:
+        """Every prior of the model, one row each (brms's ``prior_summary``)."""
+        rows = [
+            {
+                "prior": repr(e.prior) if isinstance(e.prior, Prior) else f"LKJ(eta={e.prior:g})",
+                "class": e.cls,
+                "coef": e.coef,
+                "group": e.group,
+                "source": e.source,
+                "key": e.key,
+            }
+            for e in self.priors.values()
+        ]
+        return pd.DataFrame(rows)
+
+
+def _intercept_center(counts: np.ndarray, log_sf: np.ndarray, offset: np.ndarray) -> float:
+    """Log median normalised count: where a data-scaled intercept prior centres."""
+    logs = np.log((counts + 0.5) / np.exp(log_sf)[None, :]) - offset
+    return float(np.median(logs))
+
+
+class _PriorBuilder:
+    """Collect default priors, then apply the user's by key; unknown keys are errors."""
+
+    def __init__(self, user: dict[str, Any] | None, lkj_eta: float) -> None:
+        self.user = dict(user or {})
+        self.entries: dict[str, PriorEntry] = {}
+        self.lkj_eta = as_lkj_eta(lkj_eta, "lkj_eta")
+
+    def add(
+        self,
+        key: str,
+        cls: str,
+        default: Prior,
+        *,
+        coef: str = "",
+        group: str = "",
+        fallbacks: tuple[str, ...] = (),
+        positive: bool = False,
+    ) -> None:
+        for candidate in (key, *fallbacks):
+            if candidate in self.user:
+                prior = as_prior(self.user[candidate], candidate, positive=positive)
+                self.entries[key] = PriorEntry(key, cls, coef, group, prior, "user")
+                return
+        self.entries[key] = PriorEntry(key, cls, coef, group, default, "default")
+
+    def add_cor(self, key: str, group: str) -> None:
+        for candidate in (key, "cor"):
+            if candidate in self.user:
+                eta = as_lkj_eta(self.user[candidate], candidate)
+                self.entries[key] = PriorEntry(key, "cor", "", group, eta, "user")
+                return
+        self.entries[key] = PriorEntry(key, "cor", "", group, self.lkj_eta, "default")
+
+    def add_predictor(self, lp: LinearPredictor, prefix: str, intercept: Prior) -> None:
+        if lp.common.intercept:
+            self.add(f"{prefix}Intercept", f"{prefix}Intercept", intercept)
+        for coef in lp.common.names:
+            self.add(
+                f"{prefix}b_{coef}",
+                f"{prefix}b",
+                Prior("StudentT", nu=5, mu=0, sigma=1),
+                coef=coef,
+                fallbacks=(f"{prefix}b",),
+            )
+        for term in lp.groups:
+            for coef in term.coef_names:
+                self.add(
+                    f"sd_{term.name}__{coef}",
+                    f"{prefix}sd",
+                    Prior("Exponential", lam=1),
+                    coef=coef,
+                    group=term.name,
+                    fallbacks=(f"sd_{term.name}", f"{prefix}sd"),
+                    positive=True,
+                )
+            if term.uses_lkj:
+                self.add_cor(f"cor_{term.name}", term.name)
+
+    def finish(self) -> dict[str, PriorEntry]:
+        known = set(self.entries)
+        generic = {"b", "sd", "cor", "alpha_b", "alpha_sd"}
+        generic |= {k.split("__")[0] for k in known if k.startswith("sd_")}
+        unknown = [k for k in self.user if k not in known | generic]
+        if unknown:
+            raise FormulaError(
+                f"prior key {unknown[0]!r} matches nothing in this model; "
+                f"valid keys: {', '.join(sorted(known | generic))}"
+            )
+        return self.entries
+
+
+def build_spec(
+    formula: str,
+    data: ScreenData,
+    *,
+    family: str = "negativebinomial",
+    dispersion: str = "sgrna",
+    pool: PoolMode | str = "auto",
+    priors: dict[str, Any] | None = None,
+    lkj_eta: float = 3.0,
+    parameterization: str | bool | dict[str, str | bool] = "auto",
+    reference: dict[str, str] | None = None,
+) -> ModelSpec:
+    """Resolve formula, data and options into a `ModelSpec` (see `ScreenModel`)."""
+    if not isinstance(data, ScreenData):
+        raise FormulaError(
+            f"data must be a ScreenData (see sf.read_counts), got {type(data).__name__}"
+        )
+    fam = get_family(family)
+    parsed = parse_formula(formula)
+    has_pool = bool(data.pool_mask.any())
+    if pool == "auto":
+        pool = "joint" if has_pool and _has_guide_intercept(parsed) else None
+    if pool not in POOL_MODES:
+        raise FormulaError(f"unknown pool mode {pool!r}: choose joint, offset, covariate or None")
+    if pool is not None and not has_pool:
+        raise FormulaError(
+            f"pool={pool!r} needs a pool sample: mark the plasmid / T0 rows with pool=True "
+            "in the sample sheet"
+        )
+    screen = ~data.pool_mask if pool is not None else np.ones(data.n_samples, bool)
+    samples = data.samples.loc[screen].drop(columns=[POOL]).copy()
+    samples = _with_reference_levels(samples, reference)
+    if len(samples) == 0:
+        raise FormulaError("no screen samples left once the pool samples are set aside")
+    counts = data.counts[:, screen]
+    log_sf = np.log(data.size_factors.to_numpy()[screen])
+
+    pool_spec = _pool_spec(pool, data)
+    mean = resolve_predictor(parsed, data, samples, parameterization=parameterization)
+    if pool == "joint" and not any(_is_guide_intercept(t) for t in mean.groups):
+        raise FormulaError(
+            "pool='joint' shares each guide's baseline with the pool, so the formula needs a "
+            "guide-level intercept such as (1 + treatment | gene:sgrna)"
+        )
+
+    offset = mean.common.offset[None, :]
+    if pool == "offset":
+        offset = offset + pool_spec.log_abundance[:, None]
+    center = _intercept_center(counts, log_sf, offset)
+
+    builder = _PriorBuilder(priors, lkj_eta)
+    builder.add_predictor(mean, "", Prior("StudentT", nu=3, mu=round(center, 3), sigma=2.5))
+
+    disp = _dispersion_spec(dispersion, fam, data, samples, parameterization)
+    if disp.mode == "shared":
+        builder.add("phi", "phi", Prior("Gamma", alpha=0.01, beta=0.01), positive=True)
+    elif disp.mode == "sgrna":
+        builder.add("phi_rate", "phi_rate", Prior("Gamma", alpha=1, beta=1), positive=True)
+    elif disp.mode == "formula":
+        builder.add_predictor(disp.predictor, "alpha_", Prior("StudentT", nu=3, mu=0, sigma=2.5))
+
+    if pool == "covariate":
+        builder.add("b_pool", "b", Prior("StudentT", nu=5, mu=1, sigma=1), coef="pool")
+    if pool == "joint":
+        pool_center = float(
+            np.median(
+                np.log((pool_spec.counts + POOL_PSEUDOCOUNT) / np.exp(pool_spec.log_size_factors))
+            )
+        )
+        if mean.common.intercept:  # the pool's scale relative to the screen intercept
+            builder.add(
+                "pool_shift",
+                "pool_shift",
+                Prior("StudentT", nu=3, mu=round(pool_center - center, 3), sigma=2.5),
+            )
+        else:
+            builder.add(
+                "pool_Intercept",
+                "pool_Intercept",
+                Prior("StudentT", nu=3, mu=round(pool_center, 3), sigma=2.5),
+            )
+        builder.add("phi_pool", "phi_pool", Prior("Gamma", alpha=2, beta=0.05), positive=True)
+
+    return ModelSpec(
+        formula=formula,
+        family=fam,
+        mean=mean,
+        dispersion=disp,
+        pool=pool_spec,
+        priors=builder.finish(),
+        data=data,
+        samples=tuple(map(str, samples.index)),
+        counts=counts,
+        log_size_factors=log_sf,
+        options={"lkj_eta": float(lkj_eta), "parameterization": parameterization},
+    )
+
+
+def _is_guide_intercept(term: GroupTerm) -> bool:
+    return term.level == SGRNA and term.coef_names[:1] == ("Intercept",)
+
+
+def _has_guide_intercept(parsed: Any) -> bool:
+    return any(SGRNA in g.factor for g in parsed.groups)
+
+
+def _with_reference_levels(
+    samples: pd.DataFrame, reference: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """Text columns become categoricals with a reference level first.
+
+    The reference is ``reference[column]`` when given, else ``control`` or a synonym
+    (or a pool label such as ``T0``), else the first level in sorted order. Categorical
+    columns keep the level order the user gave them; numbers stay numbers.
+    """
+    reference = dict(reference or {})
+    for column, level in reference.items():
+        if column not in samples.columns:
+            raise FormulaError(f"reference level given for unknown column {column!r}")
+        if level not in set(samples[column].astype(str)):
+            raise FormulaError(f"reference level {level!r} is not a value of column {column!r}")
+        values = samples[column].astype(str)
+        others = sorted(set(values) - {level})
+        samples[column] = pd.Categorical(values, categories=[level, *others])
+    for column in samples.columns:
+        values = samples[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            # pool rows may have been set aside: their level must not become a column
+            samples[column] = values.cat.remove_unused_categories()
+            continue
+        if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
+            continue
+        ordered = sorted(pd.unique(values.astype(str)))
+        for ref in REFERENCE_LEVELS:
+            match = [level for level in ordered if level.lower() == ref]
+            if match:
+                ordered.remove(match[0])
+                ordered.insert(0, match[0])
+                break
+        samples[column] = pd.Categorical(values.astype(str), categories=ordered)
+    return samples
+
+
+def _pool_spec(mode: PoolMode, data: ScreenData) -> PoolSpec:
+    if mode is None:
+        return PoolSpec(None)
+    mask = data.pool_mask
+    counts = data.counts[:, mask]
+    log_sf = np.log(data.size_factors.to_numpy()[mask])
+    log_abundance = np.mean(np.log(counts + POOL_PSEUDOCOUNT) - log_sf[None, :], axis=1)
+    if mode == "covariate":
+        log_abundance = log_abundance - log_abundance.mean()
+    return PoolSpec(mode, tuple(map(str, data.pool_samples)), counts, log_sf, log_abundance)
+
+
+def _dispersion_spec(
+    dispersion: str,
+    family: Family,
+    data: ScreenData,
+    samples: pd.DataFrame,
+    parameterization: str | bool | dict[str, str | bool],
+) -> DispersionSpec:
+    if family.dispersion is None:
+        return DispersionSpec("none")
+    if dispersion in DISPERSION_MODES:
+        return DispersionSpec(dispersion)  # type: ignore[arg-type]
+    if isinstance(dispersion, str) and "~" in dispersion:
+        parsed = parse_formula(dispersion, dispersion=True)
+        lp = resolve_predictor(
+            parsed, data, samples, prefix="alpha_", parameterization=parameterization
+        )
+        return DispersionSpec("formula", dispersion, lp)
+    raise FormulaError(
+        f"unknown dispersion {dispersion!r}: use 'shared', 'sgrna' or a formula like "
+        "'alpha ~ 1 + (1 | sgrna)'"
+    )
+
+
+__all__ = ["CONDITION", "ModelSpec", "PoolSpec", "DispersionSpec", "PriorEntry", "build_spec"]

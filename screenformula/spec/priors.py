@@ -1,0 +1,131 @@
+"""Priors, brms-style: set by class (``b``, ``sd``, ``cor``, ...), by term or by group.
+
+A prior is a distribution name from PyMC with its parameters. ``bambi.Prior`` objects
+are accepted as they are (anything with ``.name`` and ``.args``). No PyMC here: the
+backend turns a `Prior` into a PyMC variable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from screenformula.errors import FormulaError
+
+#: PyMC distributions allowed as priors, with the parameters each needs (a table of data).
+DISTRIBUTIONS: dict[str, tuple[set[str], bool]] = {
+    # name: (accepted parameters, positive support)
+    "Normal": ({"mu", "sigma"}, False),
+    "StudentT": ({"nu", "mu", "sigma"}, False),
+    "Cauchy": ({"alpha", "beta"}, False),
+    "Laplace": ({"mu", "b"}, False),
+    "Logistic": ({"mu", "s"}, False),
+    "HalfNormal": ({"sigma"}, True),
+    "HalfStudentT": ({"nu", "sigma"}, True),
+    "HalfCauchy": ({"beta"}, True),
+    "Exponential": ({"lam", "scale"}, True),
+    "Gamma": ({"alpha", "beta", "mu", "sigma"}, True),
+    "InverseGamma": ({"alpha", "beta", "mu", "sigma"}, True),
+    "LogNormal": ({"mu", "sigma"}, True),
+    "Weibull": ({"alpha", "beta"}, True),
+    "Uniform": ({"lower", "upper"}, False),
+    "TruncatedNormal": ({"mu", "sigma", "lower", "upper"}, False),
+}
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A prior distribution: a PyMC distribution name and its parameters.
+
+    Parameters
+    ----------
+    name : str
+        A PyMC distribution name, e.g. ``"StudentT"``.
+    **args
+        Its parameters, e.g. ``nu=5, mu=0, sigma=1``.
+
+    Examples
+    --------
+    >>> Prior("StudentT", nu=5, mu=0, sigma=1)
+    StudentT(nu=5, mu=0, sigma=1)
+    """
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(self, name: str, **args: Any) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "args", dict(args))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={_fmt(v)}" for k, v in self.args.items())
+        return f"{self.name}({inner})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict form (saved with a fit)."""
+        return {"name": self.name, "args": {k: float(v) for k, v in self.args.items()}}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def as_prior(value: Any, key: str, *, positive: bool = False) -> Prior:
+    """Check a user prior and return it as a `Prior`.
+
+    Parameters
+    ----------
+    value : Prior, bambi.Prior or (name, dict)
+    key : str
+        The prior's key in ``priors=``, used in messages.
+    positive : bool
+        True where the parameter must be positive (sds, dispersion).
+
+    Raises
+    ------
+    FormulaError
+        Naming ``key`` for an unknown distribution, a wrong parameter or a prior whose
+        support does not fit (a Normal on an sd).
+    """
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
+        value = Prior(value[0], **value[1])
+    name = getattr(value, "name", None)
+    args = getattr(value, "args", None)
+    if not isinstance(name, str) or not isinstance(args, dict):
+        raise FormulaError(
+            f"prior for {key!r} must be a screenformula.Prior or bambi.Prior, got {value!r}"
+        )
+    if name not in DISTRIBUTIONS:
+        raise FormulaError(
+            f"prior for {key!r}: unknown distribution {name!r} "
+            f"(choose one of {', '.join(sorted(DISTRIBUTIONS))})"
+        )
+    accepted, positive_support = DISTRIBUTIONS[name]
+    unknown = set(args) - accepted
+    if unknown:
+        raise FormulaError(
+            f"prior for {key!r}: {name} has no parameter {sorted(unknown)[0]!r} "
+            f"(it takes {', '.join(sorted(accepted))})"
+        )
+    for arg, val in args.items():
+        if not isinstance(val, int | float) or isinstance(val, bool):
+            raise FormulaError(f"prior for {key!r}: {name}({arg}=...) must be a number")
+        if arg in {"sigma", "beta", "lam", "nu", "scale", "s", "b"} and val <= 0:
+            raise FormulaError(f"prior for {key!r}: {name}({arg}={val}) must be positive")
+    if positive and not positive_support:
+        raise FormulaError(
+            f"prior for {key!r}: {name} allows negative values but {key!r} must be positive "
+            "(use e.g. Exponential, HalfNormal, HalfStudentT or Gamma)"
+        )
+    return Prior(name, **args)
+
+
+def as_lkj_eta(value: Any, key: str) -> float:
+    """An LKJ shape from a number or ``Prior("LKJ", eta=...)``."""
+    if getattr(value, "name", None) == "LKJ":
+        value = getattr(value, "args", {}).get("eta")
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise FormulaError(f"prior for {key!r}: the LKJ eta must be a positive number")
+    return float(value)
