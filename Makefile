@@ -1,17 +1,24 @@
-# Quick start: `make demo` and `make test`. Each sets up .venv itself.
+# Quick start: `make demo` and `make test`. Each sets up .venv itself (Python >= 3.12,
+# found by tools/find-python) and installs the package editable with its test extras.
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Only the folders that exist in this checkout (git keeps no empty folder).
+SRC := $(wildcard screenformula tests benchmarks)
 
-.PHONY: demo test test-fast lint format bench clean-venv
+.PHONY: demo test test-fast lint format clean-venv
 
+# (Re)create .venv unless it holds a working Python >= 3.12, then install; the stamp
+# keeps later runs from reinstalling until pyproject.toml changes.
 $(STAMP): pyproject.toml
 	@set -e; \
-	if [ ! -x $(PY) ]; then \
-		PYTHON_BIN=$$(tools/find-python) || exit 1; \
+	if ! $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then \
+		PYTHON_BIN=$$(sh tools/find-python) || exit 1; \
+		rm -rf $(VENV); \
 		echo "Creating $(VENV) with $$PYTHON_BIN"; \
 		"$$PYTHON_BIN" -m venv $(VENV); \
 	fi; \
+	echo "Installing screenformula (editable, with test extras) into $(VENV)"; \
 	$(PY) -m pip install -q --upgrade pip >/dev/null 2>&1 || true; \
 	$(PY) -m pip install -q -e ".[test]"; \
 	touch $(STAMP)
@@ -20,19 +27,19 @@ demo: $(STAMP)
 	$(PY) -m screenformula.demo
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check screenformula tests benchmarks
-	$(VENV)/bin/ruff format --check screenformula tests benchmarks
+	$(VENV)/bin/ruff check $(SRC)
+	$(VENV)/bin/ruff format --check $(SRC)
 	$(VENV)/bin/pytest -q
 
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check screenformula tests benchmarks
+	$(VENV)/bin/ruff check $(SRC)
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format screenformula tests benchmarks
-	$(VENV)/bin/ruff check --fix screenformula tests benchmarks
+	$(VENV)/bin/ruff format $(SRC)
+	$(VENV)/bin/ruff check --fix $(SRC)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -170,7 +170,13 @@ def parse_formula(text: str, *, dispersion: bool = False) -> ParsedFormula:
             raise FormulaError(f"group term {piece!r} has no grouping factor after '|'")
         for fac in _expand_factor(factor, piece):
             groups.append(GroupBlock(expr, fac, correlated, piece))
-    common_text = " + ".join(common).replace("+ -", "- ") if common else "1"
+    common_text = ""
+    for piece in common:
+        if piece.startswith("-"):
+            common_text += f" - {piece[1:].strip()}" if common_text else f"-{piece[1:].strip()}"
+        else:
+            common_text += f" + {piece}" if common_text else piece
+    common_text = common_text or "1"
     parsed = ParsedFormula(lhs, common_text, tuple(groups), text)
     parsed.variables  # noqa: B018 - parse every part now so errors surface here
     return parsed

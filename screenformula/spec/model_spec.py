@@ -308,12 +308,13 @@ def _with_reference_levels(
             raise FormulaError(f"reference level {level!r} is not a value of column {column!r}")
         values = samples[column].astype(str)
         others = sorted(set(values) - {level})
-        samples[column] = pd.Categorical(values, categories=[level, *others])
+        samples[column] = pd.Categorical(values, categories=[level, *others], ordered=True)
     for column in samples.columns:
         values = samples[column]
         if isinstance(values.dtype, pd.CategoricalDtype):
             # pool rows may have been set aside: their level must not become a column
-            samples[column] = values.cat.remove_unused_categories()
+            # formulae honours the level order of ordered categoricals only
+            samples[column] = values.cat.remove_unused_categories().cat.as_ordered()
             continue
         if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
             continue
@@ -324,7 +325,7 @@ def _with_reference_levels(
                 ordered.remove(match[0])
                 ordered.insert(0, match[0])
                 break
-        samples[column] = pd.Categorical(values.astype(str), categories=ordered)
+        samples[column] = pd.Categorical(values.astype(str), categories=ordered, ordered=True)
     return samples
 
 

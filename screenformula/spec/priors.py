@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from screenformula.errors import FormulaError
 
 #: PyMC distributions allowed as priors, with the parameters each needs (a table of data).
@@ -109,9 +111,15 @@ def as_prior(value: Any, key: str, *, positive: bool = False) -> Prior:
             f"prior for {key!r}: {name} has no parameter {sorted(unknown)[0]!r} "
             f"(it takes {', '.join(sorted(accepted))})"
         )
+    clean: dict[str, float] = {}
     for arg, val in args.items():
-        if not isinstance(val, int | float) or isinstance(val, bool):
+        try:  # bambi stores parameters as 0-d arrays
+            number = float(np.asarray(val).item()) if not isinstance(val, bool) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None:
             raise FormulaError(f"prior for {key!r}: {name}({arg}=...) must be a number")
+        val = clean[arg] = int(number) if number.is_integer() and isinstance(val, int) else number
         if arg in {"sigma", "beta", "lam", "nu", "scale", "s", "b"} and val <= 0:
             raise FormulaError(f"prior for {key!r}: {name}({arg}={val}) must be positive")
     if positive and not positive_support:
@@ -119,7 +127,7 @@ def as_prior(value: Any, key: str, *, positive: bool = False) -> Prior:
             f"prior for {key!r}: {name} allows negative values but {key!r} must be positive "
             "(use e.g. Exponential, HalfNormal, HalfStudentT or Gamma)"
         )
-    return Prior(name, **args)
+    return Prior(name, **clean)
 
 
 def as_lkj_eta(value: Any, key: str) -> float:
