@@ -207,6 +207,15 @@ class ScreenModel:
             "Offsets: log size factors"
             + (", log pool abundance" if spec.pool.mode == "offset" else ""),
         ]
+        if spec.pool.n_zero:
+            lines.append(
+                f"   Note: {spec.pool.n_zero:,} guides have no pool reads"
+                + (
+                    ": their pool offset rests on the 0.5 pseudo-count"
+                    if spec.pool.mode in ("offset", "covariate")
+                    else ""
+                )
+            )
         if spec.pool.mode == "joint":
             lines.append(
                 "Pool likelihood: pool_count[s,p] ~ NegativeBinomial(L_p * exp(pool_Intercept "

@@ -29,10 +29,10 @@ def build_pymc_model(spec: ModelSpec) -> pm.Model:
         log_mu = eta + spec.log_size_factors[None, :]
         pool = spec.pool
         if pool.mode == "offset":
-            log_mu = log_mu + pool.log_abundance[:, None]
+            log_mu = log_mu + pool.log_abundance
         elif pool.mode == "covariate":
             b_pool = prior_variable("b_pool", spec.prior("b_pool"))
-            log_mu = log_mu + b_pool * pool.log_abundance[:, None]
+            log_mu = log_mu + b_pool * pool.log_abundance
 
         phi = dispersion_tensor(spec)
         mu = pt.exp(log_mu)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from screenformula._constants import CONDITION, POOL, POOL_LABELS, SGRNA
+from screenformula._constants import BATCH, CONDITION, POOL, POOL_LABELS, SGRNA
 from screenformula.errors import FormulaError
 from screenformula.io.screen_data import ScreenData
 from screenformula.spec.families import Family, get_family
@@ -56,7 +56,12 @@ class PoolSpec:
     samples: tuple[str, ...] = ()
     counts: np.ndarray | None = None  # (n_sgrna, n_pool) integers
     log_size_factors: np.ndarray | None = None  # (n_pool,)
-    log_abundance: np.ndarray | None = None  # (n_sgrna,) mean of log((P + 0.5) / L_p)
+    log_abundance: np.ndarray | None = None  # (n_sgrna, n_screen) mean log((P + 0.5) / L_p)
+
+    @property
+    def n_zero(self) -> int:
+        """Guides with no read in any pool sample (their offset rests on the pseudo-count)."""
+        return 0 if self.counts is None else int(np.sum(self.counts.sum(axis=1) == 0))
 
 
 @dataclass(frozen=True)
@@ -232,7 +237,7 @@ def build_spec(
 
     offset = mean.common.offset[None, :]
     if pool == "offset":
-        offset = offset + pool_spec.log_abundance[:, None]
+        offset = offset + pool_spec.log_abundance
     center = _intercept_center(counts, log_sf, offset)
 
     builder = _PriorBuilder(priors, lkj_eta)
@@ -330,14 +335,30 @@ def _with_reference_levels(
 
 
 def _pool_spec(mode: PoolMode, data: ScreenData) -> PoolSpec:
+    """Pool counts and each guide's log pool abundance (per screen sample).
+
+    With a ``batch`` column that gives every pool sample a batch and covers the batches
+    of the screen samples, each screen sample is matched to the pool(s) of its own batch
+    (one plasmid per library batch); otherwise every screen sample uses the mean over all
+    pool samples. The result is an (n_sgrna, n_screen_samples) matrix.
+    """
     if mode is None:
         return PoolSpec(None)
     mask = data.pool_mask
     counts = data.counts[:, mask]
     log_sf = np.log(data.size_factors.to_numpy()[mask])
-    log_abundance = np.mean(np.log(counts + POOL_PSEUDOCOUNT) - log_sf[None, :], axis=1)
+    per_pool = np.log(counts + POOL_PSEUDOCOUNT) - log_sf[None, :]
+    screen = data.samples.loc[~mask]
+    pools = data.samples.loc[mask]
+    if BATCH in data.samples.columns and set(screen[BATCH]) <= set(pools[BATCH]):
+        columns = [
+            per_pool[:, (pools[BATCH] == batch).to_numpy()].mean(axis=1) for batch in screen[BATCH]
+        ]
+        log_abundance = np.column_stack(columns)
+    else:
+        log_abundance = np.repeat(per_pool.mean(axis=1, keepdims=True), len(screen), axis=1)
     if mode == "covariate":
-        log_abundance = log_abundance - log_abundance.mean()
+        log_abundance = log_abundance - log_abundance.mean(axis=0, keepdims=True)
     return PoolSpec(mode, tuple(map(str, data.pool_samples)), counts, log_sf, log_abundance)
 
 

@@ -113,7 +113,7 @@ def test_linear_predictor_matches_a_per_observation_computation(grouped_screen):
     gene = data.gene_codes
     group = np.asarray(data.group_codes)[gene]
     eta = intercept + X @ b + (r_group[group] + r_gene[gene] + r_sgrna) @ Z.T
-    log_mu = eta + spec.log_size_factors + spec.pool.log_abundance[:, None]
+    log_mu = eta + spec.log_size_factors + spec.pool.log_abundance
     np.testing.assert_allclose(np.log(mu), log_mu, rtol=1e-10)
 
 

@@ -85,8 +85,9 @@ def test_pool_offset_and_covariate_use_pool_abundance(small_screen):
     cov = build_spec("count ~ 1 + treatment + (1 | gene)", data, pool="covariate")
     pool = data.counts[:, data.pool_mask][:, 0]
     sf_pool = data.size_factors[data.pool_samples].iloc[0]
-    np.testing.assert_allclose(off.pool.log_abundance, np.log(pool + 0.5) - np.log(sf_pool))
-    assert abs(cov.pool.log_abundance.mean()) < 1e-12
+    expected = np.log(pool + 0.5) - np.log(sf_pool)
+    np.testing.assert_allclose(off.pool.log_abundance, np.repeat(expected[:, None], 6, axis=1))
+    assert np.all(np.abs(cov.pool.log_abundance.mean(axis=0)) < 1e-12)
     assert "b_pool" in cov.priors and "b_pool" not in off.priors
 
 
@@ -222,3 +223,28 @@ def test_print_model_names_every_prior(small_screen):
         assert row["prior"] in text
     assert text.count("LKJ(eta=3)") == 2
     assert isinstance(model.prior_summary(), pd.DataFrame)
+
+
+def test_pool_batches_match_screen_samples_to_their_own_plasmid():
+    data, _ = sf.simulate_screen(n_genes=10, n_pool_samples=2, random_seed=3)
+    sheet = data.samples.copy()
+    sheet["batch"] = ["b1", "b2", "b1", "b1", "b2", "b2", "b1", "b2"]
+    counts = data.counts.copy()
+    counts[:3, 0] = 0  # three guides lost from the first plasmid
+    batched = sf.ScreenData(counts, data.sgrnas, data.genes_of_sgrna, sheet)
+    spec = build_spec(FORMULA, batched, pool="offset")
+    per_pool = np.log(counts[:, :2] + 0.5) - np.log(batched.size_factors.to_numpy()[:2])
+    expected = per_pool[:, [0, 0, 1, 1, 0, 1]]  # screen samples' batches: b1 b1 b2 b2 b1 b2
+    np.testing.assert_allclose(spec.pool.log_abundance, expected)
+    assert np.all(np.isfinite(spec.pool.log_abundance))
+
+
+def test_guides_without_pool_reads_are_reported(small_screen):
+    data, _ = small_screen
+    counts = data.counts.copy()
+    counts[:5, data.pool_mask] = 0
+    zeroed = sf.ScreenData(counts, data.sgrnas, data.genes_of_sgrna, data.samples)
+    model = sf.ScreenModel(FORMULA, zeroed, pool="offset")
+    assert model.spec.pool.n_zero == 5
+    assert "5 guides have no pool reads" in repr(model)
+    assert np.all(np.isfinite(model.spec.pool.log_abundance))

@@ -1,0 +1,223 @@
+"""``screenformula fit CONFIG.yaml``: a whole analysis from one validated config file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from screenformula.cli.outputs import OutputSet
+from screenformula.errors import ScreenFormulaError
+
+EXAMPLE = """\
+counts: counts.tsv            # MAGeCK or long table (paths relative to this file)
+samples: samples.tsv          # sample sheet: sample, condition, pool, ...
+formula: "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
+dispersion: sgrna             # shared | sgrna | "alpha ~ 1 + (1 | sgrna)"
+pool: auto                    # auto | joint | offset | covariate | none
+priors:
+  b: {name: StudentT, args: {nu: 5, mu: 0, sigma: 1}}
+fit: {method: nuts, draws: 1000, tune: 1000, chains: 4, seed: 1}
+contrasts:
+  - {factor: treatment, ref: control, delta: 0.5}
+output: results/
+"""
+
+
+class PriorConfig(BaseModel):
+    """A prior: a PyMC distribution name and its parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    args: dict[str, float] = Field(default_factory=dict)
+
+
+class FitConfig(BaseModel):
+    """How to fit."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["nuts", "advi", "approx"] = "nuts"
+    draws: int = Field(1000, gt=0)
+    tune: int = Field(1000, ge=0)
+    chains: int = Field(4, gt=0)
+    seed: int | None = None
+    cores: int | None = Field(None, gt=0)
+    target_accept: float = Field(0.8, gt=0, lt=1)
+
+
+class ContrastConfig(BaseModel):
+    """One contrast to report: every level of ``factor`` against ``ref``, or ``a`` vs ``b``."""
+
+    model_config = ConfigDict(extra="forbid")
+    factor: str = "treatment"
+    ref: str | None = None
+    a: str | None = None
+    b: str | None = None
+    delta: float = Field(0.0, ge=0)
+    fdr: float = Field(0.05, gt=0, lt=1)
+    name: str | None = None
+
+
+class AnalysisConfig(BaseModel):
+    """The whole analysis (see `EXAMPLE`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    counts: Path
+    samples: Path | None = None
+    formula: str
+    family: str = "negativebinomial"
+    dispersion: str = "sgrna"
+    pool: str | None = "auto"
+    priors: dict[str, PriorConfig | float] = Field(default_factory=dict)
+    lkj_eta: float = Field(3.0, gt=0)
+    reference: dict[str, str] = Field(default_factory=dict)
+    gene_groups: Path | None = None
+    controls: str | Path | None = None
+    size_factors: Literal["median", "total", "control", "none"] = "median"
+    fit: FitConfig = Field(default_factory=FitConfig)
+    contrasts: list[ContrastConfig] = Field(default_factory=lambda: [ContrastConfig()])
+    output: Path = Path("screenformula-output")
+
+    @field_validator("pool")
+    @classmethod
+    def _pool(cls, value: str | None) -> str | None:
+        if value in (None, "none", "None"):
+            return None
+        if value not in ("auto", "joint", "offset", "covariate"):
+            raise ValueError("must be auto, joint, offset, covariate or none")
+        return value
+
+
+def load_config(path: Path) -> AnalysisConfig:
+    """Read and validate a config; relative paths are taken from the config's folder."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ScreenFormulaError(f"no such config file: {path}") from None
+    except yaml.YAMLError as err:
+        raise ScreenFormulaError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ScreenFormulaError(f"{path}: expected a mapping of settings")
+    try:
+        config = AnalysisConfig.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise ScreenFormulaError(f"{path}: {where}: {first['msg']}") from None
+    base = path.parent
+    for field in ("counts", "samples", "gene_groups", "output"):
+        value = getattr(config, field)
+        if value is not None and not Path(value).is_absolute():
+            setattr(config, field, base / value)
+    if isinstance(config.controls, str) and (base / config.controls).is_file():
+        config.controls = base / config.controls
+    return config
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``fit`` sub-command."""
+    p = sub.add_parser(
+        "fit",
+        help="fit a formula model from a YAML config and report its contrasts",
+        description="Example config:\n\n" + EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", type=Path, help="YAML config file")
+    p.add_argument("--force", action="store_true", help="replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, say: Any) -> int:
+    """Run ``screenformula fit``."""
+    import screenformula as sf
+    from screenformula.plotting import rank_plot, volcano_plot
+
+    started = time.perf_counter()
+    config = load_config(args.config)
+    names = [_contrast_name(c, i) for i, c in enumerate(config.contrasts)]
+    out_dir = config.output
+    paths = [out_dir / "fit.nc", out_dir / "log.json"]
+    for name in names:
+        paths += [
+            out_dir / f"{name}.genes.tsv",
+            out_dir / f"{name}.volcano.png",
+            out_dir / f"{name}.rank.png",
+        ]
+    out = OutputSet(paths, force=args.force)
+    try:
+        data = sf.read_counts(
+            config.counts,
+            samples=config.samples,
+            gene_groups=config.gene_groups,
+            controls=config.controls,
+            size_factors=config.size_factors,
+        )
+        say(repr(data))
+        priors = {
+            k: (v if isinstance(v, float) else sf.Prior(v.name, **v.args))
+            for k, v in config.priors.items()
+        }
+        model = sf.ScreenModel(
+            config.formula,
+            data,
+            family=config.family,
+            dispersion=config.dispersion,
+            pool=config.pool,
+            priors=priors,
+            lkj_eta=config.lkj_eta,
+            reference=config.reference or None,
+        )
+        say(repr(model))
+        f = config.fit
+        fit = model.fit(
+            f.method,
+            draws=f.draws,
+            tune=f.tune,
+            chains=f.chains,
+            cores=f.cores,
+            random_seed=f.seed,
+            target_accept=f.target_accept,
+            progress=not args.quiet,
+        )
+        diagnostics = fit.diagnostics(warn=False)
+        fit.save(out.staged(paths[0]), overwrite=True)
+        summary = {}
+        for name, c in zip(names, config.contrasts, strict=True):
+            result = fit.contrast(
+                c.factor, ref=c.ref, a=c.a, b=c.b, delta=c.delta, fdr_target=c.fdr
+            )
+            result.genes.to_csv(out.staged(out_dir / f"{name}.genes.tsv"), sep="\t", index=False)
+            volcano_plot(result.genes, path=out.staged(out_dir / f"{name}.volcano.png"))
+            rank_plot(result.genes, path=out.staged(out_dir / f"{name}.rank.png"))
+            summary[name] = int(result.genes["hit"].sum())
+            say(f"{name}: {summary[name]} hits at q <= {c.fdr}")
+        log = {
+            "config": json.loads(config.model_dump_json()),
+            "method": fit.method,
+            "options": fit.options,
+            "divergences": diagnostics.attrs.get("divergences"),
+            "convergence_problems": diagnostics.attrs.get("problems", []),
+            "hits": summary,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+        }
+        out.staged(paths[1]).write_text(json.dumps(log, indent=1, default=str) + "\n")
+        out.commit()
+    except BaseException:
+        out.discard()
+        raise
+    say(f"wrote {len(paths)} files to {out_dir}")
+    return 0
+
+
+def _contrast_name(c: ContrastConfig, i: int) -> str:
+    if c.name:
+        return c.name
+    if c.a and c.b:
+        return f"{c.factor}_{c.a}_vs_{c.b}"
+    return f"{c.factor}_vs_{c.ref}" if c.ref else f"{c.factor}_{i + 1}"

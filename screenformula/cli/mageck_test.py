@@ -1,0 +1,191 @@
+"""``screenformula test``: a drop-in for ``mageck test`` that fits the screen model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from screenformula.cli.outputs import OutputSet
+from screenformula.errors import ScreenDataError
+
+FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
+SUFFIXES = (
+    ".gene_summary.txt",
+    ".sgrna_summary.txt",
+    ".genes.tsv",
+    ".fit.nc",
+    ".volcano.png",
+    ".rank.png",
+    ".log",
+)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``test`` sub-command."""
+    p = sub.add_parser(
+        "test",
+        help="treatment vs control, MAGeCK-compatible output (like `mageck test`)",
+        description=(
+            "Fit the screen model (treatment vs control, correlated gene and guide effects, "
+            "per-guide dispersion, the pool when --pool is given) and write MAGeCK-compatible "
+            "PREFIX.gene_summary.txt / PREFIX.sgrna_summary.txt, PREFIX.genes.tsv, "
+            "PREFIX.fit.nc, figures and PREFIX.log."
+        ),
+    )
+    p.add_argument("-k", "--count-table", required=True, help="MAGeCK count table (tsv/csv/.gz)")
+    p.add_argument(
+        "-t",
+        "--treatment-id",
+        required=True,
+        help="treated samples: names or 0-based indices, comma-separated",
+    )
+    p.add_argument(
+        "-c", "--control-id", required=True, help="control samples: names or 0-based indices"
+    )
+    p.add_argument(
+        "-n", "--output-prefix", default="sample1", help="output prefix (default: sample1)"
+    )
+    p.add_argument(
+        "--pool", help="pool (plasmid / T0) samples: names or indices; enables the joint pool model"
+    )
+    p.add_argument(
+        "--norm-method", choices=["median", "total", "control", "none"], default="median"
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--control-sgrna", help="file of control sgRNA ids, one per line")
+    group.add_argument("--control-gene", help="file of control gene labels, one per line")
+    p.add_argument(
+        "--method",
+        choices=["nuts", "approx"],
+        default="nuts",
+        help="nuts (default) or approx (fast ADVI)",
+    )
+    p.add_argument("--draws", type=int, default=1000, help="posterior draws per chain")
+    p.add_argument("--tune", type=int, default=1000, help="warm-up draws per chain")
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="chains run in parallel")
+    p.add_argument(
+        "--delta", type=float, default=0.0, help="minimum |log2 LFC| that counts as an effect"
+    )
+    p.add_argument("--fdr", type=float, default=0.05, help="Bayesian FDR target for hits")
+    p.add_argument("--force", action="store_true", help="replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(run=run)
+
+
+def resolve_samples(spec: str, columns: list[str], flag: str) -> list[str]:
+    """Sample names from names or 0-based column indices (as MAGeCK accepts)."""
+    names = []
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        if item in columns:
+            names.append(item)
+        elif item.isdigit() and int(item) < len(columns):
+            names.append(columns[int(item)])
+        else:
+            raise ScreenDataError(
+                f"{flag} {item!r}: no such sample in the count table "
+                f"(samples: {', '.join(columns)})"
+            )
+    if not names:
+        raise ScreenDataError(f"{flag} names no sample")
+    return names
+
+
+def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-like callable
+    """Run ``screenformula test``."""
+    import screenformula as sf
+    from screenformula.plotting import rank_plot, volcano_plot
+
+    started = time.perf_counter()
+    prefix = Path(args.output_prefix)
+    outputs = [prefix.with_name(prefix.name + s) for s in SUFFIXES]
+    out = OutputSet(outputs, force=args.force)
+    try:
+        table = sf.read_counts(args.count_table)
+        columns = list(map(str, table.samples.index))
+        treated = resolve_samples(args.treatment_id, columns, "-t/--treatment-id")
+        control = resolve_samples(args.control_id, columns, "-c/--control-id")
+        pool = resolve_samples(args.pool, columns, "--pool") if args.pool else []
+        overlap = (set(treated) & set(control)) | (set(pool) & (set(treated) | set(control)))
+        if overlap:
+            raise ScreenDataError(f"sample {sorted(overlap)[0]!r} is given in two roles")
+        chosen = pool + control + treated
+        sheet = pd.DataFrame(
+            {
+                "sample": chosen,
+                "condition": ["pool"] * len(pool)
+                + ["control"] * len(control)
+                + ["treatment"] * len(treated),
+                "treatment": ["control"] * (len(pool) + len(control))
+                + ["treatment"] * len(treated),
+                "pool": [True] * len(pool) + [False] * (len(control) + len(treated)),
+            }
+        )
+        controls = args.control_sgrna or args.control_gene
+        data = sf.read_counts(
+            args.count_table,
+            samples=_sheet_for(sheet, columns),
+            controls=controls,
+            size_factors="none",
+        )
+        data = data.subset(samples=chosen).with_size_factors(args.norm_method)
+        say(repr(data))
+        model = sf.ScreenModel(FORMULA, data, pool="joint" if pool else None)
+        say(repr(model))
+        method = "nuts" if args.method == "nuts" else "approx"
+        fit = model.fit(
+            method,
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            cores=args.threads,
+            random_seed=args.seed,
+            progress=not args.quiet,
+        )
+        diagnostics = fit.diagnostics(warn=False)
+        result = fit.contrast("treatment", ref="control", delta=args.delta, fdr_target=args.fdr)
+        result.to_mageck(out.staged(prefix), overwrite=True)
+        result.genes.to_csv(out.staged(outputs[2]), sep="\t", index=False)
+        fit.save(out.staged(outputs[3]), overwrite=True)
+        volcano_plot(result.genes, path=out.staged(outputs[4]))
+        rank_plot(result.genes, path=out.staged(outputs[5]))
+        log = {
+            "command": "screenformula test",
+            "count_table": str(args.count_table),
+            "treatment": treated,
+            "control": control,
+            "pool": pool,
+            "norm_method": args.norm_method,
+            "formula": FORMULA,
+            "method": fit.method,
+            "options": fit.options,
+            "divergences": diagnostics.attrs.get("divergences"),
+            "convergence_problems": diagnostics.attrs.get("problems", []),
+            "hits": int(result.genes["hit"].sum()),
+            "wall_seconds": round(time.perf_counter() - started, 1),
+        }
+        out.staged(outputs[6]).write_text(json.dumps(log, indent=1, default=str) + "\n")
+        written = out.commit()
+    except BaseException:
+        out.discard()
+        raise
+    say(f"wrote {', '.join(str(p) for p in written)}")
+    top = result.genes.sort_values("rank").head(10)
+    say(top[["gene", "lfc", "hdi_low", "hdi_high", "lfsr", "qvalue"]].to_string(index=False))
+    return 0
+
+
+def _sheet_for(sheet: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The sheet extended to every sample of the table (unused ones marked as such)."""
+    unused = [c for c in columns if c not in set(sheet["sample"])]
+    extra = pd.DataFrame(
+        {"sample": unused, "condition": "unused", "treatment": "unused", "pool": False}
+    )
+    return pd.concat([sheet, extra], ignore_index=True)

@@ -1,0 +1,108 @@
+"""``screenformula contrast`` and ``screenformula plot``: work from a saved fit, no refit."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from screenformula.cli.outputs import OutputSet
+from screenformula.errors import ScreenFormulaError
+
+PLOTS = ("volcano", "rank", "forest", "group")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``contrast`` and ``plot`` sub-commands."""
+    c = sub.add_parser("contrast", help="contrasts from a saved fit (PREFIX.fit.nc)")
+    c.add_argument("fit", type=Path, help="a fit saved by `screenformula test/fit`")
+    c.add_argument("--factor", default="treatment")
+    c.add_argument("--ref", help="reference level (default: the model's)")
+    c.add_argument("-a", help="level a of an a-vs-b contrast")
+    c.add_argument("-b", help="level b of an a-vs-b contrast")
+    c.add_argument("--delta", type=float, default=0.0, help="minimum |log2 LFC|")
+    c.add_argument("--fdr", type=float, default=0.05)
+    c.add_argument("-n", "--output-prefix", required=True)
+    c.add_argument("--mageck", action="store_true", help="also write MAGeCK-format summaries")
+    c.add_argument("--force", action="store_true")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(run=run_contrast)
+
+    p = sub.add_parser("plot", help="a figure from a saved fit")
+    p.add_argument("fit", type=Path)
+    p.add_argument("--kind", choices=PLOTS, default="volcano")
+    p.add_argument("--factor", default="treatment")
+    p.add_argument("--ref")
+    p.add_argument("--genes", help="comma-separated genes for a forest plot")
+    p.add_argument("-o", "--output", type=Path, required=True, help="image file (.png, .pdf, .svg)")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=run_plot)
+
+
+def _contrast(args: argparse.Namespace) -> Any:
+    import screenformula as sf
+
+    if (args.a is None) != (getattr(args, "b", None) is None):
+        raise ScreenFormulaError("-a and -b go together")
+    fit = sf.load_fit(args.fit)
+    return fit.contrast(
+        args.factor,
+        ref=args.ref,
+        a=getattr(args, "a", None),
+        b=getattr(args, "b", None),
+        delta=getattr(args, "delta", 0.0),
+        fdr_target=getattr(args, "fdr", 0.05),
+    )
+
+
+def run_contrast(args: argparse.Namespace, say: Any) -> int:
+    """Run ``screenformula contrast``."""
+    prefix = Path(args.output_prefix)
+    genes = prefix.with_name(prefix.name + ".genes.tsv")
+    paths = [genes]
+    if args.mageck:
+        paths += [
+            prefix.with_name(prefix.name + s) for s in (".gene_summary.txt", ".sgrna_summary.txt")
+        ]
+    out = OutputSet(paths, force=args.force)
+    try:
+        result = _contrast(args)
+        result.genes.to_csv(out.staged(genes), sep="\t", index=False)
+        if args.mageck:
+            result.to_mageck(out.staged(prefix), overwrite=True)
+        out.commit()
+    except BaseException:
+        out.discard()
+        raise
+    say(result.genes.sort_values("rank").head(10).to_string(index=False))
+    return 0
+
+
+def run_plot(args: argparse.Namespace, say: Any) -> int:
+    """Run ``screenformula plot``."""
+    from screenformula import plotting
+
+    args.a = args.b = None
+    out = OutputSet([args.output], force=args.force)
+    try:
+        result = _contrast(args)
+        target = out.staged(args.output)
+        match args.kind:
+            case "volcano":
+                plotting.volcano_plot(result.genes, path=target)
+            case "rank":
+                plotting.rank_plot(result.genes, path=target)
+            case "forest":
+                genes = args.genes.split(",") if args.genes else None
+                plotting.forest_plot(result.genes, gene_list=genes, path=target)
+            case "group":
+                if result.groups.empty:
+                    raise ScreenFormulaError("this fit has no gene groups to plot")
+                plotting.group_plot(result.groups, path=target)
+        out.commit()
+    except BaseException:
+        out.discard()
+        raise
+    say(f"wrote {args.output}")
+    return 0

@@ -1,0 +1,208 @@
+"""The command line: one-line errors, no overwrites, complete outputs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from _mageck_format import read_gene_summary, read_sgrna_summary
+
+import screenformula as sf
+from screenformula.cli import main
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "screenformula.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory) -> Path:
+    """A small simulated screen written as a MAGeCK count table."""
+    data, _ = sf.simulate_screen(n_genes=15, n_sgrnas_per_gene=3, random_seed=8)
+    frame = data.counts_frame()
+    frame.columns = ["sgRNA", "Gene", "P0", "C1", "C2", "C3", "T1", "T2", "T3"]
+    path = tmp_path_factory.mktemp("cli") / "counts.txt"
+    frame.to_csv(path, sep="\t", index=False)
+    return path
+
+
+def one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("screenformula: error: ")
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_missing_file(tmp_path):
+    result = run_cli("test", "-k", "nope.txt", "-t", "T1", "-c", "C1", "-n", "out", cwd=tmp_path)
+    one_line_error(result, "nope.txt")
+    assert not list(tmp_path.iterdir())
+
+
+def test_unknown_sample_name(table, tmp_path):
+    result = run_cli("test", "-k", str(table), "-t", "T9", "-c", "C1", "-n", "out", cwd=tmp_path)
+    one_line_error(result, "'T9'", "no such sample")
+
+
+def test_negative_count_names_line_and_column(table, tmp_path):
+    bad = tmp_path / "bad.txt"
+    lines = table.read_text().splitlines()
+    fields = lines[4].split("\t")
+    fields[5] = "-3"
+    lines[4] = "\t".join(fields)
+    bad.write_text("\n".join(lines) + "\n")
+    result = run_cli("test", "-k", str(bad), "-t", "T1", "-c", "C1", "-n", "out", cwd=tmp_path)
+    one_line_error(result, "bad.txt line 5", "'C3'", "negative")
+
+
+def test_empty_table(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("sgRNA\tGene\tC1\tT1\n")
+    result = run_cli("test", "-k", str(empty), "-t", "T1", "-c", "C1", "-n", "out", cwd=tmp_path)
+    one_line_error(result, "empty")
+
+
+def test_existing_outputs_are_kept_without_force(table, tmp_path):
+    keep = tmp_path / "out.gene_summary.txt"
+    keep.write_text("my precious results\n")
+    code = main(["test", "-k", str(table), "-t", "T1", "-c", "C1", "-n", str(tmp_path / "out")])
+    assert code == 2
+    assert keep.read_text() == "my precious results\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.gene_summary.txt"]
+
+
+def test_indices_resolve_like_mageck(table):
+    from screenformula.cli.mageck_test import resolve_samples
+
+    columns = ["P0", "C1", "C2", "C3", "T1", "T2", "T3"]
+    assert resolve_samples("4,5,T3", columns, "-t") == ["T1", "T2", "T3"]
+    with pytest.raises(sf.ScreenDataError, match="no such sample"):
+        resolve_samples("7", columns, "-t")
+
+
+def test_config_errors_name_the_setting(tmp_path):
+    config = tmp_path / "analysis.yaml"
+    config.write_text("counts: counts.txt\nformula: 'count ~ 1'\nfit: {draws: -5}\n")
+    code = main(["fit", str(config)])
+    assert code == 2
+    config.write_text("counts: counts.txt\nformula: 'count ~ 1'\ncolour: blue\n")
+    result = run_cli("fit", str(config), cwd=tmp_path)
+    one_line_error(result, "analysis.yaml", "colour")
+
+
+@pytest.mark.slow
+def test_full_run_then_contrast_and_plot_from_the_saved_fit(table, tmp_path):
+    prefix = tmp_path / "screen"
+    result = run_cli(
+        "test",
+        "-k",
+        str(table),
+        "-t",
+        "T1,T2,T3",
+        "-c",
+        "C1,C2,C3",
+        "--pool",
+        "P0",
+        "-n",
+        str(prefix),
+        "--draws",
+        "100",
+        "--tune",
+        "150",
+        "--chains",
+        "2",
+        "--seed",
+        "1",
+        "--quiet",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    names = {p.name for p in tmp_path.iterdir()}
+    for suffix in (
+        ".gene_summary.txt",
+        ".sgrna_summary.txt",
+        ".genes.tsv",
+        ".fit.nc",
+        ".volcano.png",
+        ".rank.png",
+        ".log",
+    ):
+        assert "screen" + suffix in names
+    assert not any(n.startswith(".screenformula-") for n in names)  # no staging left behind
+    genes = read_gene_summary(tmp_path / "screen.gene_summary.txt")
+    assert len(genes) == 15
+    guides = read_sgrna_summary(tmp_path / "screen.sgrna_summary.txt")
+    assert len(guides) == 45
+    ours = pd.read_csv(tmp_path / "screen.genes.tsv", sep="\t")
+    assert {"gene", "lfc", "lfsr", "qvalue", "hit"} <= set(ours.columns)
+    # a rerun refuses to overwrite; --force replaces
+    again = run_cli(
+        "test", "-k", str(table), "-t", "T1", "-c", "C1", "-n", str(prefix), cwd=tmp_path
+    )
+    one_line_error(again, "output exists", "--force")
+    # contrast and plot from the saved fit, without refitting
+    code = main(
+        ["contrast", str(prefix) + ".fit.nc", "-n", str(tmp_path / "again"), "--mageck", "--quiet"]
+    )
+    assert code == 0
+    redo = pd.read_csv(tmp_path / "again.genes.tsv", sep="\t")
+    np.testing.assert_allclose(redo["lfc"], ours["lfc"])
+    code = main(
+        [
+            "plot",
+            str(prefix) + ".fit.nc",
+            "--kind",
+            "forest",
+            "-o",
+            str(tmp_path / "f.png"),
+            "--quiet",
+        ]
+    )
+    assert code == 0 and (tmp_path / "f.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_fit_from_config(table, tmp_path):
+    sheet = tmp_path / "samples.tsv"
+    pd.DataFrame(
+        {
+            "sample": ["P0", "C1", "C2", "C3", "T1", "T2", "T3"],
+            "condition": ["plasmid", "ctrl", "ctrl", "ctrl", "drug", "drug", "drug"],
+            "treatment": ["none", "control", "control", "control", "drug", "drug", "drug"],
+            "pool": [True, False, False, False, False, False, False],
+        }
+    ).to_csv(sheet, sep="\t", index=False)
+    config = tmp_path / "analysis.yaml"
+    config.write_text(
+        f"counts: {table}\nsamples: samples.tsv\n"
+        "formula: 'count ~ 1 + treatment + (1 + treatment | gene) + (1 | gene:sgrna)'\n"
+        "dispersion: shared\npool: joint\n"
+        "priors: {b: {name: Normal, args: {mu: 0, sigma: 1}}}\n"
+        "fit: {draws: 100, tune: 150, chains: 2, seed: 3}\n"
+        "contrasts: [{factor: treatment, ref: control, delta: 0.2}]\noutput: out\n"
+    )
+    code = main(["fit", str(config), "--quiet"])
+    assert code == 0
+    out = tmp_path / "out"
+    assert {p.name for p in out.iterdir()} >= {
+        "fit.nc",
+        "log.json",
+        "treatment_vs_control.genes.tsv",
+        "treatment_vs_control.volcano.png",
+    }
+    fit = sf.load_fit(out / "fit.nc")
+    assert fit.model.spec.pool.mode == "joint"
+    assert fit.model.spec.prior("b_treatment[drug]") == sf.Prior("Normal", mu=0, sigma=1)
