@@ -7,6 +7,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from screenformula._constants import DIM_POOL_SAMPLE, DIM_SAMPLE, DIM_SGRNA
+from screenformula.backend.likelihood import negative_binomial
 from screenformula.backend.terms import predictor_tensor, prior_variable
 from screenformula.spec.model_spec import ModelSpec
 
@@ -35,13 +36,12 @@ def build_pymc_model(spec: ModelSpec) -> pm.Model:
             log_mu = log_mu + b_pool * pool.log_abundance
 
         phi = dispersion_tensor(spec)
-        mu = pt.exp(log_mu)
         if phi is None:
-            pm.Poisson(OBSERVED, mu=mu, observed=spec.counts, dims=(DIM_SGRNA, DIM_SAMPLE))
-        else:
-            pm.NegativeBinomial(
-                OBSERVED, mu=mu, alpha=phi, observed=spec.counts, dims=(DIM_SGRNA, DIM_SAMPLE)
+            pm.Poisson(
+                OBSERVED, mu=pt.exp(log_mu), observed=spec.counts, dims=(DIM_SGRNA, DIM_SAMPLE)
             )
+        else:
+            negative_binomial(OBSERVED, log_mu, phi, spec.counts, (DIM_SGRNA, DIM_SAMPLE))
 
         if pool.mode == "joint":
             add_pool_likelihood(spec, effects)
@@ -86,10 +86,6 @@ def add_pool_likelihood(spec: ModelSpec, effects: dict[str, pt.TensorVariable]) 
         intercept = prior_variable("pool_Intercept", spec.prior("pool_Intercept"))
     phi_pool = prior_variable("phi_pool", spec.prior("phi_pool"))
     log_mu = intercept + guide_baseline(spec, effects)[:, None] + pool.log_size_factors[None, :]
-    pm.NegativeBinomial(
-        OBSERVED_POOL,
-        mu=pt.exp(log_mu),
-        alpha=phi_pool,
-        observed=np.asarray(pool.counts),
-        dims=(DIM_SGRNA, DIM_POOL_SAMPLE),
+    negative_binomial(
+        OBSERVED_POOL, log_mu, phi_pool, np.asarray(pool.counts), (DIM_SGRNA, DIM_POOL_SAMPLE)
     )

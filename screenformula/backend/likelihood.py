@@ -1,0 +1,81 @@
+"""The negative-binomial likelihood on the guide x sample matrix, written for speed.
+
+Same density as ``pm.NegativeBinomial(mu=exp(log_mu), alpha=phi)`` (checked to 1e-10
+in the tests), but:
+
+- it takes ``log mu`` (no ``exp`` then ``log``) and uses ``logaddexp`` for
+  ``log(mu + phi)``;
+- ``lgamma(phi)`` is computed once per guide, not once per observation;
+- ``lgamma(y + 1)`` is a constant of the data;
+- with one shared ``phi``, ``lgamma(y + phi)`` is computed once per *distinct* count and
+  gathered (a screen has a few thousand distinct counts among ~10^5-10^6 observations).
+
+Together these halve the cost of the log-density and its gradient, which dominates NUTS.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+#: Predictive draws clip log mu here (exp(35) ~ 1.6e15 reads: far beyond any screen).
+MAX_LOG_MU = 35.0
+
+
+def nb_logp_elementwise(
+    value: pt.TensorVariable | np.ndarray,
+    log_mu: pt.TensorVariable,
+    phi: pt.TensorVariable,
+    observed: np.ndarray | None = None,
+) -> pt.TensorVariable:
+    """Elementwise NB log-probability of ``value`` (``Var = mu + mu^2 / phi``).
+
+    ``observed``, the constant data ``value`` stands for, enables the distinct-count
+    shortcut for ``lgamma(y + phi)`` when ``phi`` is a scalar.
+    """
+    log_phi = pt.log(phi)
+    log_mu_phi = pt.logaddexp(log_mu, log_phi)
+    if phi.ndim == 0 and observed is not None:
+        distinct, inverse = np.unique(observed, return_inverse=True)
+        lgamma_y_phi = pt.gammaln(distinct.astype(float) + phi)[inverse.reshape(observed.shape)]
+    else:
+        lgamma_y_phi = pt.gammaln(value + phi)
+    return (
+        lgamma_y_phi
+        - pt.gammaln(phi)
+        - pt.gammaln(value + 1.0)
+        + phi * (log_phi - log_mu_phi)
+        + value * (log_mu - log_mu_phi)
+    )
+
+
+def negative_binomial(
+    name: str,
+    log_mu: pt.TensorVariable,
+    phi: pt.TensorVariable,
+    observed: np.ndarray,
+    dims: tuple[str, str],
+) -> pt.TensorVariable:
+    """An observed negative-binomial variable on the guide x sample matrix.
+
+    A ``pm.CustomDist`` with the fast log-density above and NumPy draws for prior and
+    posterior predictive checks, so log-likelihood, LOO and predictive checks keep
+    working as with ``pm.NegativeBinomial``.
+    """
+    observed = np.asarray(observed)
+    log_mu = pt.broadcast_to(log_mu, observed.shape)
+
+    def logp(value, log_mu_, phi_):  # noqa: ANN001, ANN202 - PyMC's callback signature
+        return nb_logp_elementwise(value, log_mu_, phi_, observed)
+
+    def random(log_mu_, phi_, rng=None, size=None):  # noqa: ANN001, ANN202
+        # gamma-Poisson mixture; extreme prior draws are clipped so numpy can draw them
+        mu = np.exp(np.minimum(log_mu_, MAX_LOG_MU))
+        phi_ = np.clip(phi_, 1e-8, 1e12)
+        lam = rng.gamma(phi_, mu / phi_, size=size)
+        return rng.poisson(np.minimum(lam, 1e15))
+
+    return pm.CustomDist(
+        name, log_mu, phi, logp=logp, random=random, observed=observed, dims=dims, dtype="int64"
+    )
