@@ -161,6 +161,39 @@ class ScreenFit:
                 tmp.unlink()
         return path
 
+    # --------------------------------------------------------------- contrasts
+    def contrast(
+        self,
+        factor: str = "treatment",
+        ref: str | None = None,
+        a: str | None = None,
+        b: str | None = None,
+        delta: float = 0.0,
+        hdi_prob: float = 0.94,
+        fdr_target: float = 0.05,
+    ) -> Any:
+        """Gene, guide and gene-group contrasts of ``factor`` (a `ContrastResult`).
+
+        Every level against ``ref`` (default: the model's reference level), or ``a``
+        against ``b``. ``delta`` is the minimum |LFC| on the log2 scale (as the ``lfc``
+        column). See `screenformula.results.contrasts` for every column's meaning.
+        """
+        from screenformula.results.contrasts import compute_contrasts
+
+        return compute_contrasts(
+            self, factor, ref=ref, a=a, b=b, delta=delta, hdi_prob=hdi_prob, fdr_target=fdr_target
+        )
+
+    def expected_counts(self, reference_depth: float | None = None, **kwargs: Any) -> pd.DataFrame:
+        """Posterior expected ("real") read count per gene x condition at a reference depth.
+
+        See `screenformula.results.contrasts.expected_counts` (``by``, ``hdi_prob``,
+        ``aggregate`` are passed through).
+        """
+        from screenformula.results.contrasts import expected_counts
+
+        return expected_counts(self, reference_depth, **kwargs)
+
 
 def load_fit(path: str | os.PathLike) -> ScreenFit:
     """Load a fit written by `ScreenFit.save`, with its data and model rebuilt.
