@@ -187,10 +187,10 @@ class ScreenFit:
     def expected_counts(self, reference_depth: float | None = None, **kwargs: Any) -> pd.DataFrame:
         """Posterior expected ("real") read count per gene x condition at a reference depth.
 
-        See `screenformula.results.contrasts.expected_counts` (``by``, ``hdi_prob``,
+        See `screenformula.results.expected.expected_counts` (``by``, ``hdi_prob``,
         ``aggregate`` are passed through).
         """
-        from screenformula.results.contrasts import expected_counts
+        from screenformula.results.expected import expected_counts
 
         return expected_counts(self, reference_depth, **kwargs)
 

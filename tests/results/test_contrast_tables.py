@@ -8,7 +8,7 @@ import pytest
 from _contrast_fakes import fake_fit, small_screen
 
 from screenformula.errors import FitError
-from screenformula.results.contrasts import (
+from screenformula.results.draws import (
     LOG2E,
     NO_GROUPS,
     NO_SGRNA_DRAWS,

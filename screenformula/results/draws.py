@@ -1,0 +1,440 @@
+"""Contrasts of a fitted screen, layer 1: which contrasts, and their posterior draws.
+
+The contrast code has three layers, as arviz-stats lays them out:
+
+1. this module, draw extraction: gene, guide and gene-group effects of a contrast as
+   ``xarray.DataArray`` objects with dims ``(draw, <item>, contrast)`` (natural log, chains
+   flattened into ``draw``): `gene_lfc_draws`, `sgrna_lfc_draws`, `group_effect_draws`;
+   and the contrasts themselves (`factor_levels`, `resolve_contrasts`);
+2. `screenformula.results.contrast_core`: summaries on the bare arrays;
+3. `screenformula.results.contrasts`: `ContrastResult`, the tables a biologist reads
+   (``genes``, ``sgrnas``, ``groups``) and hit lists, with MAGeCK-compatible files from
+   `screenformula.results.mageck`; `screenformula.results.expected` gives
+   `expected_counts`, the "real" read counts.
+
+What a contrast is (MODEL.md, "Contrasts")
+------------------------------------------
+Each level ``l`` of a sample-sheet factor (``treatment``) has a population coefficient
+``b[treatment[l]]`` (0 for the reference level, which has none) and, in every
+guide-level group term that has that coefficient, a varying effect. For gene ``g``::
+
+    effect[g, l] = b[l] + r_group[group(g), l] + r_gene[g, l]      (terms present only)
+    LFC[g, a vs b] = effect[g, a] - effect[g, b]
+
+so ``a`` against the reference is ``b[a] + r_gene[g, a]`` for the seed's formula. A guide
+adds its own term (``r_sgrna[s, l]``); a gene group's effect is ``b[l] + r_group[k, l]``
+when the formula has a group term, else the mean of its genes' LFCs. Sample-level terms
+(``(1 | batch)``) do not enter gene contrasts. Interaction coefficients are not used: the
+contrast is the main effect (at the reference level of any interacting variable).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from screenformula._constants import GENE, GROUP, SGRNA, TREATMENT
+from screenformula.errors import FitError
+from screenformula.spec.model_spec import REFERENCE_LEVELS
+
+if TYPE_CHECKING:
+    from screenformula.results.fit import ScreenFit
+    from screenformula.spec.terms import GroupTerm
+
+__all__ = [
+    "Contrast",
+    "FactorLevels",
+    "factor_levels",
+    "gene_lfc_draws",
+    "group_effect_draws",
+    "resolve_contrasts",
+    "sgrna_lfc_draws",
+]
+
+#: Natural log to log2.
+LOG2E = 1.0 / np.log(2.0)
+#: Dimension of the flattened (chain x draw) posterior draws.
+DRAW = "draw"
+#: Dimension of the contrasts.
+CONTRAST = "contrast"
+#: Gene-group label of genes outside every group (as `ScreenData` fills it); left out of
+#: the group table and of ``prob_top`` / ``prob_bottom``.
+UNGROUPED = "ungrouped"
+#: Order of guide-level term levels, coarse to fine.
+LEVEL_ORDER = {GROUP: 0, GENE: 1, SGRNA: 2}
+
+NO_SGRNA_DRAWS = (
+    "sgRNA-level draws were not stored for this fit (fit.options['store_sgrna'] is False, "
+    "the default for genome-scale libraries): refit with store_sgrna=True for guide-level "
+    "results"
+)
+NO_GROUPS = "the screen data has no gene groups (pass gene_groups= when reading the counts)"
+
+
+class _MissingDraws(Exception):
+    """A posterior variable a contrast needs was not stored."""
+
+
+# ------------------------------------------------------------------ contrasts
+@dataclass(frozen=True)
+class Contrast:
+    """One comparison: ``weights`` over coefficient names, ``treatment`` vs ``control``.
+
+    For a categorical factor ``treatment`` is level ``a`` and ``control`` level ``b``; for
+    a numeric factor the contrast is its slope (``control`` is None).
+    """
+
+    label: str
+    weights: dict[str, float]
+    treatment: str
+    control: str | None
+
+
+@dataclass(frozen=True)
+class FactorLevels:
+    """The levels of a factor as the model coded them."""
+
+    factor: str
+    levels: tuple[str, ...]
+    reference: str | None  # the level without a coefficient (None: numeric or no intercept)
+    coefs: dict[str, str]  # level -> coefficient name
+    numeric: bool = False
+
+
+def _coefficient_names(spec: Any) -> list[str]:
+    names = list(spec.mean.common.names)
+    for term in spec.groups:
+        if term.level in LEVEL_ORDER:
+            names += [c for c in term.coef_names if c != "Intercept" and c not in names]
+    return names
+
+
+def factor_levels(fit: ScreenFit, factor: str) -> FactorLevels:
+    """How ``factor`` enters the model: its levels, reference and coefficient names."""
+    spec = fit.model.spec
+    names = _coefficient_names(spec)
+    if factor in names:
+        return FactorLevels(factor, (factor,), None, {factor: factor}, numeric=True)
+    prefix = f"{factor}["
+    coefs = {n[len(prefix) : -1]: n for n in names if n.startswith(prefix) and n.endswith("]")}
+    if not coefs:
+        available = sorted({n.split("[")[0] for n in names}) or ["none"]
+        raise FitError(
+            f"the formula has no coefficient for {factor!r}; factors with coefficients: "
+            f"{', '.join(available)}"
+        )
+    interactions = [n for n in names if ":" in n and factor in n]
+    if interactions:
+        warnings.warn(
+            f"contrasts of {factor!r} use its main-effect coefficients only (at the reference "
+            f"level of interacting variables); interaction terms such as {interactions[0]!r} "
+            "are not added",
+            UserWarning,
+            stacklevel=3,
+        )
+    values = spec.data.samples.loc[list(spec.samples), factor]
+    observed = _ordered_levels(values)
+    reference = None
+    if spec.mean.common.intercept:
+        uncoded = [level for level in observed if level not in coefs]
+        if len(uncoded) != 1:  # e.g. (0 + treatment | gene): look at the population terms
+            population = set(spec.mean.common.names)
+            uncoded = [lv for lv in observed if f"{prefix}{lv}]" not in population]
+        if len(uncoded) != 1:
+            raise FitError(
+                f"cannot tell the reference level of {factor!r}: levels without a coefficient "
+                f"are {uncoded or 'none'}"
+            )
+        reference = uncoded[0]
+    levels = tuple(lv for lv in observed if lv == reference or lv in coefs)
+    return FactorLevels(factor, levels, reference, coefs)
+
+
+def _ordered_levels(values: pd.Series) -> list[str]:
+    """Levels present in ``values``: categorical order, else the reference rule of the spec."""
+    present = list(pd.unique(values.astype(str)))
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return [str(c) for c in values.cat.categories if str(c) in present]
+    ordered = sorted(present)
+    for ref in REFERENCE_LEVELS:
+        match = [level for level in ordered if level.lower() == ref]
+        if match:
+            ordered.remove(match[0])
+            return [match[0], *ordered]
+    return ordered
+
+
+def resolve_contrasts(
+    fit: ScreenFit,
+    factor: str = TREATMENT,
+    *,
+    ref: str | None = None,
+    a: str | None = None,
+    b: str | None = None,
+) -> tuple[FactorLevels, list[Contrast]]:
+    """The contrasts asked for: every level against ``ref`` by default, or ``a`` vs ``b``.
+
+    ``ref`` defaults to the model's reference level (the one without a coefficient;
+    ``control`` when the sheet has it). ``b`` is a synonym of ``ref``; with ``a`` alone,
+    ``a`` is compared with ``ref``.
+    """
+    info = factor_levels(fit, factor)
+    if info.numeric:
+        if ref is not None or a is not None or b is not None:
+            raise FitError(f"{factor!r} is numeric: its contrast is its slope (no ref, a or b)")
+        return info, [Contrast(factor, {factor: 1.0}, factor, None)]
+    if ref is not None and b is not None and ref != b:
+        raise FitError(f"ref={ref!r} and b={b!r} disagree: give one of them")
+    base = b if b is not None else ref
+    if base is None:
+        base = info.reference
+    if base is None:  # no intercept: every level has a coefficient
+        wanted = fit.model.settings.get("reference", {}).get(factor)
+        base = wanted if wanted in info.levels else _ordered_levels(pd.Series(info.levels))[0]
+    for name, level in (("ref" if b is None else "b", base), ("a", a)):
+        if level is not None and level not in info.levels:
+            raise FitError(
+                f"{name}={level!r} is not a level of {factor!r}; levels: {', '.join(info.levels)}"
+            )
+    targets = [a] if a is not None else [lv for lv in info.levels if lv != base]
+    if a is not None and a == base:
+        raise FitError(f"a and the reference are both {a!r}: nothing to compare")
+    out = []
+    for level in targets:
+        weights: dict[str, float] = {}
+        if level in info.coefs:
+            weights[info.coefs[level]] = 1.0
+        if base in info.coefs:
+            weights[info.coefs[base]] = weights.get(info.coefs[base], 0.0) - 1.0
+        out.append(Contrast(f"{level} vs {base}", weights, level, base))
+    return info, out
+
+
+# --------------------------------------------------------------- draw extraction
+def _flat(da: xr.DataArray) -> np.ndarray:
+    """Posterior values with chains flattened into the first axis."""
+    rest = [d for d in da.dims if d not in ("chain", "draw")]
+    da = da.transpose("chain", "draw", *rest)
+    return np.asarray(da.values).reshape((-1, *da.shape[2:]))
+
+
+class _Extractor:
+    """Effects of coefficients at the group, gene and guide level, from a fit's posterior."""
+
+    def __init__(self, fit: ScreenFit) -> None:
+        self.fit = fit
+        self.spec = fit.model.spec
+        self.data = self.spec.data
+        self.post = fit.posterior
+        self.n_draws = int(self.post.sizes.get("chain", 1) * self.post.sizes["draw"])
+        self.first_guide = np.unique(self.data.gene_codes, return_index=True)[1]
+        self.terms = sorted(
+            (t for t in self.spec.groups if t.level in LEVEL_ORDER),
+            key=lambda t: LEVEL_ORDER[t.level],
+        )
+        self._b: np.ndarray | None = None
+
+    def n_items(self, level: str) -> int:
+        if level == GENE:
+            return self.data.n_genes
+        if level == SGRNA:
+            return self.data.n_sgrnas
+        return len(self.group_term().level_names)
+
+    def group_term(self) -> GroupTerm:
+        for term in self.terms:
+            if term.level == GROUP:
+                return term
+        raise AssertionError("no group term")
+
+    def has_group_term(self) -> bool:
+        return any(t.level == GROUP for t in self.terms)
+
+    def r(self, term: GroupTerm, coef: str) -> np.ndarray:
+        name = f"r_{term.name}"
+        if name not in self.post:
+            raise _MissingDraws(name)
+        return _flat(self.post[name].sel({f"{term.name}_coef": coef}))
+
+    def _mapping(self, term: GroupTerm, level: str) -> np.ndarray | None:
+        """Column of ``r_<term>`` for each item of ``level`` (None: the identity)."""
+        if level == GROUP:
+            return None
+        idx = term.index[self.first_guide] if level == GENE else term.index
+        return None if np.array_equal(idx, np.arange(idx.size)) else idx
+
+    def coefficient(self, coef: str, level: str) -> np.ndarray:
+        """Total effect of ``coef`` for every item of ``level`` (a new draws x items array)."""
+        terms = [
+            t
+            for t in self.terms
+            if LEVEL_ORDER[t.level] <= LEVEL_ORDER[level] and coef in t.coef_names
+        ]
+        for term in terms:  # fail before allocating anything large
+            if f"r_{term.name}" not in self.post:
+                raise _MissingDraws(f"r_{term.name}")
+        names = list(self.spec.mean.common.names)
+        b = np.zeros((self.n_draws, 1))
+        if coef in names:
+            if self._b is None:
+                self._b = _flat(self.post["b"])
+            b = self._b[:, names.index(coef)][:, None]
+        total: np.ndarray | None = None
+        for term in terms:
+            r = self.r(term, coef)
+            idx = self._mapping(term, level)
+            piece = r if idx is None else r[:, idx]
+            if total is None:
+                # never write into the posterior: copy unless indexing already did
+                shared = np.may_share_memory(piece, self.post[f"r_{term.name}"].values)
+                total = piece.copy() if shared else piece
+                total += b
+            else:
+                total += piece
+        if total is None:
+            total = np.repeat(b, self.n_items(level), axis=1)
+        return total
+
+    def effect(self, weights: dict[str, float], level: str) -> np.ndarray:
+        """``sum_c w_c * coefficient(c)`` (draws x items)."""
+        out: np.ndarray | None = None
+        for coef, w in weights.items():
+            if not w:
+                continue
+            part = self.coefficient(coef, level)
+            if w != 1.0:
+                part *= w
+            if out is None:
+                out = part
+            else:
+                out += part
+        if out is None:
+            out = np.zeros((self.n_draws, self.n_items(level)))
+        return out
+
+
+def _stack(
+    parts: list[np.ndarray], item_dim: str, items: Any, contrasts: list[Contrast], **attrs: Any
+) -> xr.DataArray:
+    values = parts[0][:, :, None] if len(parts) == 1 else np.stack(parts, axis=-1)
+    return xr.DataArray(
+        values,
+        dims=(DRAW, item_dim, CONTRAST),
+        coords={item_dim: np.asarray(items, dtype=object), CONTRAST: [c.label for c in contrasts]},
+        attrs={"scale": "natural log", **attrs},
+        name="lfc",
+    )
+
+
+def gene_lfc_draws(
+    fit: ScreenFit,
+    factor: str = TREATMENT,
+    *,
+    ref: str | None = None,
+    a: str | None = None,
+    b: str | None = None,
+) -> xr.DataArray:
+    """Gene LFC draws (natural log), dims ``(draw, gene, contrast)``."""
+    _, contrasts = resolve_contrasts(fit, factor, ref=ref, a=a, b=b)
+    ex = _Extractor(fit)
+    try:
+        parts = [ex.effect(c.weights, GENE) for c in contrasts]
+    except _MissingDraws as err:
+        raise FitError(f"posterior variable {err.args[0]} is missing from this fit") from None
+    return _stack(parts, GENE, fit.model.data.gene_names, contrasts, factor=factor)
+
+
+def sgrna_lfc_draws(
+    fit: ScreenFit,
+    factor: str = TREATMENT,
+    *,
+    ref: str | None = None,
+    a: str | None = None,
+    b: str | None = None,
+) -> xr.DataArray:
+    """Guide LFC draws (gene LFC plus the guide's own effect), dims ``(draw, sgrna, contrast)``.
+
+    Raises
+    ------
+    FitError
+        When the fit did not keep guide-level draws (``store_sgrna=False``).
+    """
+    _, contrasts = resolve_contrasts(fit, factor, ref=ref, a=a, b=b)
+    ex = _Extractor(fit)
+    try:
+        parts = [ex.effect(c.weights, SGRNA) for c in contrasts]
+    except _MissingDraws:
+        raise FitError(NO_SGRNA_DRAWS) from None
+    return _stack(parts, SGRNA, fit.model.data.sgrnas, contrasts, factor=factor)
+
+
+def group_effect_draws(
+    fit: ScreenFit,
+    factor: str = TREATMENT,
+    *,
+    ref: str | None = None,
+    a: str | None = None,
+    b: str | None = None,
+) -> xr.DataArray:
+    """Gene-group effect draws, dims ``(draw, group, contrast)``; ``attrs["source"]`` says how.
+
+    With a group term in the formula the effect is ``b + r_group`` (``source="group
+    term"``); otherwise it is the mean LFC of the group's genes (``source="mean of gene
+    LFCs"``). The ``ungrouped`` label is left out.
+    """
+    _, contrasts = resolve_contrasts(fit, factor, ref=ref, a=a, b=b)
+    return _group_draws(_Extractor(fit), contrasts, None)
+
+
+def _group_draws(
+    ex: _Extractor, contrasts: list[Contrast], gene_draws: list[np.ndarray] | None
+) -> xr.DataArray:
+    data = ex.data
+    if data.gene_groups is None:
+        raise FitError(NO_GROUPS)
+    if ex.has_group_term():
+        names = np.asarray(ex.group_term().level_names, dtype=object)
+        parts = [ex.effect(c.weights, GROUP) for c in contrasts]
+        source = "group term"
+    else:
+        names = np.asarray(data.group_names, dtype=object)
+        codes = np.asarray(data.group_codes)
+        weights = np.zeros((data.n_genes, len(names)))
+        weights[np.arange(data.n_genes), codes] = 1.0
+        weights /= weights.sum(axis=0, keepdims=True)
+        if gene_draws is None:
+            gene_draws = [ex.effect(c.weights, GENE) for c in contrasts]
+        parts = [d @ weights for d in gene_draws]
+        source = "mean of gene LFCs"
+    keep = names != UNGROUPED
+    return _stack([p[:, keep] for p in parts], GROUP, names[keep], contrasts, source=source)
+
+
+def _phi_means(ex: _Extractor) -> pd.Series | None:
+    """Posterior mean NB dispersion per guide (None when not stored or not per guide)."""
+    if "phi" not in ex.post:
+        return None
+    phi = ex.post["phi"]
+    mean = np.asarray(phi.mean(dim=[d for d in ("chain", "draw") if d in phi.dims]).values)
+    if mean.ndim > 1 or (mean.ndim == 1 and mean.size != ex.data.n_sgrnas):
+        return None
+    values = np.broadcast_to(mean.astype(float), (ex.data.n_sgrnas,))
+    return pd.Series(values, index=np.asarray(ex.data.sgrnas, dtype=object))
+
+
+def _roles(levels: pd.Series, c: Contrast) -> pd.Series:
+    """Role of each sample under ``c``: ``"control"``, ``"treatment"`` or ``"other"``."""
+    role = pd.Series("other", index=levels.index, dtype=object)
+    if c.control is None:  # numeric factor: 0 against the rest
+        values = pd.to_numeric(levels, errors="coerce")
+        role[values == 0] = "control"
+        role[values != 0] = "treatment"
+        return role
+    role[levels == c.control] = "control"
+    role[levels == c.treatment] = "treatment"
+    return role

@@ -1,0 +1,184 @@
+"""Posterior expected ("real", de-noised) read counts of a fitted screen per condition.
+
+`expected_counts` (also `ScreenFit.expected_counts`) rebuilds the model's linear
+predictor from the posterior draws (via the draw extraction of
+`screenformula.results.draws`) and summarises it with `screenformula.results.contrast_core`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from screenformula._constants import CONDITION, SGRNA, TREATMENT
+from screenformula.errors import FitError
+from screenformula.results import contrast_core as core
+from screenformula.results.draws import _Extractor, _flat, _ordered_levels
+
+if TYPE_CHECKING:
+    from screenformula.results.fit import ScreenFit
+    from screenformula.spec.terms import GroupTerm
+
+__all__ = ["expected_counts"]
+
+
+def expected_counts(
+    fit: ScreenFit,
+    reference_depth: float | None = None,
+    *,
+    by: str | None = None,
+    hdi_prob: float = 0.94,
+    aggregate: Literal["sum", "mean"] = "sum",
+    chunk_genes: int = 256,
+) -> pd.DataFrame:
+    """Posterior expected ("real", de-noised) read count of every gene in every condition.
+
+    For guide ``s`` and condition ``c`` (a level of the sample-sheet column ``by``)::
+
+        mu[s, c] = L_ref * exp(mean over the screen samples j of condition c of eta[s, j])
+
+    where ``eta`` is the model's linear predictor without the size factor: intercept,
+    population terms, offsets, every group term (gene groups, genes, guides; sample-level
+    terms averaged over the condition's samples) and the pool offset or covariate when
+    the model has one. The gene's count is the sum of ``mu`` over its guides
+    (``aggregate="sum"``, comparable with a gene's total reads) or their mean
+    (``"mean"``). Summaries are over the posterior draws of that quantity.
+
+    ``L_ref`` (``reference_depth``) is a size factor: by default the geometric mean of the
+    screen samples' size factors, i.e. a typical sample of this screen; the ``observed``
+    column puts the data on the same scale (count / size factor * L_ref, summed or
+    averaged over the gene's guides, then averaged over the condition's samples).
+
+    Without stored guide-level draws (genome-scale fits) each guide's own effects are
+    integrated out: ``exp(gene-level eta)`` times the log-normal mean ``exp(v / 2)``, ``v``
+    the variance of the guide-level effects in that condition (from ``sd_<term>`` and
+    ``cor_<term>``): the expected count of a typical guide of the gene.
+
+    Returns
+    -------
+    DataFrame
+        One row per gene x condition: ``gene, condition, mean, sd, hdi_low, hdi_high,
+        observed, n_sgrna``; ``attrs`` hold ``reference_depth``, ``by``, ``aggregate``,
+        ``hdi_prob`` and ``guide_effects`` (``"draws"`` or ``"integrated"``).
+    """
+    spec = fit.model.spec
+    data = spec.data
+    if aggregate not in ("sum", "mean"):
+        raise FitError(f"aggregate must be 'sum' or 'mean', not {aggregate!r}")
+    samples = list(spec.samples)
+    if by is None:
+        by = TREATMENT if TREATMENT in data.samples.columns else CONDITION
+    if by not in data.samples.columns:
+        raise FitError(f"by={by!r} is not a sample-sheet column ({', '.join(data.samples)})")
+    column = data.samples.loc[samples, by]
+    labels = column.astype(str).to_numpy()
+    levels = np.asarray(_ordered_levels(column), dtype=object)
+    avg = (labels[None, :] == levels[:, None]).astype(float)
+    avg /= avg.sum(axis=1, keepdims=True)  # (conditions, screen samples)
+    l_ref = (
+        float(np.exp(np.mean(spec.log_size_factors)))
+        if reference_depth is None
+        else float(reference_depth)
+    )
+    if not (np.isfinite(l_ref) and l_ref > 0):
+        raise FitError(f"reference_depth must be a positive size factor, got {reference_depth}")
+
+    ex = _Extractor(fit)
+    post = ex.post
+    n = ex.n_draws
+    common = spec.mean.common
+    base = np.zeros((n, len(levels)))
+    if common.intercept:
+        base += _flat(post["Intercept"])[:, None]
+    if common.names:
+        base += _flat(post["b"]) @ (avg @ common.X).T
+    base += (avg @ common.offset)[None, :]
+    guide_terms: list[tuple[GroupTerm, np.ndarray, np.ndarray]] = []
+    integrated = False
+    for term in spec.groups:
+        name = f"r_{term.name}"
+        if term.level == "sample":
+            r = _flat(post[name])  # (n, levels, coefs)
+            per_sample = np.einsum("njc,jc->nj", r[:, term.index, :], term.Z)
+            base += per_sample @ avg.T
+            continue
+        zbar = avg @ term.Z  # (conditions, coefs)
+        if name in post:
+            guide_terms.append((term, _flat(post[name]), zbar))
+        elif term.level == SGRNA:
+            base += 0.5 * _guide_variance(post, term, zbar, n)
+            integrated = True
+        else:
+            raise FitError(f"posterior variable {name} is missing from this fit")
+    pool_part: np.ndarray | None = None
+    if spec.pool.mode == "offset":
+        pool_part = np.broadcast_to(spec.pool.log_abundance[None, :], (n, data.n_sgrnas))
+    elif spec.pool.mode == "covariate":
+        pool_part = _flat(post["b_pool"])[:, None] * spec.pool.log_abundance[None, :]
+
+    order = np.argsort(data.gene_codes, kind="stable")
+    n_sg = np.bincount(data.gene_codes, minlength=data.n_genes)
+    starts = np.concatenate([[0], np.cumsum(n_sg)])
+    n_genes, n_cond = data.n_genes, len(levels)
+    stats = {k: np.empty((n_genes, n_cond)) for k in ("mean", "sd", "hdi_low", "hdi_high")}
+    step = max(1, int(chunk_genes))
+    for g0 in range(0, n_genes, step):
+        g1 = min(n_genes, g0 + step)
+        guides = order[starts[g0] : starts[g1]]
+        eta = np.repeat(base[:, None, :], guides.size, axis=1)
+        for term, r, zbar in guide_terms:
+            eta += r[:, term.index[guides], :] @ zbar.T
+        if pool_part is not None:
+            eta += pool_part[:, guides][:, :, None]
+        mu = l_ref * np.exp(eta)
+        gene_mu = np.add.reduceat(mu, starts[g0:g1] - starts[g0], axis=1)
+        if aggregate == "mean":
+            gene_mu /= n_sg[g0:g1][None, :, None]
+        flat = gene_mu.reshape(n, -1)
+        low, high = core.hdi(flat, hdi_prob)
+        shape = (g1 - g0, n_cond)
+        stats["mean"][g0:g1] = flat.mean(axis=0).reshape(shape)
+        stats["sd"][g0:g1] = flat.std(axis=0, ddof=1 if n > 1 else 0).reshape(shape)
+        stats["hdi_low"][g0:g1] = low.reshape(shape)
+        stats["hdi_high"][g0:g1] = high.reshape(shape)
+
+    sf = np.exp(spec.log_size_factors)
+    norm = spec.counts[order] / sf[None, :] * l_ref
+    per_gene = np.add.reduceat(norm, starts[:-1], axis=0) if n_genes else norm[:0]
+    if aggregate == "mean":
+        per_gene = per_gene / n_sg[:, None]
+    observed = per_gene @ avg.T
+    table = pd.DataFrame(
+        {
+            "gene": np.repeat(np.asarray(data.gene_names, dtype=object), n_cond),
+            "condition": np.tile(levels, n_genes),
+            **{k: v.ravel() for k, v in stats.items()},
+            "observed": observed.ravel(),
+            "n_sgrna": np.repeat(n_sg, n_cond),
+        }
+    )
+    table.attrs.update(
+        {
+            "reference_depth": l_ref,
+            "by": by,
+            "aggregate": aggregate,
+            "hdi_prob": hdi_prob,
+            "guide_effects": "integrated" if integrated else "draws",
+        }
+    )
+    return table
+
+
+def _guide_variance(post: xr.Dataset, term: GroupTerm, zbar: np.ndarray, n: int) -> np.ndarray:
+    """Variance of ``zbar . r_s`` over guides, per draw and condition (n, conditions)."""
+    sd = _flat(post[f"sd_{term.name}"]).reshape(n, -1)  # (n, coefs)
+    cor_name = f"cor_{term.name}"
+    if cor_name in post:
+        cor = _flat(post[cor_name]).reshape(n, term.n_coefs, term.n_coefs)
+    else:
+        cor = np.broadcast_to(np.eye(term.n_coefs), (n, term.n_coefs, term.n_coefs))
+    cov = sd[:, :, None] * cor * sd[:, None, :]
+    return np.einsum("lc,ncd,ld->nl", zbar, cov, zbar)
