@@ -70,7 +70,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="chains run in parallel")
     p.add_argument(
-        "--delta", type=float, default=0.0, help="minimum |log2 LFC| that counts as an effect"
+        "--delta",
+        type=float,
+        default=0.5,
+        help="minimum |log2 LFC| that counts as an effect (default 0.5; 0 calls any sign)",
     )
     p.add_argument("--fdr", type=float, default=0.05, help="Bayesian FDR target for hits")
     p.add_argument("--force", action="store_true", help="replace existing outputs")

@@ -184,6 +184,27 @@ class ScreenFit:
             self, factor, ref=ref, a=a, b=b, delta=delta, hdi_prob=hdi_prob, fdr_target=fdr_target
         )
 
+    def guide_correlation(self, hdi_prob: float = 0.94) -> pd.DataFrame:
+        """Posterior correlations of the guide-level effects (see `results.pool`).
+
+        With ``pool="joint"`` the guide baseline is what the pool measures: its correlation
+        with a treatment deviation says whether guides that start rare respond differently.
+        """
+        from screenformula.results.pool import guide_correlation
+
+        return guide_correlation(self, hdi_prob)
+
+    def compare(
+        self, other: ScreenFit, factor: str = "treatment", ref: str | None = None
+    ) -> pd.DataFrame:
+        """Per gene, how the LFC and its sd change from ``other`` to this fit.
+
+        E.g. ``fit_joint.compare(fit_without_pool)`` shows what the pool changed.
+        """
+        from screenformula.results.pool import compare_gene_lfcs
+
+        return compare_gene_lfcs(self, other, factor, ref)
+
     def expected_counts(self, reference_depth: float | None = None, **kwargs: Any) -> pd.DataFrame:
         """Posterior expected ("real") read count per gene x condition at a reference depth.
 
