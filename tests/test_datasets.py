@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import gzip
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -157,21 +155,3 @@ def test_mageck_reference_output():
     assert genes.iloc[0]["id"] == "ACTR8"
     sgrnas = datasets.mageck_reference_output("sgrna")
     assert len(sgrnas) == 999 and "LFC" in sgrnas.columns
-
-
-def test_demo_runs():
-    result = subprocess.run(
-        [sys.executable, "-m", "screenformula.demo"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
-    assert "MAGeCK leukemia demo" in out
-    assert "ScreenData: 71,090 sgRNAs, 18,056 genes" in out
-    assert "validation: OK" in out
-    assert "Pearson residuals" in out
-    assert "true hits:" in out
-    assert "Demo finished" in out

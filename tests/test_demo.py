@@ -1,0 +1,136 @@
+"""The demo (`make demo`): its pieces, its command line, and a --fast run end to end.
+
+The full demo (4 chains of NUTS, the genome-wide HAP1 screen) is not run here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from _mageck_format import read_gene_summary, read_sgrna_summary
+
+from screenformula import datasets, demo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_help():
+    done = subprocess.run(
+        [sys.executable, "-m", "screenformula.demo", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--fast" in done.stdout and "--out" in done.stdout and "--no-hap1" in done.stdout
+
+
+def test_leukemia_data_is_compared_as_mageck_compares_it():
+    data = demo.leukemia_data()
+    assert data.n_sgrnas == 999 and data.n_genes == 100
+    assert not data.pool_mask.any()  # initial samples are controls, not a pool
+    assert list(data.samples["treatment"]) == ["initial", "initial", "final", "final"]
+    assert data.size_factor_method == "control"
+    assert set(data.genes_of_sgrna[data.controls]) == {"AHNAK"}
+    # --norm-method control --control-gene AHNAK: median ratios over the AHNAK guides
+    reference = datasets.load_mageck_leukemia(initial_as_pool=False, size_factors="control")
+    np.testing.assert_allclose(data.size_factors, reference.size_factors)
+    np.testing.assert_array_equal(data.counts, reference.counts)
+
+
+def test_compare_with_mageck():
+    ref = datasets.mageck_reference_output()
+    same = demo.compare_with_mageck(ref, ref)
+    assert same["n_genes"] == 99
+    assert same["overlap_top10"] == 10 and same["overlap_top20"] == 20
+    assert same["spearman_lfc"] == pytest.approx(1.0)
+    assert same["mageck_top20"][0] == "ACTR8"
+    # reversed depletion ranks: no overlap at the top, rank correlation -1
+    flipped = ref.assign(**{"neg|rank": len(ref) + 1 - ref["neg|rank"]})
+    out = demo.compare_with_mageck(flipped, ref)
+    assert out["overlap_top10"] == 0 and out["spearman_neg_rank"] == pytest.approx(-1.0)
+    # genes only one side has are left out (our table carries the AHNAK control gene)
+    extra = pd.concat([ref, ref.head(1).assign(id="AHNAK", **{"neg|rank": 0})])
+    assert demo.compare_with_mageck(extra, ref)["n_genes"] == 99
+
+
+def test_roc_auc():
+    positive = np.array([True, True, False, False])
+    assert demo.roc_auc(np.array([4.0, 3.0, 2.0, 1.0]), positive) == 1.0
+    assert demo.roc_auc(np.array([1.0, 2.0, 3.0, 4.0]), positive) == 0.0
+    assert demo.roc_auc(np.array([1.0, 1.0, 1.0, 1.0]), positive) == 0.5  # ties count half
+    assert demo.roc_auc(np.array([4.0, 2.0, 3.0, 1.0]), positive) == 0.75
+    with pytest.raises(ValueError):
+        demo.roc_auc(np.array([1.0, 2.0]), np.array([True, True]))
+
+
+def test_naive_gene_lfc():
+    data = demo.leukemia_data()
+    lfc = demo.naive_gene_lfc(data, "treatment", "final", "initial")
+    assert len(lfc) == 100 and np.isfinite(lfc).all()
+    guides = data.genes_of_sgrna == "ACTR8"
+    norm = data.counts[guides] / data.size_factors.to_numpy()
+    by_guide = np.log2(norm[:, 2:].mean(axis=1) + 0.5) - np.log2(norm[:, :2].mean(axis=1) + 0.5)
+    assert lfc["ACTR8"] == pytest.approx(by_guide.mean())
+    # the strongest MAGeCK genes are depleted by this measure too
+    assert (lfc[["ACTR8", "ACIN1", "ACLY"]] < lfc.median()).all()
+
+
+@pytest.mark.slow
+def test_fast_demo_end_to_end(tmp_path):
+    out = tmp_path / "demo-output"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")  # not the demo's: must stay as it is
+    (out / "leukemia.genes.tsv").write_text("stale\n")  # the demo's: replaced
+    done = subprocess.run(
+        [sys.executable, "-m", "screenformula.demo", "--fast", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = done.stdout
+    assert "Report: " + str((out / "leukemia.report.html").resolve()) in text
+    assert "Top depleted genes" in text and "top-10 overlap" in text
+    assert "Demo finished" in text
+
+    names = {p.name for p in out.iterdir()}
+    assert names == {
+        "notes.txt",
+        "demo-summary.json",
+        "leukemia.gene_summary.txt",
+        "leukemia.sgrna_summary.txt",
+        "leukemia.genes.tsv",
+        "leukemia.volcano.png",
+        "leukemia.rank.png",
+        "leukemia.forest.png",
+        "leukemia.mageck_comparison.tsv",
+        "leukemia.report.html",
+    }  # no staging folders or temporary files left
+    assert (out / "notes.txt").read_text() == "mine\n"
+    genes = pd.read_csv(out / "leukemia.genes.tsv", sep="\t")
+    assert len(genes) == 100
+
+    gene_summary = read_gene_summary(out / "leukemia.gene_summary.txt")
+    assert len(gene_summary) == 100
+    assert len(read_sgrna_summary(out / "leukemia.sgrna_summary.txt")) == 999
+
+    summary = json.loads((out / "demo-summary.json").read_text())
+    mageck = summary["leukemia"]["mageck"]
+    assert mageck["n_genes"] == 99
+    assert 0 <= mageck["overlap_top10"] <= 10 and 0 <= mageck["overlap_top20"] <= 20
+    assert summary["hap1"] == {"skipped": "--fast"}
+    comparison = pd.read_csv(out / "leukemia.mageck_comparison.tsv", sep="\t")
+    assert len(comparison) == 99 and {"lfc", "mageck_lfc"} <= set(comparison.columns)
+
+    report = (out / "leukemia.report.html").read_text(encoding="utf-8")
+    assert "Comparison with MAGeCK" in report
+    assert report.count("data:image/png;base64,") == 4  # volcano, rank, forest, comparison
