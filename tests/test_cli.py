@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from _mageck_format import read_gene_summary, read_sgrna_summary
@@ -153,25 +153,61 @@ def test_full_run_then_contrast_and_plot_from_the_saved_fit(table, tmp_path):
         "test", "-k", str(table), "-t", "T1", "-c", "C1", "-n", str(prefix), cwd=tmp_path
     )
     one_line_error(again, "output exists", "--force")
-    # contrast and plot from the saved fit, without refitting
-    code = main(
-        ["contrast", str(prefix) + ".fit.nc", "-n", str(tmp_path / "again"), "--mageck", "--quiet"]
+    # --force replaces every output (a short refit)
+    before = (tmp_path / "screen.genes.tsv").read_text()
+    forced = run_cli(
+        "test",
+        "-k",
+        str(table),
+        "-t",
+        "T1,T2,T3",
+        "-c",
+        "C1,C2,C3",
+        "-n",
+        str(prefix),
+        "--draws",
+        "30",
+        "--tune",
+        "30",
+        "--chains",
+        "1",
+        "--seed",
+        "2",
+        "--force",
+        "--quiet",
+        cwd=tmp_path,
     )
-    assert code == 0
+    assert forced.returncode == 0, forced.stderr
+    assert (tmp_path / "screen.genes.tsv").read_text() != before
+    assert json.loads((tmp_path / "screen.log").read_text())["options"]["draws"] == 30
+    # contrast and plot from the saved fit, without refitting, each in a subprocess
+    fit_file = str(prefix) + ".fit.nc"
+    done = run_cli(
+        "contrast", fit_file, "-n", str(tmp_path / "again"), "--mageck", "--quiet", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
     redo = pd.read_csv(tmp_path / "again.genes.tsv", sep="\t")
-    np.testing.assert_allclose(redo["lfc"], ours["lfc"])
-    code = main(
-        [
-            "plot",
-            str(prefix) + ".fit.nc",
-            "--kind",
-            "forest",
-            "-o",
-            str(tmp_path / "f.png"),
-            "--quiet",
-        ]
+    assert len(redo) == 15 and {"lfc", "qvalue"} <= set(redo.columns)
+    assert len(read_gene_summary(tmp_path / "again.gene_summary.txt")) == 15
+    refused = run_cli("contrast", fit_file, "-n", str(tmp_path / "again"), cwd=tmp_path)
+    one_line_error(refused, "output exists")
+    again = run_cli(
+        "contrast", fit_file, "-n", str(tmp_path / "again"), "--force", "--quiet", cwd=tmp_path
     )
-    assert code == 0 and (tmp_path / "f.png").stat().st_size > 1000
+    assert again.returncode == 0, again.stderr
+    plot = run_cli(
+        "plot", fit_file, "--kind", "forest", "-o", str(tmp_path / "f.png"), "--quiet", cwd=tmp_path
+    )
+    assert plot.returncode == 0, plot.stderr
+    assert (tmp_path / "f.png").stat().st_size > 1000
+    bad_level = run_cli(
+        "contrast", fit_file, "--ref", "placebo", "-n", str(tmp_path / "x"), cwd=tmp_path
+    )
+    one_line_error(bad_level, "placebo")
+    missing = run_cli(
+        "plot", str(tmp_path / "nope.nc"), "-o", str(tmp_path / "g.png"), cwd=tmp_path
+    )
+    one_line_error(missing, "nope.nc")
 
 
 @pytest.mark.slow
@@ -194,8 +230,8 @@ def test_fit_from_config(table, tmp_path):
         "fit: {draws: 100, tune: 150, chains: 2, seed: 3}\n"
         "contrasts: [{factor: treatment, ref: control, delta: 0.2}]\noutput: out\n"
     )
-    code = main(["fit", str(config), "--quiet"])
-    assert code == 0
+    done = run_cli("fit", str(config), "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
     out = tmp_path / "out"
     assert {p.name for p in out.iterdir()} >= {
         "fit.nc",
