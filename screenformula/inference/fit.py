@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
 from screenformula.backend.model import OBSERVED, OBSERVED_POOL
 from screenformula.errors import FitError
+from screenformula.inference.approx import (
+    APPROX_NOTICE,
+    ApproximateWarning,
+    fit_advi,
+    without_guide_level,
+)
 from screenformula.inference.log_likelihood import add_log_likelihood
 from screenformula.inference.nuts import sample_nuts, sgrna_store_default, stored_variables
 from screenformula.results.fit import ScreenFit
@@ -16,7 +23,7 @@ from screenformula.results.fit import ScreenFit
 if TYPE_CHECKING:
     from screenformula.model import ScreenModel
 
-METHODS = ("nuts",)
+METHODS = ("nuts", "advi", "approx")
 
 #: Compute the pointwise log-likelihood by default only below this many numbers.
 LOG_LIKELIHOOD_BUDGET = 50_000_000
@@ -40,6 +47,8 @@ def fit_model(
 ) -> ScreenFit:
     """Fit ``model``; see `ScreenModel.fit` for the parameters."""
     pymc_model = model.pymc_model
+    if method in ("advi", "approx"):
+        chains = 1  # one set of draws from the fitted approximation
     total_draws = draws * chains
     if store_sgrna == "auto":
         store_sgrna = sgrna_store_default(pymc_model, total_draws)
@@ -64,6 +73,20 @@ def fit_model(
                 target_accept=target_accept,
                 **kwargs,
             )
+        case "advi" | "approx":
+            # "approx" is an alias: mean-field ADVI is the approximate method chosen by
+            # measured agreement with NUTS (benchmarks/README.md, "Approximate inference")
+            method = "advi"
+            names = stored_variables(pymc_model, bool(store_sgrna))
+            idata, vi_stats = fit_advi(
+                pymc_model,
+                names if store_sgrna else without_guide_level(names, model.spec),
+                draws=draws,
+                random_seed=random_seed,
+                progress=progress,
+                **kwargs,
+            )
+            warnings.warn(APPROX_NOTICE, ApproximateWarning, stacklevel=3)
         case _:
             raise FitError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     elapsed = time.perf_counter() - start
@@ -98,4 +121,6 @@ def fit_model(
         "log_likelihood": bool(log_likelihood),
         "wall_seconds": round(elapsed, 2),
     }
+    if method == "advi":
+        options.update(tune=None, engine="pymc.fit", target_accept=None, advi=vi_stats)
     return ScreenFit(model, idata, method, options)

@@ -1,0 +1,302 @@
+"""Approximate posterior by mean-field ADVI (PyMC's ``pm.fit``).
+
+A fast first look at a genome-wide screen: the approximation is a product of independent
+normals on the unconstrained parameters, fitted by stochastic maximisation of the ELBO.
+It ranks genes much as NUTS does but its intervals are too narrow (mean-field VI ignores
+posterior correlations and under-states variance); the fit says so wherever it is shown.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor
+import xarray as xr
+from pymc.variational.callbacks import Callback
+
+from screenformula._constants import DIM_SGRNA
+from screenformula.errors import FitError
+
+#: The notice every approximate fit emits (an `ApproximateWarning`, a `UserWarning`).
+APPROX_NOTICE = (
+    "approximate posterior (ADVI): intervals may be too narrow; confirm hits with method='nuts'"
+)
+
+#: Name of the DataTree group holding the optimisation trace of an ADVI fit.
+VI_GROUP = "variational"
+
+
+class ApproximateWarning(UserWarning):
+    """The posterior comes from an approximate method (ADVI), not from NUTS."""
+
+
+class ParameterConvergence(Callback):
+    """Stop when the variational means have stopped moving, in units of their sds.
+
+    Every ``every`` iterations the variational parameters (means and sd parameters) are
+    averaged over the last window, which removes most of the optimiser's step-to-step
+    jitter, and the window's mean parameters are compared with the previous window's:
+    the fit has converged when the root-mean-square change, each divided by its current
+    variational sd, is below ``tolerance`` on ``patience`` checks in a row. The last
+    window's averages (``averaged``) are the Polyak-Ruppert iterate average that
+    `fit_advi` keeps as the final approximation. Records ``converged_at`` (or None) and
+    ``history`` (iteration, change).
+    """
+
+    def __init__(self, every: int = 100, tolerance: float = 0.1, patience: int = 2) -> None:
+        self.every = every
+        self.tolerance = tolerance
+        self.patience = patience
+        self.sums: list[np.ndarray] | None = None
+        self.count = 0
+        self.previous: np.ndarray | None = None
+        self.averaged: tuple[np.ndarray, np.ndarray] | None = None
+        self.history: list[tuple[int, float]] = []
+        self.hits = 0
+        self.converged_at: int | None = None
+
+    def __call__(self, approx: Any, loss: Any, i: int) -> None:
+        """Add iteration ``i``'s parameters to the window; check at the window's end."""
+        params = approx.groups[0].params_dict
+        mu, rho = params["mu"].get_value(), params["rho"].get_value()
+        if self.sums is None:
+            self.sums = [mu.copy(), rho.copy()]
+        else:
+            self.sums[0] += mu
+            self.sums[1] += rho
+        self.count += 1
+        if i % self.every:
+            return
+        mean, rho_mean = self.sums[0] / self.count, self.sums[1] / self.count
+        self.sums, self.count = None, 0
+        self.averaged = (mean, rho_mean)
+        if self.previous is not None:
+            sd = np.logaddexp(0.0, rho_mean)  # softplus(rho)
+            change = float(np.sqrt(np.mean(((mean - self.previous) / sd) ** 2)))
+            self.history.append((i, change))
+            self.hits = self.hits + 1 if change < self.tolerance else 0
+            if self.tolerance and self.hits >= self.patience:
+                self.converged_at = i
+                raise StopIteration(f"ADVI converged at iteration {i}")
+        self.previous = mean
+
+
+class LearningRateSchedule(Callback):
+    """Exponential decay of the optimiser's step size, from ``start`` down to ``floor``.
+
+    ``rate`` is a shared variable read by the optimiser's update graph; after iteration
+    ``i`` it is ``max(floor, start * 0.5 ** (i / half_life))``. A decaying step size lets
+    stochastic optimisation settle (Robbins-Monro) where a constant one keeps jittering
+    around the optimum by about one step.
+    """
+
+    def __init__(self, rate: Any, start: float, floor: float, half_life: float) -> None:
+        self.rate = rate
+        self.start = start
+        self.floor = floor
+        self.half_life = half_life
+
+    def __call__(self, approx: Any, loss: Any, i: int) -> None:
+        """Set the step size for the iteration after ``i``."""
+        value = max(self.floor, self.start * 0.5 ** (i / self.half_life))
+        self.rate.set_value(np.asarray(value, dtype=self.rate.dtype))
+
+
+def fit_advi(
+    model: pm.Model,
+    var_names: list[str],
+    *,
+    draws: int,
+    random_seed: int | None,
+    progress: bool,
+    n: int = 10_000,
+    obj_n_mc: int = 1,
+    learning_rate: float = 0.1,
+    lr_floor: float = 0.005,
+    lr_half_life: float = 300.0,
+    optimizer: str = "adam",
+    tolerance: float = 0.1,
+    check_every: int = 100,
+    average: bool = True,
+    start_sigma: float | None = 0.1,
+    backend: str | None = None,
+    callbacks: list[Any] | None = None,
+) -> tuple[xr.DataTree, dict[str, Any]]:
+    """Fit mean-field ADVI and draw ``draws`` samples of ``var_names`` from it.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        The model to approximate.
+    var_names : list of str
+        Variables (free or deterministic) to keep in the posterior.
+    draws : int
+        Draws taken from the fitted approximation (one chain).
+    random_seed : int, optional
+        Seeds the optimisation and the draws.
+    progress : bool
+        Show PyMC's progress bar.
+    n : int
+        Maximum number of iterations (each one stochastic gradient step).
+    obj_n_mc : int
+        Monte Carlo draws per gradient estimate.
+    learning_rate, lr_floor, lr_half_life : float
+        Adam's step size starts at ``learning_rate`` and halves every ``lr_half_life``
+        iterations down to ``lr_floor`` (`LearningRateSchedule`).
+    optimizer : {"adam", "adagrad_window"}
+        PyMC's optimiser.
+    tolerance, check_every : float, int
+        `ParameterConvergence`: stop when the window-averaged means move less than
+        ``tolerance`` variational sds (root mean square) on two checks in a row, checking
+        every ``check_every`` iterations; ``tolerance=0`` runs all ``n`` iterations.
+    average : bool
+        Keep the average of the variational parameters over the last check window
+        (Polyak-Ruppert averaging) instead of the last, jittering, iterate.
+    start_sigma : float, optional
+        Initial sd of every factor (PyMC's default, None, is softplus(0) = 0.69); the
+        means start at the model's initial point.
+    backend : str, optional
+        PyTensor backend of the step function (``"c"`` by default, ``"numba"``).
+    callbacks : list, optional
+        More `pm.fit` callbacks, called after each iteration.
+
+    Returns
+    -------
+    idata : DataTree
+        ``posterior`` (one chain of ``draws`` draws, the same names and dims as NUTS
+        gives) and ``variational``: ``loss`` (the negative ELBO) per iteration and
+        ``change`` (the convergence measure) per check, the settings in its attrs.
+    stats : dict
+        ``iterations``, ``converged``, ``final_loss`` (mean loss over the last 10 % of
+        the iterations), the settings and the seconds spent optimising and drawing.
+    """
+    rate = pytensor.shared(np.asarray(learning_rate, dtype=pytensor.config.floatX), "lr")
+    match optimizer:
+        case "adam":
+            obj_optimizer = pm.adam(learning_rate=rate)
+        case "adagrad_window":
+            obj_optimizer = pm.adagrad_window(learning_rate=rate)
+        case _:
+            raise FitError(f"unknown ADVI optimizer {optimizer!r}: choose adam or adagrad_window")
+    rng = np.random.default_rng(random_seed)
+    seed = int(rng.integers(2**31))
+    convergence = ParameterConvergence(every=check_every, tolerance=tolerance)
+    steps: list[Any] = [convergence]
+    if lr_floor < learning_rate:
+        steps.append(LearningRateSchedule(rate, learning_rate, lr_floor, lr_half_life))
+    steps += callbacks or []
+    sigma = None
+    if start_sigma is not None:
+        point = model.initial_point()
+        sigma = {name: np.full(np.size(value), start_sigma) for name, value in point.items()}
+    start = time.perf_counter()
+    with model, np.errstate(all="ignore"):
+        approx = pm.fit(
+            n=n,
+            method="advi",
+            random_seed=seed,
+            start_sigma=sigma,
+            obj_optimizer=obj_optimizer,
+            obj_n_mc=obj_n_mc,
+            callbacks=steps,
+            progressbar=progress,
+            backend=backend,
+        )
+    if average and convergence.averaged is not None:
+        params = approx.groups[0].params_dict
+        params["mu"].set_value(convergence.averaged[0])
+        params["rho"].set_value(convergence.averaged[1])
+    fit_seconds = time.perf_counter() - start
+    loss = np.asarray(approx.hist, dtype=float)
+    start = time.perf_counter()
+    posterior = draw_from_meanfield(model, approx, var_names, draws, rng)
+    draw_seconds = time.perf_counter() - start
+    tail = loss[-max(1, len(loss) // 10) :]
+    stats = {
+        "iterations": len(loss),
+        "converged": convergence.converged_at is not None,
+        "final_loss": float(np.nanmean(tail)) if len(tail) else float("nan"),
+        "obj_n_mc": obj_n_mc,
+        "optimizer": optimizer,
+        "learning_rate": learning_rate,
+        "max_iterations": n,
+        "tolerance": tolerance,
+        "start_sigma": start_sigma,
+        "fit_seconds": round(fit_seconds, 2),
+        "draw_seconds": round(draw_seconds, 2),
+        "lr_floor": lr_floor,
+        "lr_half_life": lr_half_life,
+        "averaged": bool(average and convergence.averaged is not None),
+        "last_change": convergence.history[-1][1] if convergence.history else None,
+    }
+    checks = np.asarray(convergence.history, dtype=float).reshape(-1, 2)
+    trace = xr.Dataset(
+        {"loss": ("iteration", loss), "change": ("check", checks[:, 1])},
+        coords={"iteration": np.arange(1, len(loss) + 1), "check": checks[:, 0].astype(int)},
+        attrs={k: int(v) if isinstance(v, bool) else v for k, v in stats.items() if v is not None},
+    )
+    idata = xr.DataTree.from_dict({"posterior": posterior, VI_GROUP: trace})
+    idata["posterior"].attrs.update({"inference": "ADVI (mean-field)", "approximate": 1})
+    return idata, stats
+
+
+def draw_from_meanfield(
+    model: pm.Model,
+    approx: Any,
+    var_names: list[str],
+    draws: int,
+    rng: np.random.Generator,
+) -> xr.Dataset:
+    """``draws`` draws of ``var_names`` from a fitted mean-field approximation.
+
+    The draws are taken in the unconstrained space with NumPy and mapped through one
+    compiled function of the model's value variables, one draw at a time, so nothing but
+    the stored variables is ever held for all draws.
+    """
+    group = approx.groups[0]
+    mu = np.asarray(group.params_dict["mu"].get_value())
+    sd = np.logaddexp(0.0, np.asarray(group.params_dict["rho"].get_value()))
+    by_name = {v.name: v for v in model.value_vars}
+    inputs = [by_name[name] for name in group.ordering]
+    outputs = model.replace_rvs_by_values([model[name] for name in var_names])
+    fn = pytensor.function(inputs, outputs, on_unused_input="ignore")
+    layout = list(group.ordering.values())
+    values: list[np.ndarray] | None = None
+    for d in range(draws):
+        flat = mu + sd * rng.standard_normal(mu.size)
+        args = [flat[slc].reshape(shape).astype(dtype) for _, slc, shape, dtype in layout]
+        out = fn(*args)
+        if values is None:
+            values = [np.empty((1, draws, *np.shape(o))) for o in out]
+        for store, o in zip(values, out, strict=True):
+            store[0, d] = o
+    assert values is not None
+    data = {}
+    coords: dict[str, Any] = {}
+    for name, value in zip(var_names, values, strict=True):
+        dims = list(model.named_vars_to_dims.get(name) or ())
+        if len(dims) != value.ndim - 2:
+            dims = [f"{name}_dim_{i}" for i in range(value.ndim - 2)]
+        for dim, size in zip(dims, value.shape[2:], strict=True):
+            if dim in model.coords and model.coords[dim] is not None:
+                coords[dim] = list(model.coords[dim])
+            else:
+                coords[dim] = np.arange(size)
+        data[name] = (["chain", "draw", *dims], value)
+    coords.update({"chain": [0], "draw": np.arange(draws)})
+    return xr.Dataset(data, coords=coords)
+
+
+def without_guide_level(names: list[str], spec: Any) -> list[str]:
+    """``names`` without the raw centred variables of guide-level terms.
+
+    `stored_variables` leaves out variables with a declared ``sgrna`` dimension; the
+    centred totals ``t_<term>__<coef>`` of a guide-level term have no declared dims but
+    one row per guide, so they are left out here too (at genome scale they are the one
+    guide-sized thing left, and nothing downstream reads them).
+    """
+    guide_terms = [t.name for t in spec.groups if t.level == DIM_SGRNA]
+    return [n for n in names if not any(n.startswith(f"t_{t}__") for t in guide_terms)]
