@@ -511,6 +511,8 @@ def _derived(rec: dict[str, Any]) -> dict[str, Any]:
         "ess_cpu_all": _ratio(rec["all"]["ess_bulk_min"], cpu),
         "ess_cpu_comparable": _ratio(rec["comparable"]["ess_bulk_min"], cpu),
         "cpu_ms_per_step": _ratio(1e3 * cpu, steps) if cpu else None,
+        "ess_ksteps_all": _ratio(rec["all"]["ess_bulk_min"], (steps or 0) / 1e3),
+        "ess_ksteps_comparable": _ratio(rec["comparable"]["ess_bulk_min"], (steps or 0) / 1e3),
     }
 
 
@@ -532,7 +534,7 @@ def _row(rec: dict[str, Any]) -> str:
     if rec["status"] != "ok":
         return (
             head + f"| {rec['status']} (peak {rec['peak_rss_mb'] / 1024:.1f} GB after "
-            f"{rec['job_wall_s']:.0f} s) " + "| " * 15 + "|"
+            f"{rec['job_wall_s']:.0f} s) " + "| " * 17 + "|"
         )
     steps = rec.get("total_steps") or 0
     all_, comp, d = rec["all"], rec["comparable"], _derived(rec)
@@ -543,8 +545,10 @@ def _row(rec: dict[str, Any]) -> str:
         f"| {_f(d['cpu_ms_per_step'], '{:.2f}')} "
         f"| {_f(all_['ess_bulk_min'], '{:.0f}')} ({_md(all_['worst'])}) "
         f"| {_f(all_['ess_per_s'], '{:.2f}')} | {_f(d['ess_cpu_all'], '{:.2f}')} "
+        f"| {_f(d['ess_ksteps_all'], '{:.2f}')} "
         f"| {_f(comp['ess_bulk_min'], '{:.0f}')} ({_md(comp['worst'])}) "
         f"| {_f(comp['ess_per_s'], '{:.2f}')} | {_f(d['ess_cpu_comparable'], '{:.2f}')} "
+        f"| {_f(d['ess_ksteps_comparable'], '{:.2f}')} "
         f"| {_f(all_['rhat_max'], '{:.3f}')} | {rec['divergences']} | {load} |"
     )
 
@@ -563,9 +567,11 @@ MAIN_HEAD = [
     "min ESS, all (worst)",
     "ESS/s, all",
     "ESS/CPU-s, all",
+    "ESS per 1k steps, all",
     "min ESS, comparable (worst)",
     "ESS/s, comparable",
     "ESS/CPU-s, comparable",
+    "ESS per 1k steps, comparable",
     "R-hat max",
     "div",
     "load 1-min (start→end)",
@@ -664,7 +670,9 @@ def markdown(records: list[dict[str, Any]], env: dict[str, Any] | None) -> str:
         "(warm-up included, nutpie compile excluded: it is in *nutpie compile s*). "
         "ESS/CPU-s = min bulk ESS / CPU seconds of the process while sampling (all threads), "
         "less sensitive to other jobs on the machine; *CPU ms / step* = sampling CPU time / "
-        "leapfrog steps (warm-up included), the effective cost of one gradient in sampling. "
+        "leapfrog steps (warm-up included), the effective cost of one gradient in sampling; "
+        "*ESS per 1k steps* = min bulk ESS per 1,000 leapfrog steps (gradient evaluations), "
+        "independent of machine load. "
         "*load*: 1-minute load average when the run started and ended.",
         "",
         '## Default model (`parameterization="auto"`) and Bambi',
@@ -708,8 +716,9 @@ def markdown(records: list[dict[str, Any]], env: dict[str, Any] | None) -> str:
             "",
             "| parameterization | genes | chains×(tune+draws) | sampling wall s "
             "| sampling CPU s | leapfrog steps | min ESS, all (worst) | ESS/s, all "
-            "| ESS/CPU-s, all | R-hat max | div | min bulk ESS per variable |",
-            "|---" * 12 + "|",
+            "| ESS/CPU-s, all | ESS per 1k steps, all | R-hat max | div "
+            "| min bulk ESS per variable |",
+            "|---" * 13 + "|",
         ]
         for r in param:
             if r["n_genes"] not in sizes:
@@ -726,6 +735,7 @@ def markdown(records: list[dict[str, Any]], env: dict[str, Any] | None) -> str:
                 f"| {_f(r['all']['ess_bulk_min'], '{:.0f}')} ({r['all']['worst']}) "
                 f"| {_f(r['all']['ess_per_s'], '{:.2f}')} "
                 f"| {_f(_derived(r)['ess_cpu_all'], '{:.2f}')} "
+                f"| {_f(_derived(r)['ess_ksteps_all'], '{:.2f}')} "
                 f"| {_f(r['all']['rhat_max'], '{:.3f}')} | {r['divergences']} | {per} |"
             )
     lines += grads

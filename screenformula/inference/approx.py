@@ -8,6 +8,7 @@ posterior correlations and under-states variance); the fit says so wherever it i
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -15,7 +16,9 @@ import numpy as np
 import pymc as pm
 import pytensor
 import xarray as xr
+from pymc.pytensorf import resolve_backend_compile_kwargs
 from pymc.variational.callbacks import Callback
+from pytensor.graph.traversal import graph_inputs
 
 from screenformula._constants import DIM_SGRNA
 from screenformula.errors import FitError
@@ -27,6 +30,13 @@ APPROX_NOTICE = (
 
 #: Name of the DataTree group holding the optimisation trace of an ADVI fit.
 VI_GROUP = "variational"
+
+
+class _DropInterrupted(logging.Filter):
+    """Drop PyMC's "Interrupted at ..." log line (a convergence stop is not an interrupt)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Interrupted at")
 
 
 class ApproximateWarning(UserWarning):
@@ -46,7 +56,7 @@ class ParameterConvergence(Callback):
     ``history`` (iteration, change).
     """
 
-    def __init__(self, every: int = 100, tolerance: float = 0.1, patience: int = 2) -> None:
+    def __init__(self, every: int = 100, tolerance: float = 0.15, patience: int = 2) -> None:
         self.every = every
         self.tolerance = tolerance
         self.patience = patience
@@ -57,9 +67,11 @@ class ParameterConvergence(Callback):
         self.history: list[tuple[int, float]] = []
         self.hits = 0
         self.converged_at: int | None = None
+        self.last = 0
 
     def __call__(self, approx: Any, loss: Any, i: int) -> None:
         """Add iteration ``i``'s parameters to the window; check at the window's end."""
+        self.last = i
         params = approx.groups[0].params_dict
         mu, rho = params["mu"].get_value(), params["rho"].get_value()
         if self.sums is None:
@@ -115,10 +127,10 @@ def fit_advi(
     n: int = 10_000,
     obj_n_mc: int = 1,
     learning_rate: float = 0.1,
-    lr_floor: float = 0.005,
-    lr_half_life: float = 300.0,
+    lr_floor: float = 0.01,
+    lr_half_life: float = 200.0,
     optimizer: str = "adam",
-    tolerance: float = 0.1,
+    tolerance: float = 0.15,
     check_every: int = 100,
     average: bool = True,
     start_sigma: float | None = 0.1,
@@ -170,7 +182,7 @@ def fit_advi(
         gives) and ``variational``: ``loss`` (the negative ELBO) per iteration and
         ``change`` (the convergence measure) per check, the settings in its attrs.
     stats : dict
-        ``iterations``, ``converged``, ``final_loss`` (mean loss over the last 10 % of
+        ``iterations`` (steps taken), ``converged``, ``final_loss`` (mean loss over the last 10 % of
         the iterations), the settings and the seconds spent optimising and drawing.
     """
     rate = pytensor.shared(np.asarray(learning_rate, dtype=pytensor.config.floatX), "lr")
@@ -193,18 +205,25 @@ def fit_advi(
         point = model.initial_point()
         sigma = {name: np.full(np.size(value), start_sigma) for name, value in point.items()}
     start = time.perf_counter()
-    with model, np.errstate(all="ignore"):
-        approx = pm.fit(
-            n=n,
-            method="advi",
-            random_seed=seed,
-            start_sigma=sigma,
-            obj_optimizer=obj_optimizer,
-            obj_n_mc=obj_n_mc,
-            callbacks=steps,
-            progressbar=progress,
-            backend=backend,
-        )
+    # pm.fit logs a stop by a callback as "Interrupted at ..."; ours is a convergence stop
+    log = logging.getLogger("pymc.variational.inference")
+    quiet = _DropInterrupted()
+    log.addFilter(quiet)
+    try:
+        with model, np.errstate(all="ignore"):
+            approx = pm.fit(
+                n=n,
+                method="advi",
+                random_seed=seed,
+                start_sigma=sigma,
+                obj_optimizer=obj_optimizer,
+                obj_n_mc=obj_n_mc,
+                callbacks=steps,
+                progressbar=progress,
+                backend=backend,
+            )
+    finally:
+        log.removeFilter(quiet)
     if average and convergence.averaged is not None:
         params = approx.groups[0].params_dict
         params["mu"].set_value(convergence.averaged[0])
@@ -212,11 +231,12 @@ def fit_advi(
     fit_seconds = time.perf_counter() - start
     loss = np.asarray(approx.hist, dtype=float)
     start = time.perf_counter()
-    posterior = draw_from_meanfield(model, approx, var_names, draws, rng)
+    mode = resolve_backend_compile_kwargs(backend, None).get("mode")
+    posterior = draw_from_meanfield(model, approx, var_names, draws, rng, mode=mode)
     draw_seconds = time.perf_counter() - start
     tail = loss[-max(1, len(loss) // 10) :]
     stats = {
-        "iterations": len(loss),
+        "iterations": max(convergence.last, len(loss)),
         "converged": convergence.converged_at is not None,
         "final_loss": float(np.nanmean(tail)) if len(tail) else float("nan"),
         "obj_n_mc": obj_n_mc,
@@ -249,25 +269,32 @@ def draw_from_meanfield(
     var_names: list[str],
     draws: int,
     rng: np.random.Generator,
+    mode: Any = None,
 ) -> xr.Dataset:
     """``draws`` draws of ``var_names`` from a fitted mean-field approximation.
 
-    The draws are taken in the unconstrained space with NumPy and mapped through one
-    compiled function of the model's value variables, one draw at a time, so nothing but
-    the stored variables is ever held for all draws.
+    The draws are taken in the unconstrained space with NumPy, only for the value
+    variables that ``var_names`` depend on, and mapped through one compiled function of
+    them, one draw at a time: nothing but the stored variables is held for all draws.
     """
     group = approx.groups[0]
     mu = np.asarray(group.params_dict["mu"].get_value())
     sd = np.logaddexp(0.0, np.asarray(group.params_dict["rho"].get_value()))
-    by_name = {v.name: v for v in model.value_vars}
-    inputs = [by_name[name] for name in group.ordering]
     outputs = model.replace_rvs_by_values([model[name] for name in var_names])
-    fn = pytensor.function(inputs, outputs, on_unused_input="ignore")
-    layout = list(group.ordering.values())
+    needed = set(graph_inputs(outputs))
+    by_name = {v.name: v for v in model.value_vars}
+    layout = [
+        (by_name[name], slc, shape, dtype)
+        for name, (_, slc, shape, dtype) in group.ordering.items()
+        if by_name[name] in needed
+    ]
+    fn = pytensor.function([item[0] for item in layout], outputs, mode=mode)
     values: list[np.ndarray] | None = None
     for d in range(draws):
-        flat = mu + sd * rng.standard_normal(mu.size)
-        args = [flat[slc].reshape(shape).astype(dtype) for _, slc, shape, dtype in layout]
+        args = [
+            (mu[slc] + sd[slc] * rng.standard_normal(mu[slc].size)).reshape(shape).astype(dtype)
+            for _, slc, shape, dtype in layout
+        ]
         out = fn(*args)
         if values is None:
             values = [np.empty((1, draws, *np.shape(o))) for o in out]

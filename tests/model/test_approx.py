@@ -66,7 +66,7 @@ def test_advi_records_its_optimisation(advi_fit):
     stats = fit.options["advi"]
     assert {"iterations", "converged", "final_loss", "obj_n_mc", "learning_rate"} <= set(stats)
     loss = fit.idata[VI_GROUP]["loss"].values
-    assert loss.size == stats["iterations"] > 0
+    assert 0 < loss.size <= stats["iterations"] <= stats["max_iterations"]
     assert np.isfinite(stats["final_loss"])
     # the ELBO improved: late losses are below the first ones
     assert loss[-50:].mean() < loss[:50].mean()
