@@ -340,13 +340,7 @@ def gene_lfc_draws(
     b: str | None = None,
 ) -> xr.DataArray:
     """Gene LFC draws (natural log), dims ``(draw, gene, contrast)``."""
-    _, contrasts = resolve_contrasts(fit, factor, ref=ref, a=a, b=b)
-    ex = _Extractor(fit)
-    try:
-        parts = [ex.effect(c.weights, GENE) for c in contrasts]
-    except _MissingDraws as err:
-        raise FitError(f"posterior variable {err.args[0]} is missing from this fit") from None
-    return _stack(parts, GENE, fit.model.data.gene_names, contrasts, factor=factor)
+    return _effect_draws(fit, GENE, fit.model.data.gene_names, factor, ref, a, b, None)
 
 
 def sgrna_lfc_draws(
@@ -364,13 +358,28 @@ def sgrna_lfc_draws(
     FitError
         When the fit did not keep guide-level draws (``store_sgrna=False``).
     """
+    return _effect_draws(fit, SGRNA, fit.model.data.sgrnas, factor, ref, a, b, NO_SGRNA_DRAWS)
+
+
+def _effect_draws(
+    fit: ScreenFit,
+    level: str,
+    names: pd.Index,
+    factor: str,
+    ref: str | None,
+    a: str | None,
+    b: str | None,
+    missing: str | None,
+) -> xr.DataArray:
+    """Effect draws of every contrast at ``level``; ``missing`` replaces the default error."""
     _, contrasts = resolve_contrasts(fit, factor, ref=ref, a=a, b=b)
     ex = _Extractor(fit)
     try:
-        parts = [ex.effect(c.weights, SGRNA) for c in contrasts]
-    except _MissingDraws:
-        raise FitError(NO_SGRNA_DRAWS) from None
-    return _stack(parts, SGRNA, fit.model.data.sgrnas, contrasts, factor=factor)
+        parts = [ex.effect(c.weights, level) for c in contrasts]
+    except _MissingDraws as err:
+        message = missing or f"posterior variable {err.args[0]} is missing from this fit"
+        raise FitError(message) from None
+    return _stack(parts, level, names, contrasts, factor=factor)
 
 
 def group_effect_draws(
