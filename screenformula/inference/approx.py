@@ -171,7 +171,8 @@ def fit_advi(
         Initial sd of every factor (PyMC's default, None, is softplus(0) = 0.69); the
         means start at the model's initial point.
     backend : str, optional
-        PyTensor backend of the step function (``"c"`` by default, ``"numba"``).
+        PyTensor backend (``"numba"``, ``"c"``; default: PyTensor's default mode) of the
+        step function and of the function that maps draws to the stored variables.
     callbacks : list, optional
         More `pm.fit` callbacks, called after each iteration.
 
