@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
 from typing import Any
 
 import pymc as pm
@@ -17,33 +17,72 @@ ENGINES = ("nutpie", "pymc", "numpyro")
 SGRNA_STORE_BUDGET = 60_000_000
 
 
+def variable_shapes(model: pm.Model) -> dict[str, tuple[int, ...]]:
+    """Shape of every free variable and deterministic of ``model``, by name.
+
+    Declared dims give the shape directly; otherwise the static shape is used, and where
+    that is not known the shape is evaluated at the initial point.
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+    unknown = []
+    for var in [*model.free_RVs, *model.deterministics]:
+        dims = model.named_vars_to_dims.get(var.name) or ()
+        if dims and all(model.coords.get(d) is not None for d in dims):
+            shapes[var.name] = tuple(len(model.coords[d]) for d in dims)
+        elif all(s is not None for s in var.type.shape):
+            shapes[var.name] = tuple(int(s) for s in var.type.shape)
+        else:
+            unknown.append(var)
+    if unknown:
+        fn = model.compile_fn(
+            [var.shape for var in unknown], on_unused_input="ignore", point_fn=True
+        )
+        for var, shape in zip(unknown, fn(model.initial_point()), strict=True):
+            shapes[var.name] = tuple(int(s) for s in shape)
+    return shapes
+
+
+def sgrna_variables(model: pm.Model) -> set[str]:
+    """Names of the variables with one entry (or row) per guide, whatever their names.
+
+    A variable is per-guide when it declares the ``sgrna`` dimension or, with no declared
+    dims (the raw ``t_``/``z_`` effects of a guide-level term), when one of its axes has
+    as many entries as there are guides. Scalars and per-gene variables are not, unless
+    a screen has exactly as many genes as guides and the variable declares no dims.
+    """
+    if DIM_SGRNA not in model.coords:
+        return set()
+    n_sgrna = len(model.coords[DIM_SGRNA])
+    found = set()
+    for name, shape in variable_shapes(model).items():
+        dims = model.named_vars_to_dims.get(name) or ()
+        if DIM_SGRNA in dims or (not dims and n_sgrna in shape):
+            found.add(name)
+    return found
+
+
 def stored_variables(model: pm.Model, store_sgrna: bool) -> list[str]:
     """Names of the variables kept in the posterior.
 
-    Every variable except raw (``z_``/``L_``) ones and, unless ``store_sgrna``, those with
-    an sgRNA dimension.
+    With ``store_sgrna`` every variable; otherwise every variable except raw
+    (``z_``/``L_``) ones and the per-guide ones (`sgrna_variables`: declared ``sgrna``
+    dimension or an axis of guide length).
     """
-    names = []
-    for var in [*model.free_RVs, *model.deterministics]:
-        name = var.name
-        if not store_sgrna and DIM_SGRNA in model.named_vars_to_dims.get(name, ()):
-            continue
-        if store_sgrna or not (name.startswith("z_") or name.startswith("L_")):
-            names.append(name)
-    return names
+    names = [var.name for var in [*model.free_RVs, *model.deterministics]]
+    if store_sgrna:
+        return names
+    per_guide = sgrna_variables(model)
+    return [
+        name
+        for name in names
+        if name not in per_guide and not (name.startswith("z_") or name.startswith("L_"))
+    ]
 
 
 def sgrna_store_default(model: pm.Model, n_draws_total: int) -> bool:
     """Keep sgRNA-level draws when they take at most ``SGRNA_STORE_BUDGET`` numbers."""
-    size = 0
-    for var in [*model.free_RVs, *model.deterministics]:
-        dims: Iterable[str] = model.named_vars_to_dims.get(var.name, ()) or ()
-        if DIM_SGRNA in dims:
-            shape = [len(model.coords[d]) for d in dims if d in model.coords]
-            n = 1
-            for s in shape:
-                n *= s
-            size += n
+    shapes = variable_shapes(model)
+    size = sum(math.prod(shapes[name]) for name in sgrna_variables(model))
     return size * n_draws_total <= SGRNA_STORE_BUDGET
 
 

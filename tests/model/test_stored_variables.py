@@ -1,0 +1,39 @@
+"""Which variables a fit keeps: per-guide ones are dropped by shape, not by name."""
+
+from __future__ import annotations
+
+import pymc as pm
+from conftest import FORMULA
+
+import screenformula as sf
+from screenformula.inference.nuts import sgrna_store_default, stored_variables
+
+
+def test_guide_level_variables_dropped_whatever_their_dims(small_screen):
+    data, _ = small_screen
+    model = sf.ScreenModel(FORMULA, data).pymc_model
+    kept = stored_variables(model, store_sgrna=False)
+    # the centred guide intercepts have one row per guide but no declared sgrna dim
+    assert "t_sgrna__Intercept" in model.named_vars
+    assert not model.named_vars_to_dims.get("t_sgrna__Intercept")
+    for name in ("t_sgrna__Intercept", "r_sgrna", "phi", "z_sgrna", "L_sgrna"):
+        assert name not in kept
+    for name in ("Intercept", "b", "sd_gene", "sd_sgrna", "r_gene", "phi_rate", "cor_sgrna"):
+        assert name in kept
+    assert "t_sgrna__Intercept" in stored_variables(model, store_sgrna=True)
+
+
+def test_filter_by_shape_for_any_name():
+    coords = {"sgrna": [f"s{i}" for i in range(6)], "gene": ["a", "b", "c"]}
+    with pm.Model(coords=coords) as model:
+        pm.Normal("scalar", 0, 1)
+        pm.Normal("per_gene", 0, 1, dims="gene")
+        pm.Normal("per_gene_raw", 0, 1, shape=(3, 2))
+        pm.Normal("per_guide_raw", 0, 1, shape=(6, 2))
+        pm.Normal("per_guide", 0, 1, dims="sgrna")
+        pm.Deterministic("per_guide_det", model["per_guide_raw"].sum(axis=1))
+    kept = stored_variables(model, store_sgrna=False)
+    assert kept == ["scalar", "per_gene", "per_gene_raw"]
+    # 6 x 2 + 6 + 6 = 24 guide-level numbers per draw
+    assert sgrna_store_default(model, 2_500_000)
+    assert not sgrna_store_default(model, 2_500_001)
