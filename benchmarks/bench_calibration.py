@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -37,6 +38,7 @@ import numpy as np
 import screenformula as sf
 
 FORMULA = "count ~ 1 + treatment + (1 + treatment | group/gene/sgrna)"
+RESULTS = Path(__file__).resolve().parent / "results"
 LOG2 = np.log(2.0)
 
 
@@ -44,7 +46,7 @@ def one_screen(kind: str, seed: int, size_factors: str, args: argparse.Namespace
     """Simulate, fit and score one screen."""
     data, truth = sf.simulate_screen(
         n_genes=args.genes,
-        n_groups=10,
+        n_groups=args.groups,
         frac_group_hits=0.2,
         gene_effects=kind,
         size_factors=size_factors,
@@ -103,6 +105,9 @@ def one_screen(kind: str, seed: int, size_factors: str, args: argparse.Namespace
             for scale, truth_ln in (("", true_ln), ("norm_", norm_ln)):
                 inside = (low <= truth_ln) & (truth_ln <= high)
                 out[f"{scale}coverage90"] = float(inside.mean())
+            q25, q75 = np.quantile(draws, [0.25, 0.75], axis=0)
+            out["norm_coverage50"] = float(((q25 <= norm_ln) & (norm_ln <= q75)).mean())
+            out["lfsr_bins"] = lfsr_calibration(genes["lfsr"].to_numpy(), sign, norm_ln)
             inside = (low <= true_ln) & (true_ln <= high)
             effect = true_ln != 0
             out["coverage90_effect"] = float(inside[effect].mean()) if effect.any() else None
@@ -111,6 +116,61 @@ def one_screen(kind: str, seed: int, size_factors: str, args: argparse.Namespace
             true_groups = truth.groups.set_index("group")["effect"].reindex(groups.index)
             out["top_group_ok"] = _extreme_ok(true_groups, groups["prob_top"], largest=True)
             out["bottom_group_ok"] = _extreme_ok(true_groups, groups["prob_bottom"], largest=False)
+    if kind == "normal":  # the hyper-parameters are the model's own only in these screens
+        out["hyper"] = hyper_coverage(fit, truth, out["norm_offset"])
+    return out
+
+
+#: lfsr bins for the calibration check: realised wrong-sign rate vs mean lfsr per bin.
+LFSR_EDGES = (0.0, 0.01, 0.05, 0.1, 0.2, 0.5)
+
+
+def lfsr_calibration(lfsr: np.ndarray, sign: np.ndarray, truth_ln: np.ndarray) -> list[dict]:
+    """Per lfsr bin: genes, summed lfsr (the expected wrong signs) and realised wrong signs.
+
+    A gene's sign is wrong when the true LFC (normalised scale) is 0 or of the other sign
+    than its posterior mean, which is what the lfsr bounds.
+    """
+    wrong = np.sign(truth_ln) != sign
+    bins = []
+    for low, high in zip(LFSR_EDGES[:-1], LFSR_EDGES[1:], strict=True):
+        inside = (lfsr > low if low > 0 else lfsr >= 0) & (lfsr <= high)
+        bins.append(
+            {
+                "low": low,
+                "high": high,
+                "n": int(inside.sum()),
+                "expected": float(lfsr[inside].sum()),
+                "wrong": int(wrong[inside].sum()),
+            }
+        )
+    return bins
+
+
+def hyper_coverage(fit, truth, norm_offset: float) -> dict[str, list[bool]]:
+    """Whether each hyper-parameter's true value lies in its central 50 % and 90 % intervals.
+
+    Group, gene and guide sds (intercept and treatment), the gene and guide intercept-slope
+    correlations, and the population treatment slope (on the normalised scale).
+    """
+    post = fit.posterior
+    p = truth.params
+    targets = []
+    for level, tau in (("group", "tau_group"), ("gene", "tau_gene"), ("sgrna", "tau_sgrna")):
+        values = post[f"sd_{level}"].values.reshape(-1, 2)
+        targets += [
+            (f"sd_{level}[intercept]", values[:, 0], p[tau]["intercept"]),
+            (f"sd_{level}[treated]", values[:, 1], p[tau]["treated"]),
+        ]
+    for level, cor in (("gene", "gene_correlation"), ("sgrna", "sgrna_correlation")):
+        draws = post[f"cor_{level}"].values.reshape(-1, 2, 2)[:, 0, 1]
+        targets.append((f"cor_{level}", draws, float(np.asarray(p[cor])[0][1])))
+    b = post["b"].sel(b_coef="treatment[treated]").values.ravel()
+    targets.append(("b[treated]", b, p["b"]["treated"] + norm_offset))
+    out = {}
+    for name, draws, true in targets:
+        q05, q25, q75, q95 = np.quantile(draws, [0.05, 0.25, 0.75, 0.95])
+        out[name] = [bool(q25 <= true <= q75), bool(q05 <= true <= q95)]
     return out
 
 
@@ -161,6 +221,7 @@ COLUMNS = [
     ("FDP (d=0.5) raw / norm.", lambda r: _pair(r, "d0.5_fdp", "d0.5_norm_fdp")),
     ("power (d=0.5)", lambda r: _fmt(r["d0.5_power"], True)),
     ("cover 90% raw / norm.", lambda r: _pair(r, "coverage90", "norm_coverage90")),
+    ("cover 50% norm.", lambda r: _fmt(r.get("norm_coverage50"), True)),
     (
         "cover: effect / null",
         lambda r: f"{_fmt(r['coverage90_effect'], True)} / {_fmt(r['coverage90_null'], True)}",
@@ -207,7 +268,54 @@ def markdown(rows: list[dict]) -> str:
             f"- the true extreme group has the highest prob_top / prob_bottom: {sum(tops)} of "
             f"{len(tops)} cases with a clear extreme",
         ]
+    lines += ["", *lfsr_table(rows), "", *hyper_table(rows)]
     return "\n".join(lines)
+
+
+def lfsr_table(rows: list[dict]) -> list[str]:
+    """Expected (summed lfsr) vs realised wrong signs per lfsr bin, over every screen."""
+    scored = [r["lfsr_bins"] for r in rows if "lfsr_bins" in r]
+    if not scored:
+        return []
+    out = [
+        f"lfsr calibration ({len(scored)} screens, delta = 0, normalised scale): genes per "
+        "lfsr bin, the wrong signs the lfsr predicts (its sum) and those realised.",
+        "",
+        "| lfsr | genes | expected wrong signs | realised | realised rate |",
+        "|---|---|---|---|---|",
+    ]
+    for k, first in enumerate(scored[0]):
+        n = sum(b[k]["n"] for b in scored)
+        expected = sum(b[k]["expected"] for b in scored)
+        wrong = sum(b[k]["wrong"] for b in scored)
+        rate = f"{wrong / n:.1%}" if n else "n/a"
+        out.append(
+            f"| ({first['low']:g}, {first['high']:g}] | {n} | {expected:.1f} | {wrong} | {rate} |"
+        )
+    return out
+
+
+def hyper_table(rows: list[dict]) -> list[str]:
+    """Share of `normal` screens whose true hyper-parameter lies in the 50 % / 90 % interval."""
+    scored = [r["hyper"] for r in rows if "hyper" in r]
+    if not scored:
+        return []
+    out = [
+        f"Hyper-parameter coverage ({len(scored)} `normal` screens, effects drawn from the "
+        "model's prior): how many screens' central 50 % / 90 % intervals hold the truth.",
+        "",
+        "| parameter | in 50 % interval | in 90 % interval |",
+        "|---|---|---|",
+    ]
+    for name in scored[0]:
+        in50 = sum(h[name][0] for h in scored)
+        in90 = sum(h[name][1] for h in scored)
+        out.append(f"| {name} | {in50} of {len(scored)} | {in90} of {len(scored)} |")
+    total = sum(len(h) for h in scored)
+    in50 = sum(v[0] for h in scored for v in h.values())
+    in90 = sum(v[1] for h in scored for v in h.values())
+    out.append(f"| all | {in50 / total:.0%} | {in90 / total:.0%} |")
+    return out
 
 
 def main() -> None:
@@ -222,10 +330,16 @@ def main() -> None:
         help="hits screens refit with the true size factors (isolates normalisation)",
     )
     parser.add_argument("--genes", type=int, default=200)
+    parser.add_argument("--groups", type=int, default=10)
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--tune", type=int, default=500)
     parser.add_argument("--chains", type=int, default=2)
-    parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=RESULTS / "calibration.json",
+        help="the raw results (the README's table is made from the default file)",
+    )
     parser.add_argument("--fits", help="save fits here (and reuse those already there)")
     args = parser.parse_args()
     rows = []
@@ -237,9 +351,13 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     print()
     print(markdown(rows))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+    args.json.write_text(json.dumps(rows, indent=1))
+    (RESULTS / "calibration.md").write_text(markdown(rows) + "\n")
+    if args.json == RESULTS / "calibration.json":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import update_readme
+
+        update_readme.main([])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,483 @@
+"""Real screens against MAGeCK (``mageck2 test``), both tools run on the same counts.
+
+Each case writes a MAGeCK-format count table and a sample sheet to a folder, then runs
+
+- **screenformula** in a child process, table on disk -> gene table on disk
+  (``sf.read_counts`` -> ``ScreenModel`` -> ``fit`` -> ``contrast``), with the default
+  formula ``count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)``,
+  the reference sample(s) as the treatment's reference level (``pool=None``), and
+- **mageck2 test** (PyPI, own venv, its ``RRA`` helper on PATH) with the same treated and
+  control samples,
+
+and scores both the same way on reference gene sets: ROC AUC and average precision of
+essential vs non-essential genes by depletion (``-lfc`` for us, ``-neg|lfc`` for MAGeCK;
+each tool's own statistic too: our ``lfc / lfc_sd``, MAGeCK's ``neg|score``), and the
+genes called depleted at 5 % FDR (ours: ``qvalue_down <= 0.05`` with ``delta`` = 0.5 log2,
+the command line's default, and with ``delta = 0``; MAGeCK: ``neg|fdr < 0.05``) with the
+non-essential genes among them (false discoveries). Wall time and peak memory (the
+child's and its descendants' maximum RSS, from ``wait4``) are measured back to back.
+
+Cases (``--only``):
+
+- ``hap1``: ``../shared/data/bagel-hap1-tkov3``, T18A-C vs T0, CEGv2 vs NEGv1;
+- ``rt112``: ``../shared/data/cb2-evers-rt112``, after (A1-3) vs before (B1-3), the study's
+  46 essential and 47 non-essential genes;
+- ``lowdepth``: HAP1 binomially thinned to 1/4, 1/10 and 1/25 of its reads (every sample,
+  T0 included), with all three day-18 replicates and with only T18A, several seeds;
+- ``hap1nuts``: HAP1 restricted to the CEGv2 / NEGv1 genes, at full and 1/10 depth, so
+  that NUTS runs too (the approximation against the exact posterior on real data);
+- ``jacks``: ``../shared/data/jacks-aml-yusa-small`` (5 AML lines x 2 replicates, shared
+  plasmid): all lines in one model against fitting each line alone, per-line CEGv2/NEGv1
+  AUC (MAGeCK per line for reference).
+
+Genome-wide fits use the approximate method (``method="approx"``: NUTS on 70,000 guides
+does not fit a benchmark run on 2 cores); ``rt112`` is small enough for NUTS too.
+
+    nice -n 5 .venv/bin/python benchmarks/bench_real.py            # everything (~1 h)
+    .venv/bin/python benchmarks/bench_real.py --quick              # one seed, fewer levels
+    .venv/bin/python benchmarks/bench_real.py --only rt112 --report-only
+
+Results go to ``benchmarks/results/real.json`` (merged by case, so ``--only`` reruns
+one part) and the tables to ``benchmarks/results/real.md``; ``benchmarks/update_readme.py``
+puts the headline table into the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+SHARED = Path(os.environ.get("SCREENFORMULA_DATA", ROOT.parent / "shared" / "data"))
+FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
+MAGECK_VENV = Path(os.environ.get("MAGECK_VENV", "/tmp/mageck-venv"))
+FDR = 0.05
+DELTA = 0.5
+NUTS = {"draws": 500, "tune": 500, "chains": 2}
+
+
+# ------------------------------------------------------------------------ the cases
+def hap1_table() -> tuple[pd.DataFrame, list[str], list[str]]:
+    """HAP1 TKOv3 counts (sgRNA, gene, T0, T18A-C), the control and treated samples."""
+    table = pd.read_csv(SHARED / "bagel-hap1-tkov3" / "reads_hap1.txt", sep="\t")
+    table.columns = ["sgRNA", "gene", *(c.removeprefix("HAP1_") for c in table.columns[2:])]
+    return table, ["T0"], ["T18A", "T18B", "T18C"]
+
+
+def hap1_reference() -> dict[str, set[str]]:
+    from screenformula import datasets
+
+    ref = datasets.load_reference_genes()
+    return {"essential": set(ref["essential"]), "nonessential": set(ref["nonessential"])}
+
+
+def thin(table: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """Binomial thinning of every count column to ``fraction`` of its reads."""
+    rng = np.random.default_rng(seed)
+    out = table.copy()
+    for col in table.columns[2:]:
+        out[col] = rng.binomial(table[col].to_numpy(dtype=np.int64), fraction)
+    return out
+
+
+def make_case(
+    name: str,
+    table: pd.DataFrame,
+    control: list[str],
+    treated: list[str],
+    reference: dict[str, set[str]],
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "table": table[["sgRNA", "gene", *control, *treated]],
+        "control": control,
+        "treated": treated,
+        "reference": reference,
+        **extra,
+    }
+
+
+def hap1_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
+    table, control, treated = hap1_table()
+    return [make_case("hap1", table, control, treated, hap1_reference(), group="hap1")]
+
+
+def lowdepth_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
+    table, control, treated = hap1_table()
+    ref = hap1_reference()
+    cases = []
+    for reps in args.replicates:
+        for level in args.levels:
+            if level == 1 and reps == len(treated):
+                continue  # that is the `hap1` case, which the low-depth table reuses
+            seeds = [0] if level == 1 else args.seeds
+            for seed in seeds:
+                thinned = table if level == 1 else thin(table, 1.0 / level, seed)
+                cases.append(
+                    make_case(
+                        f"hap1_1of{level}_{reps}rep_s{seed}",
+                        thinned,
+                        control,
+                        treated[:reps],
+                        ref,
+                        group="lowdepth",
+                        level=level,
+                        replicates=reps,
+                        seed=seed,
+                    )
+                )
+    return cases
+
+
+def hap1_nuts_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """HAP1 restricted to the CEGv2 and NEGv1 genes (~5,800 guides): small enough for NUTS.
+
+    Full depth and 1/10 depth (first seed), all three replicates; both tools see only
+    these guides (their size factors come from them too).
+    """
+    table, control, treated = hap1_table()
+    ref = hap1_reference()
+    table = table[table["gene"].isin(ref["essential"] | ref["nonessential"])]
+    cases = []
+    for level in (1, 10):
+        thinned = table if level == 1 else thin(table, 1.0 / level, args.seeds[0])
+        name = "hap1_refgenes" + ("" if level == 1 else f"_1of{level}")
+        cases.append(
+            make_case(
+                name, thinned, control, treated, ref, group="hap1nuts", level=level, nuts=True
+            )
+        )
+    return cases
+
+
+def rt112_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
+    folder = SHARED / "cb2-evers-rt112"
+    table = pd.read_csv(folder / "Evers_RT112_counts.tsv", sep="\t")
+    table = table.rename(columns={"Gene": "gene"})
+    ref = {
+        key: set(pd.read_csv(folder / f"Evers_{f}genes.txt", header=None)[0].astype(str))
+        for key, f in (("essential", "e"), ("nonessential", "n"))
+    }
+    return [
+        make_case(
+            "rt112", table, ["B1", "B2", "B3"], ["A1", "A2", "A3"], ref, group="rt112", nuts=True
+        )
+    ]
+
+
+JACKS_LINES = ("MOLM", "MV411", "HL60", "OCIAML2", "OCIAML3")
+
+
+def jacks_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
+    folder = SHARED / "jacks-aml-yusa-small"
+    table = pd.read_csv(folder / "example_count_data.tab", sep="\t")
+    table = table.rename(columns={"Gene": "gene"})
+    table.columns = ["sgRNA", "gene", "CTRL_1", "CTRL_2", *table.columns[4:]]
+    control = ["CTRL_1", "CTRL_2"]
+    ref = hap1_reference()
+    every = [f"{line}_rep_{r}" for line in JACKS_LINES for r in (1, 2)]
+    cases = [make_case("jacks_joint", table, control, every, ref, group="jacks", joint=True)]
+    for line in JACKS_LINES:
+        reps = [f"{line}_rep_1", f"{line}_rep_2"]
+        cases.append(make_case(f"jacks_{line}", table, control, reps, ref, group="jacks"))
+    return cases
+
+
+CASES = {
+    "rt112": rt112_cases,
+    "hap1": hap1_cases,
+    "jacks": jacks_cases,
+    "lowdepth": lowdepth_cases,
+    "hap1nuts": hap1_nuts_cases,
+}
+
+
+def sample_condition(sample: str, case: dict[str, Any]) -> str:
+    if sample in case["control"]:
+        return "ctrl"
+    if case.get("joint"):
+        return sample.split("_rep_")[0]
+    return "treated"
+
+
+# ------------------------------------------------------------------------ running
+def ensure_mageck() -> Path:
+    """The mageck2 executable in its own venv (installed from PyPI when missing)."""
+    exe = MAGECK_VENV / "bin" / "mageck2"
+    if not exe.exists():
+        print(f"installing mageck2 into {MAGECK_VENV} ...", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(MAGECK_VENV)], check=True)
+        subprocess.run([str(MAGECK_VENV / "bin" / "pip"), "install", "-q", "mageck2"], check=True)
+    if not (MAGECK_VENV / "bin" / "RRA").exists():
+        raise SystemExit(f"{MAGECK_VENV}/bin/RRA missing: mageck2's RRA helper did not install")
+    return exe
+
+
+def measure(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Wall seconds, CPU seconds and peak RSS (GB) of one command and its descendants."""
+    start = time.perf_counter()
+    out = open(cwd / "stdout.txt", "w")  # noqa: SIM115 - closed below
+    err = open(cwd / "stderr.txt", "w")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    out.close()
+    err.close()
+    if proc.returncode:
+        tail = (cwd / "stderr.txt").read_text()[-3000:]
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{tail}")
+    return {
+        "wall_s": round(wall, 1),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "peak_gb": round(usage.ru_maxrss / 1024**2, 2),
+    }
+
+
+def run_mageck(folder: Path, case: dict[str, Any], prefix: str, treated: list[str]) -> dict:
+    exe = ensure_mageck()
+    env = dict(os.environ, PATH=f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    cmd = [str(exe), "test", "-k", "counts.tsv", "-t", ",".join(treated)]
+    cmd += ["-c", ",".join(case["control"]), "-n", prefix]
+    return measure(cmd, folder, env)
+
+
+def run_ours(folder: Path, method: str, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(folder), method]
+    cmd += ["--seed", str(args.fit_seed)]
+    return measure(cmd, folder)
+
+
+def child(folder: Path, method: str, seed: int) -> None:
+    """Table on disk -> gene tables on disk (run in its own process to be timed)."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.getLogger("pymc").setLevel(logging.ERROR)
+    import screenformula as sf
+
+    data = sf.read_counts(folder / "counts.tsv", folder / "samples.tsv")
+    model = sf.ScreenModel(FORMULA, data, pool=None, reference={"treatment": "ctrl"})
+    kwargs: dict[str, Any] = {"random_seed": seed, "progress": False, "store_sgrna": False}
+    if method == "nuts":
+        kwargs.update(NUTS)
+    fit = model.fit(method, log_likelihood=False, **kwargs)
+    for delta, name in ((DELTA, "genes.tsv"), (0.0, "genes_d0.tsv")):
+        genes = fit.contrast("treatment", ref="ctrl", delta=delta, fdr_target=FDR).genes
+        genes.to_csv(folder / f"{method}_{name}", sep="\t", index=False)
+    diag = fit.diagnostics() if method == "nuts" else None
+    print(json.dumps({"rhat_max": None if diag is None else _rhat_max(diag)}))
+
+
+def _rhat_max(diag: Any) -> float | None:
+    try:
+        return round(float(diag["r_hat"].max()), 3)
+    except Exception:  # noqa: BLE001 - the summary's layout is not essential here
+        return None
+
+
+# ------------------------------------------------------------------------ scoring
+def auc(positive: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC of ``score`` for ``positive`` (Mann-Whitney; ties averaged)."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(positive, dtype=bool)
+    ranks = rankdata(score)
+    n1, n0 = int(y.sum()), int((~y).sum())
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def average_precision(positive: np.ndarray, score: np.ndarray) -> float:
+    """Average precision (area under the precision-recall steps), highest score first."""
+    order = np.argsort(-np.asarray(score, dtype=float), kind="stable")
+    y = np.asarray(positive, dtype=bool)[order]
+    precision = np.cumsum(y) / np.arange(1, y.size + 1)
+    return float(precision[y].sum() / max(y.sum(), 1))
+
+
+def score_table(
+    genes: pd.Series,
+    depletion: np.ndarray,
+    own: np.ndarray,
+    called: np.ndarray,
+    ref: dict[str, set[str]],
+) -> dict[str, Any]:
+    """The shared scoring of one tool's gene table (higher scores = more depleted)."""
+    genes = genes.astype(str).to_numpy()
+    ess = np.isin(genes, list(ref["essential"]))
+    non = np.isin(genes, list(ref["nonessential"]))
+    keep = ess | non
+    return {
+        "n_essential": int(ess.sum()),
+        "n_nonessential": int(non.sum()),
+        "auc": round(auc(ess[keep], depletion[keep]), 4),
+        "ap": round(average_precision(ess[keep], depletion[keep]), 4),
+        "auc_own": round(auc(ess[keep], own[keep]), 4),
+        "hits": int(called.sum()),
+        "hits_essential": int((called & ess).sum()),
+        "hits_nonessential": int((called & non).sum()),
+    }
+
+
+def score_ours(path: Path, contrast: str | None, ref: dict[str, set[str]]) -> dict[str, Any]:
+    genes = pd.read_csv(path, sep="\t")
+    if contrast is not None:
+        genes = genes[genes["contrast"].astype(str).str.startswith(contrast)]
+    genes = genes[~genes["is_control"].astype(bool)] if "is_control" in genes else genes
+    lfc = genes["lfc"].to_numpy(dtype=float)
+    called = (genes["qvalue_down"].to_numpy(dtype=float) <= FDR) & (lfc < 0)
+    z = -lfc / np.maximum(genes["lfc_sd"].to_numpy(dtype=float), 1e-12)
+    return score_table(genes["gene"], -lfc, z, called, ref)
+
+
+def score_mageck(path: Path, ref: dict[str, set[str]]) -> dict[str, Any]:
+    table = pd.read_csv(path, sep="\t")
+    called = table["neg|fdr"].to_numpy(dtype=float) < FDR
+    depletion = -table["neg|lfc"].to_numpy(dtype=float)
+    own = -table["neg|score"].to_numpy(dtype=float)
+    return score_table(table["id"], depletion, own, called, ref)
+
+
+def run_case(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Write, run both tools, score; returns the case's record."""
+    record: dict[str, Any] = {
+        k: case[k] for k in ("name", "group", "control", "treated") if k in case
+    }
+    record.update({k: case[k] for k in ("level", "replicates", "seed", "joint") if k in case})
+    table = case["table"]
+    record.update(n_sgrnas=len(table), n_genes=int(table["gene"].nunique()))
+    record["reads"] = {c: int(table[c].sum()) for c in table.columns[2:]}
+    with tempfile.TemporaryDirectory(prefix=f"bench_real_{case['name']}_") as tmp:
+        folder = Path(tmp)
+        table.to_csv(folder / "counts.tsv", sep="\t", index=False)
+        samples = [c for c in table.columns[2:]]
+        condition = [sample_condition(s, case) for s in samples]
+        sheet = pd.DataFrame(
+            {"sample": samples, "condition": condition, "treatment": condition, "pool": False}
+        )
+        sheet.to_csv(folder / "samples.tsv", sep="\t", index=False)
+        ref = case["reference"]
+        methods = ["approx", *(["nuts"] if case.get("nuts") and not args.quick else [])]
+        for method in methods:
+            timing = run_ours(folder, method, args)
+            detail = json.loads((folder / "stdout.txt").read_text().strip().splitlines()[-1])
+            entry = {**timing, **{k: v for k, v in detail.items() if v is not None}}
+            if case.get("joint"):
+                entry["per_line"] = {
+                    line: score_ours(folder / f"{method}_genes.tsv", line, ref)
+                    for line in JACKS_LINES
+                }
+            else:
+                entry["delta_0.5"] = score_ours(folder / f"{method}_genes.tsv", None, ref)
+                no_delta = score_ours(folder / f"{method}_genes_d0.tsv", None, ref)
+                entry["delta_0"] = {k: v for k, v in no_delta.items() if k.startswith("hits")}
+            record[f"ours_{method}"] = entry
+            _progress(case["name"], f"ours {method}", entry)
+        if not case.get("joint"):
+            timing = run_mageck(folder, case, "mageck", case["treated"])
+            record["mageck"] = {**timing, **score_mageck(folder / "mageck.gene_summary.txt", ref)}
+            _progress(case["name"], "mageck2", record["mageck"])
+    return record
+
+
+def _progress(name: str, tool: str, entry: dict[str, Any]) -> None:
+    scores = entry.get("delta_0.5", entry)
+    short = {k: scores.get(k) for k in ("auc", "hits_essential", "hits_nonessential")}
+    print(
+        f"[{datetime.now():%H:%M:%S}] {name} {tool}: {entry.get('wall_s')} s, "
+        f"{entry.get('peak_gb')} GB, {short}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def environment() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {p: version(p) for p in ("screenformula", "pymc", "nutpie", "numpy")}
+    mageck = subprocess.run(
+        [str(MAGECK_VENV / "bin" / "pip"), "show", "mageck2"], capture_output=True, text=True
+    ).stdout
+    versions["mageck2"] = next(
+        (ln.split(":", 1)[1].strip() for ln in mageck.splitlines() if ln.startswith("Version")),
+        "?",
+    )
+    git = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "load_start": round(os.getloadavg()[0], 1),
+        "git": git,
+        "versions": versions,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--quick", action="store_true", help="one seed, levels 1 and 10")
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 10, 25])
+    parser.add_argument("--replicates", type=int, nargs="+", default=[3, 1])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--fit-seed", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULTS / "real.json")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(Path(args.child[0]), args.child[1], args.seed)
+        return
+    if args.quick:
+        args.levels, args.seeds = [1, 10], args.seeds[:1]
+    from report_real import write_report  # benchmarks/report_real.py
+
+    stored = json.loads(args.out.read_text()) if args.out.exists() else {"cases": {}}
+    if not args.report_only:
+        if not SHARED.is_dir():
+            raise SystemExit(f"shared data folder not found: {SHARED} (set SCREENFORMULA_DATA)")
+        ensure_mageck()
+        env = environment()
+        for group in args.only:
+            for case in CASES[group](args):
+                stored["cases"][case["name"]] = {**run_case(case, args), "env": env}
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(stored, indent=1))  # after every case
+    write_report(stored, RESULTS / "real.md")
+    if args.out == RESULTS / "real.json":
+        import update_readme
+
+        update_readme.main([])
+    print(f"wrote {args.out} and {RESULTS / 'real.md'}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+    main()

@@ -1,0 +1,234 @@
+"""Markdown tables of ``bench_real.py``'s results (``results/real.json`` -> ``real.md``).
+
+Also gives ``headline_rows`` to ``update_readme.py``: the README's short table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _hits(score: dict[str, Any]) -> str:
+    """'hits (essential / non-essential)'."""
+    return f"{score['hits']} ({score['hits_essential']} / {score['hits_nonessential']})"
+
+
+def _env_line(env: dict[str, Any]) -> str:
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    return (
+        f"{env['date']}, {env['cores']} cores ({env['cpu']}), load {env['load_start']} at "
+        f"start, git {env['git']}; {versions}"
+    )
+
+
+def screen_rows(cases: dict[str, Any], names: list[str]) -> list[str]:
+    """One block of rows per full-depth screen: our methods, then mageck2."""
+    rows = [
+        "| screen | tool | AUC (LFC) | AUC (own statistic) | avg. precision | depleted at 5 % FDR "
+        "(essential / non-essential) | wall s | peak GB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        rec = cases.get(name)
+        if rec is None:
+            continue
+        ref = f"{rec['n_genes']:,} genes, {rec['n_sgrnas']:,} guides"
+        for key, label in (
+            ("ours_nuts", "screenformula NUTS"),
+            ("ours_approx", "screenformula approx"),
+            ("mageck", "mageck2 test"),
+        ):
+            entry = rec.get(key)
+            if entry is None:
+                continue
+            score = entry.get("delta_0.5", entry)
+            hits = _hits(score)
+            if "delta_0" in entry:
+                hits += f"; delta 0: {_hits(entry['delta_0'])}"
+            rows.append(
+                f"| {name} ({ref}) | {label} | {_f(score['auc'])} | {_f(score['auc_own'])} | "
+                f"{_f(score['ap'])} | {hits} | {_f(entry['wall_s'], 0)} | "
+                f"{_f(entry['peak_gb'], 2)} |"
+            )
+    return rows
+
+
+def lowdepth_summary(cases: dict[str, Any]) -> list[dict[str, Any]]:
+    """Means over seeds per (depth, replicates): ours approx vs mageck2."""
+    groups: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for rec in cases.values():
+        if rec.get("group") == "lowdepth":
+            groups.setdefault((rec["level"], rec["replicates"]), []).append(rec)
+        elif rec.get("name") == "hap1":  # full depth, every replicate
+            groups.setdefault((1, len(rec["treated"])), []).append({**rec, "seed": 0})
+    out = []
+    for (level, reps), recs in sorted(groups.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
+        row: dict[str, Any] = {"level": level, "replicates": reps, "seeds": len(recs)}
+        for key in ("ours_approx", "mageck"):
+            scores = [r[key].get("delta_0.5", r[key]) for r in recs if key in r]
+            if not scores:
+                continue
+            row[key] = {
+                m: float(np.mean([s[m] for s in scores]))
+                for m in ("auc", "ap", "hits_essential", "hits_nonessential")
+            }
+            row[key]["wall_s"] = float(np.mean([r[key]["wall_s"] for r in recs if key in r]))
+            row[key]["auc_min"] = float(min(s["auc"] for s in scores))
+            row[key]["auc_max"] = float(max(s["auc"] for s in scores))
+        row["reads_per_guide"] = float(
+            np.mean([sum(r["reads"].values()) / len(r["reads"]) / r["n_sgrnas"] for r in recs])
+        )
+        out.append(row)
+    return out
+
+
+def lowdepth_rows(cases: dict[str, Any]) -> list[str]:
+    rows = [
+        "| depth | day-18 replicates | seeds | mean reads / guide / sample | AUC ours / MAGeCK "
+        "(range over seeds) | avg. precision ours / MAGeCK | essential at 5 % FDR ours / MAGeCK "
+        "| non-essential at 5 % FDR ours / MAGeCK | wall s ours / MAGeCK |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in lowdepth_summary(cases):
+        o, m = row.get("ours_approx"), row.get("mageck")
+        if not (o and m):
+            continue
+        depth = "full" if row["level"] == 1 else f"1/{row['level']}"
+        rows.append(
+            f"| {depth} | {row['replicates']} | {row['seeds']} | {row['reads_per_guide']:.0f} | "
+            f"{o['auc']:.4f} ({o['auc_min']:.4f}-{o['auc_max']:.4f}) / {m['auc']:.4f} "
+            f"({m['auc_min']:.4f}-{m['auc_max']:.4f}) | {o['ap']:.3f} / {m['ap']:.3f} | "
+            f"{o['hits_essential']:.1f} / {m['hits_essential']:.1f} | "
+            f"{o['hits_nonessential']:.1f} / {m['hits_nonessential']:.1f} | "
+            f"{o['wall_s']:.0f} / {m['wall_s']:.0f} |"
+        )
+    return rows
+
+
+def jacks_rows(cases: dict[str, Any]) -> list[str]:
+    joint = cases.get("jacks_joint")
+    if joint is None:
+        return []
+    rows = [
+        "| cell line | CEGv2 / NEGv1 genes | AUC joint (all lines, one model) | AUC line alone | "
+        "AUC mageck2 (line alone) | depleted at 5 % FDR joint / alone / MAGeCK "
+        "(essential, non-essential) |",
+        "|---|---|---|---|---|---|",
+    ]
+    per_line = joint["ours_approx"]["per_line"]
+    for line, score in per_line.items():
+        alone = cases.get(f"jacks_{line}")
+        if alone is None:
+            continue
+        a, m = alone["ours_approx"]["delta_0.5"], alone["mageck"]
+        rows.append(
+            f"| {line} | {score['n_essential']} / {score['n_nonessential']} | {score['auc']:.4f} | "
+            f"{a['auc']:.4f} | {m['auc']:.4f} | {score['hits_essential']}, "
+            f"{score['hits_nonessential']} / {a['hits_essential']}, {a['hits_nonessential']} / "
+            f"{m['hits_essential']}, {m['hits_nonessential']} |"
+        )
+    walls = [cases[f"jacks_{line}"]["ours_approx"]["wall_s"] for line in per_line]
+    rows += [
+        "",
+        f"Wall time: joint {joint['ours_approx']['wall_s']:.0f} s; lines alone "
+        f"{sum(walls):.0f} s in all.",
+    ]
+    return rows
+
+
+def write_report(stored: dict[str, Any], path: Path) -> None:
+    cases = stored["cases"]
+    envs = {rec["env"]["date"]: rec["env"] for rec in cases.values() if "env" in rec}
+    lines = [
+        "# bench_real results",
+        "",
+        "Generated by `benchmarks/bench_real.py` (do not edit by hand). Runs:",
+        "",
+        *(f"- {_env_line(env)}" for env in envs.values()),
+        "",
+        "Our hits: `qvalue_down <= 0.05` with `delta = 0.5` (log2; the command line's "
+        "default), and after *delta 0*: with `delta = 0`. MAGeCK's: `neg|fdr < 0.05`. "
+        "AUC and average precision: essential vs non-essential genes ranked by depletion "
+        "(`-lfc`; MAGeCK `-neg|lfc`); *own statistic*: our `lfc / lfc_sd`, MAGeCK's RRA "
+        "`neg|score`.",
+        "",
+        "## Full-depth screens",
+        "",
+        *screen_rows(cases, ["hap1", "rt112"]),
+    ]
+    if any(rec.get("group") == "hap1nuts" for rec in cases.values()):
+        lines += [
+            "",
+            "## HAP1 on the reference genes only: NUTS, the approximation and MAGeCK",
+            "",
+            "The 1,443 CEGv2 / NEGv1 genes of HAP1 (about 5,800 guides), small enough for "
+            "NUTS, at full depth and at 1/10 depth (one thinning seed).",
+            "",
+            *screen_rows(cases, ["hap1_refgenes", "hap1_refgenes_1of10"]),
+        ]
+    low = lowdepth_rows(cases)
+    if len(low) > 2:
+        lines += [
+            "",
+            "## Low depth (HAP1, binomially thinned; ours = approx)",
+            "",
+            *low,
+        ]
+    jacks = jacks_rows(cases)
+    if jacks:
+        lines += [
+            "",
+            "## Several conditions at once (JACKS AML example; ours = approx)",
+            "",
+            *jacks,
+        ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def headline_rows(stored: dict[str, Any]) -> list[str]:
+    """The README's table: HAP1 full and 1/10 depth, RT112; ours next to MAGeCK's."""
+    cases = stored["cases"]
+    rows = [
+        "| screen | AUC ours / MAGeCK | essential at 5 % FDR ours / MAGeCK | non-essential "
+        "at 5 % FDR ours / MAGeCK | wall s ours / MAGeCK |",
+        "|---|---|---|---|---|",
+    ]
+    for name, label in (("hap1", "HAP1 TKOv3, full depth (ours: approx)"),):
+        rec = cases.get(name)
+        if rec and "mageck" in rec:
+            o, m = rec["ours_approx"]["delta_0.5"], rec["mageck"]
+            rows.append(_headline(label, o, m, rec["ours_approx"]["wall_s"], m["wall_s"]))
+    for row in lowdepth_summary(cases):
+        if row["level"] == 10 and "ours_approx" in row and "mageck" in row:
+            o, m = row["ours_approx"], row["mageck"]
+            label = f"HAP1 at 1/10 depth, {row['replicates']} replicate(s), mean of {row['seeds']}"
+            rows.append(_headline(label, o, m, o["wall_s"], m["wall_s"]))
+    rec = cases.get("rt112")
+    if rec and "mageck" in rec:
+        key = "ours_nuts" if "ours_nuts" in rec else "ours_approx"
+        o, m = rec[key]["delta_0.5"], rec["mageck"]
+        label = f"RT112 (Evers), ours: {key.removeprefix('ours_')}"
+        rows.append(_headline(label, o, m, rec[key]["wall_s"], m["wall_s"]))
+    return rows
+
+
+def _headline(label: str, o: dict, m: dict, wall_o: float, wall_m: float) -> str:
+    def num(x: float) -> str:
+        return f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"
+
+    return (
+        f"| {label} | {o['auc']:.3f} / {m['auc']:.3f} | {num(o['hits_essential'])} / "
+        f"{num(m['hits_essential'])} | {num(o['hits_nonessential'])} / "
+        f"{num(m['hits_nonessential'])} | {wall_o:.0f} / {wall_m:.0f} |"
+    )

@@ -1,0 +1,169 @@
+"""Write the README's evidence tables from the benchmarks' saved results (never by hand).
+
+Reads ``benchmarks/results/real.json`` (``bench_real.py``), ``scale.json``
+(``bench_scale.py``) and ``calibration.json`` (``bench_calibration.py --json``) and replaces
+what lies between the README's ``<!-- evidence:start -->`` and ``<!-- evidence:end -->``
+markers. Each benchmark calls it when it finishes; run it alone after editing the
+formatting. ``--check`` exits 1 when the README differs from what the results give
+(the test suite runs it).
+
+    .venv/bin/python benchmarks/update_readme.py [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from report_real import headline_rows  # noqa: E402
+
+RESULTS = HERE / "results"
+README = HERE.parent / "README.md"
+START, END = "<!-- evidence:start -->", "<!-- evidence:end -->"
+
+
+def _load(name: str) -> Any:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def real_section(real: dict[str, Any] | None) -> list[str]:
+    if not real or not real.get("cases"):
+        return ["*No `bench_real.py` results yet.*"]
+    envs = sorted({(r["env"]["date"], r["env"]["cpu"]) for r in real["cases"].values()})
+    when = f"{envs[0][0]} to {envs[-1][0]}" if len(envs) > 1 else envs[0][0]
+    return [
+        f"Real screens, both tools on the same counts (`benchmarks/bench_real.py`, {when}, "
+        f"{envs[0][1]}, 2 shared cores). AUC: CEGv2 essential vs NEGv1 non-essential genes "
+        "(RT112: the study's own lists) ranked by LFC; hits: genes called depleted at 5 % FDR "
+        "(ours `qvalue_down <= 0.05` with `delta = 0.5`, MAGeCK `neg|fdr < 0.05`).",
+        "",
+        *headline_rows(real),
+    ]
+
+
+def calibration_section(rows: list[dict[str, Any]] | None) -> list[str]:
+    if not rows:
+        return ["*No `bench_calibration.py` results yet.*"]
+    median = [r for r in rows if r["size_factors"] == "median"]
+
+    def mean(key: str) -> float:
+        return float(np.mean([r[key] for r in median if r.get(key) is not None]))
+
+    hyper = [v for r in rows if "hyper" in r for v in r["hyper"].values()]
+    bins = [b for r in rows if "lfsr_bins" in r for b in r["lfsr_bins"] if b["high"] <= 0.05]
+    lines = [
+        f"Calibration on {len(median)} simulated screens with known truth "
+        "(`benchmarks/bench_calibration.py`, NUTS; truth on the scale the counts identify):",
+        "",
+        "| what | nominal | realised |",
+        "|---|---|---|",
+        f"| gene LFCs in their central 90 % interval | 90 % | {mean('norm_coverage90'):.1%} |",
+    ]
+    if any("norm_coverage50" in r for r in median):
+        lines.append(
+            f"| gene LFCs in their central 50 % interval | 50 % | {mean('norm_coverage50'):.1%} |"
+        )
+    lines.append(
+        f"| false discoveries among hits at q <= 0.05, delta = 0.5 | <= 5 % | "
+        f"{mean('d0.5_norm_fdp'):.1%} |"
+    )
+    if bins:
+        n = sum(b["n"] for b in bins)
+        expected = sum(b["expected"] for b in bins)
+        wrong = sum(b["wrong"] for b in bins)
+        lines.append(
+            f"| wrong signs among genes with lfsr <= 0.05 | {expected / max(n, 1):.1%} "
+            f"(their mean lfsr) | {wrong / max(n, 1):.1%} ({wrong} of {n}) |"
+        )
+    if hyper:
+        lines.append(
+            f"| hyper-parameters (sds, correlations, slope) in their 90 % interval | 90 % | "
+            f"{np.mean([h[1] for h in hyper]):.0%} ({len(hyper)} cases) |"
+        )
+    return lines
+
+
+def scale_section(scale: dict[str, Any] | None) -> list[str]:
+    if not scale:
+        return ["*No `bench_scale.py` results yet.*"]
+    rows = scale["rows"]
+    lines = [
+        f"Speed, table on disk to gene table (`benchmarks/bench_scale.py`, {scale['env']['date']}, "
+        f"simulated screens, pool + 3 + 3 samples): wall seconds and peak memory.",
+        "",
+        "| genes (guides) | mageck2 test | screenformula approx | screenformula NUTS | "
+        "approx / test |",
+        "|---|---|---|---|---|",
+    ]
+    for n_genes in sorted({r["n_genes"] for r in rows}):
+        by_tool = {r["tool"]: r for r in rows if r["n_genes"] == n_genes and r["replicates"] == 3}
+        if "mageck2 test" not in by_tool:
+            continue
+
+        def cell(tool: str, by_tool: dict[str, Any] = by_tool) -> str:
+            r = by_tool.get(tool)
+            if r is None or "wall_s" not in r:
+                return "not run"
+            return f"{r['wall_s']:.0f} s, {r['peak_gb']:.1f} GB"
+
+        test, approx = by_tool["mageck2 test"], by_tool.get("screenformula approx")
+        ratio = f"{approx['wall_s'] / test['wall_s']:.1f}x" if approx and "wall_s" in approx else ""
+        lines.append(
+            f"| {n_genes:,} ({test['n_sgrnas']:,}) | {cell('mageck2 test')} | "
+            f"{cell('screenformula approx')} | {cell('screenformula NUTS')} | {ratio} |"
+        )
+    return lines
+
+
+def render() -> str:
+    lines = [
+        START,
+        "<!-- generated by benchmarks/update_readme.py from benchmarks/results/*.json -->",
+        "",
+        *real_section(_load("real.json")),
+        "",
+        *calibration_section(_load("calibration.json")),
+        "",
+        *scale_section(_load("scale.json")),
+        "",
+        "How to reproduce each figure, and the full tables (low depth, several conditions, "
+        "where MAGeCK wins), are in [`benchmarks/README.md`](benchmarks/README.md).",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def updated(text: str) -> str:
+    start, end = text.index(START), text.index(END) + len(END)
+    return text[:start] + render() + text[end:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    text = README.read_text()
+    new = updated(text)
+    if args.check:
+        if new != text:
+            print(
+                "README.md's evidence tables differ from benchmarks/results/*.json: run "
+                "benchmarks/update_readme.py"
+            )
+            return 1
+        return 0
+    README.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
