@@ -16,12 +16,29 @@ scatter-add over, every observation cost more than the lgamma it saves.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from screenformula.backend.nb_kernel import nb_logp
+
 #: Predictive draws clip log mu here (exp(35) ~ 1.6e15 reads: far beyond any screen).
 MAX_LOG_MU = 35.0
+#: Implementations of the log-density: the fused Ops of `nb_kernel`, or the PyTensor
+#: expression `nb_logp_elementwise` (kept for comparison, e.g. by the model benchmark).
+NB_KERNELS = ("fused", "expression")
+#: The default; the environment variable ``SCREENFORMULA_NB_KERNEL`` overrides it.
+DEFAULT_NB_KERNEL = "fused"
+
+
+def nb_kernel() -> str:
+    """The log-density implementation models are built with (``NB_KERNELS``)."""
+    kernel = os.environ.get("SCREENFORMULA_NB_KERNEL", DEFAULT_NB_KERNEL)
+    if kernel not in NB_KERNELS:
+        raise ValueError(f"SCREENFORMULA_NB_KERNEL={kernel!r}: choose one of {NB_KERNELS}")
+    return kernel
 
 
 def nb_logp_elementwise(
@@ -45,18 +62,21 @@ def negative_binomial(
     phi: pt.TensorVariable,
     observed: np.ndarray,
     dims: tuple[str, str],
+    kernel: str | None = None,
 ) -> pt.TensorVariable:
     """An observed negative-binomial variable on the guide x sample matrix.
 
-    A ``pm.CustomDist`` with the fast log-density above and NumPy draws for prior and
-    posterior predictive checks, so log-likelihood, LOO and predictive checks keep
-    working as with ``pm.NegativeBinomial``.
+    A ``pm.CustomDist`` with the fast log-density (``kernel``: one of ``NB_KERNELS``,
+    default `nb_kernel()`) and NumPy draws for prior and posterior predictive checks, so
+    log-likelihood, LOO and predictive checks keep working as with
+    ``pm.NegativeBinomial``.
     """
     observed = np.asarray(observed)
     log_mu = pt.broadcast_to(log_mu, observed.shape)
+    density = nb_logp if (kernel or nb_kernel()) == "fused" else nb_logp_elementwise
 
     def logp(value, log_mu_, phi_):  # noqa: ANN001, ANN202 - PyMC's callback signature
-        return nb_logp_elementwise(value, log_mu_, phi_)
+        return density(value, log_mu_, phi_)
 
     def random(log_mu_, phi_, rng=None, size=None):  # noqa: ANN001, ANN202
         # gamma-Poisson mixture; extreme prior draws are clipped so numpy can draw them
