@@ -11,7 +11,11 @@ On simulated screens (``simulate_screen``: one pool + 3 control + 3 treated samp
 - NUTS (nutpie): compile time, sampling wall time, leapfrog steps, minimum bulk ESS and
   ESS per second over the hyperparameters and gene effects, R-hat, divergences;
 - the same for plain Bambi on the long table (pool samples dropped) where it can build;
-- a comparison of centring choices (``parameterization``) at ``--param-sizes``.
+- a comparison of centring choices (``parameterization``) at ``--param-sizes``;
+- with ``--grad-only``, the numba log-density + gradient of our model built with each
+  negative-binomial implementation in ``--nb-kernels`` (``backend.likelihood.NB_KERNELS``:
+  the fused Ops and the PyTensor expression), timed in the same process, calls
+  interleaved, and their ratio.
 
 Every (model, size) runs in its own subprocess, so peak memory (``ru_maxrss`` of that
 child) is separate per run, and a child that grows past ``--mem-limit-gb`` is stopped.
@@ -25,6 +29,8 @@ Examples
         --chains 2
     nohup nice -n 10 python benchmarks/bench_model.py --sizes 20000 --draws 1000 \
         --tune 1000 --chains 4 --no-bambi --no-param > benchmarks/results/bench_20k.log 2>&1 &
+    nice -n 10 python benchmarks/bench_model.py --grad-only --sizes 2000 20000 --no-bambi \
+        --no-param                                      # per-evaluation cost, both NB kernels
     python benchmarks/bench_model.py --report-only      # rewrite the markdown from the JSON
 """
 
@@ -247,8 +253,72 @@ def run_ours(job: dict[str, Any]) -> dict[str, Any]:
         )
         return result.idata, result.diagnostics(var_names=OURS_VARS, warn=False)
 
-    _nuts(rec, job, pmm, fit, OURS_COMPARABLE, OURS_VARS)
+    probe = _nuts(rec, job, pmm, fit, OURS_COMPARABLE, OURS_VARS)
+    if job["draws"] == 0 and len(job.get("nb_kernels") or []) > 1:
+        rec.update(_compare_nb_kernels(job, data, probe.compiled))
     return rec
+
+
+def _compare_nb_kernels(job: dict[str, Any], data: Any, compiled_default: Any) -> dict[str, Any]:
+    """Numba logp+gradient of the model built with each NB kernel, in this process.
+
+    Calls of the kernels alternate (after 3 warm-up calls each), so load from other jobs
+    falls on both alike.
+    """
+    import numpy as np
+
+    import screenformula as sf
+    from screenformula.backend import likelihood
+
+    out: dict[str, Any] = {"nb_kernel_default": likelihood.nb_kernel()}
+    out["peak_before_nb_kernels_mb"] = _maxrss_mb()
+    fns = {}
+    for kernel in job["nb_kernels"]:
+        if kernel == out["nb_kernel_default"]:
+            compiled = compiled_default
+        else:
+            import nutpie
+
+            os.environ["SCREENFORMULA_NB_KERNEL"] = kernel
+            try:
+                pmm = sf.ScreenModel(FORMULA, data).pymc_model
+                compiled = nutpie.compile_pymc_model(pmm)
+            finally:
+                del os.environ["SCREENFORMULA_NB_KERNEL"]
+        x = np.asarray(compiled.initial_point_func(0), dtype=np.float64)
+        fns[kernel] = (compiled.logp_func, x)
+    values = {k: fn(x) for k, (fn, x) in fns.items()}
+    first = next(iter(values.values()))
+    out["nb_kernels_max_rel_diff"] = max(
+        float(np.max(np.abs(np.asarray(v[1]) - np.asarray(first[1]))))
+        / float(np.max(np.abs(first[1])))
+        for v in values.values()
+    )
+    for fn, x in fns.values():
+        for _ in range(3):
+            fn(x)
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    load_start = os.getloadavg()
+    for _ in range(N_EVAL):
+        for kernel, (fn, x) in fns.items():
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            fn(x)
+            cpu[kernel].append((time.thread_time() - start_cpu) * 1e3)
+            wall[kernel].append((time.perf_counter() - start) * 1e3)
+    out["nb_kernels"] = {
+        k: {
+            "median_ms": float(np.median(wall[k])),
+            "cpu_median_ms": float(np.median(cpu[k])),
+            "cpu_min_ms": float(np.min(cpu[k])),
+            "n": N_EVAL,
+        }
+        for k in fns
+    }
+    out["nb_kernels_load"] = [load_start[0], os.getloadavg()[0]]
+    text = ", ".join(f"{k} {v['cpu_median_ms']:.2f} ms" for k, v in out["nb_kernels"].items())
+    print(f"[{job['label']}] numba logp+dlogp by NB kernel: {text}", file=sys.stderr, flush=True)
+    return out
 
 
 def run_bambi(job: dict[str, Any]) -> dict[str, Any]:
@@ -311,7 +381,7 @@ def _nuts(
     fit: Any,
     comparable: list[str],
     all_vars: list[str],
-) -> None:
+) -> NutpieProbe:
     """Run ``fit`` under a `NutpieProbe` (or only compile when ``draws == 0``)."""
     import nutpie
 
@@ -320,7 +390,7 @@ def _nuts(
         nutpie.compile_pymc_model(pmm)
         rec["nutpie_compile_s"] = probe.compile_s
         rec.update(_time_nutpie_gradient(probe.compiled, job["label"]))
-        return
+        return probe
     start = time.perf_counter()
     idata, table = fit()
     rec["fit_total_s"] = time.perf_counter() - start
@@ -339,6 +409,7 @@ def _nuts(
         for k, v in table.iterrows()
     }
     rec.update(_time_nutpie_gradient(probe.compiled, job["label"]))
+    return probe
 
 
 def _time_pymc_gradient(pmm: Any, label: str) -> dict[str, Any]:
@@ -602,7 +673,7 @@ def gradient_table(records: list[dict[str, Any]]) -> list[str]:
         "## Per-evaluation cost (log density + gradient)",
         "",
         "| model | genes | guides | observations | parameters | build s "
-        "| peak GB (build + compile + timings) | C logp ms | C dlogp ms "
+        "| peak GB (build + compile + timings) | `compile_logp` ms | `compile_dlogp` ms "
         "| numba logp+grad ms | numba ns / observation | nutpie compile s |",
         "|---" * 12 + "|",
     ]
@@ -617,8 +688,12 @@ def gradient_table(records: list[dict[str, Any]]) -> list[str]:
         numba = r["numba_logp_dlogp"]
         per_obs = numba.get("cpu_median_ms", numba["median_ms"]) * 1e6 / r["n_obs"]
         peak = r["peak_rss_mb"] if r["draws"] == 0 else r.get("maxrss_after_build_mb", 0)
+        peak = r.get("peak_before_nb_kernels_mb", peak)
+        name = _model_name(r)
+        if r["model"] == "ours":  # records from before the fused kernel used the expression
+            name += f", NB `{r.get('nb_kernel_default', 'expression')}`"
         lines.append(
-            f"| {_model_name(r)} | {r['n_genes']:,} | {r['n_sgrnas']:,} | {r['n_obs']:,} "
+            f"| {name} | {r['n_genes']:,} | {r['n_sgrnas']:,} | {r['n_obs']:,} "
             f"| {r['n_free']:,} | {r['build_s']:.1f} | {peak / 1024:.2f} "
             f"| {ms(r['c_logp'])} | {ms(r['c_dlogp'])} | {ms(numba)} | {per_obs:.0f} "
             f"| {r['nutpie_compile_s']:.0f} |"
@@ -627,12 +702,60 @@ def gradient_table(records: list[dict[str, Any]]) -> list[str]:
         "",
         f"Median of {N_EVAL} calls at the initial point after 3 warm-up calls; CPU time of "
         "the calling thread (wall time in brackets: it includes waiting for a core when "
-        "the machine is busy). *C*: `model.compile_logp()` / `compile_dlogp()` (PyTensor's "
-        "C backend, no BLAS on this machine); *numba*: the joint logp+gradient function "
+        "the machine is busy). *`compile_logp`* / *`compile_dlogp`*: PyMC's separate logp "
+        "and gradient functions in PyTensor's default mode (numba in PyTensor 3; these "
+        "columns were headed *C* before); *numba*: the joint logp+gradient function "
         "nutpie samples with (`compile_pymc_model(...).logp_func`). Observations include "
         "the pool sample for screenformula (it has a pool likelihood) and not for Bambi. "
-        "Peak memory here is of a gradient-only run (`--grad-only`) where there is one, "
-        "else the peak after building in the NUTS run.",
+        "Peak memory here is of a gradient-only run (`--grad-only`) where there is one "
+        "(before the kernel comparison below), else the peak after building in the NUTS "
+        "run. *NB*: the negative-binomial implementation the model was built with "
+        "(`backend/likelihood.py`).",
+    ]
+    lines += nb_kernel_table([best[k] for k in sorted(best)])
+    return lines
+
+
+def nb_kernel_table(records: list[dict[str, Any]]) -> list[str]:
+    """Our model's numba logp+gradient with each negative-binomial kernel, same process."""
+    rows = [r for r in records if len(r.get("nb_kernels") or {}) > 1 and r["model"] == "ours"]
+    rows = [r for r in rows if isinstance(r["nb_kernels"], dict)]
+    if not rows:
+        return []
+    kernels = list(rows[0]["nb_kernels"])
+    head = " | ".join(f"{k}: CPU ms (wall) | {k}: ns / observation" for k in kernels)
+    lines = [
+        "",
+        "### Negative-binomial kernel",
+        "",
+        f"| genes | observations | {head} | ratio {kernels[-1]} / {kernels[0]} "
+        "| max rel. gradient difference | load 1-min (start→end) | date |",
+        "|---" * (2 * len(kernels) + 6) + "|",
+    ]
+    for r in rows:
+        t = r["nb_kernels"]
+        cells = " | ".join(
+            f"{t[k]['cpu_median_ms']:.2f} ({t[k]['median_ms']:.2f}) "
+            f"| {t[k]['cpu_median_ms'] * 1e6 / r['n_obs']:.0f}"
+            for k in kernels
+        )
+        ratio = t[kernels[-1]]["cpu_median_ms"] / t[kernels[0]]["cpu_median_ms"]
+        load = r.get("nb_kernels_load", [None, None])
+        lines.append(
+            f"| {r['n_genes']:,} | {r['n_obs']:,} | {cells} | **{ratio:.2f}×** "
+            f"| {r.get('nb_kernels_max_rel_diff', float('nan')):.1e} "
+            f"| {_f(load[0])}→{_f(load[1])} | {r.get('env', {}).get('date', '?')} |"
+        )
+    lines += [
+        "",
+        f"The numba log-density + gradient that nutpie samples with, for our model built "
+        f"with each implementation (`SCREENFORMULA_NB_KERNEL`) in one process: median of "
+        f"{N_EVAL} calls each at the same initial point, calls of the two alternating "
+        "(after 3 warm-up calls each), CPU time of the calling thread (wall in brackets). "
+        "*fused*: the `NegBinLogpSum` Op of `backend/nb_kernel.py`, density and both "
+        "derivatives in one loop; *expression*: the PyTensor expression "
+        "`nb_logp_elementwise` and its autodiff gradient. The gradient difference is the "
+        "largest absolute difference relative to the largest gradient entry.",
     ]
     return lines
 
@@ -775,6 +898,13 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="build and time the gradients only (no NUTS; recorded with draws=0)",
     )
+    parser.add_argument(
+        "--nb-kernels",
+        nargs="*",
+        default=["fused", "expression"],
+        choices=["fused", "expression"],
+        help="with --grad-only: also time our model built with each of these NB kernels",
+    )
     parser.add_argument("--only", choices=["ours", "bambi", "param"], nargs="+")
     parser.add_argument("--mem-limit-gb", type=float, default=12.0)
     parser.add_argument("--timeout", type=float, default=None, help="seconds per job")
@@ -814,6 +944,7 @@ def main(argv: list[str] | None = None) -> None:
                     "seed": args.seed,
                     "sim_seed": args.sim_seed,
                     "label": f"{model}/{param}/{n}",
+                    "nb_kernels": args.nb_kernels if args.grad_only and model == "ours" else [],
                 }
             )
     env = environment()
