@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Only the folders that exist in this checkout (git keeps no empty folder).
 SRC := $(wildcard screenformula tests benchmarks)
 
-.PHONY: demo test test-fast lint format clean-venv
+.PHONY: demo test test-fast lint format clean-venv tutorials
 
 # (Re)create .venv unless it holds a working Python >= 3.12, then install; the stamp
 # keeps later runs from reinstalling until pyproject.toml changes.
@@ -30,6 +30,11 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check $(SRC)
 	$(VENV)/bin/ruff format --check $(SRC)
 	$(VENV)/bin/pytest -q
+
+# Execute every tutorial (tutorials/NN_*.py, jupytext sources) into tutorials/_build/
+# (gitignored): the executed notebooks, with their figures, and the files they write.
+tutorials: $(STAMP)
+	$(PY) tutorials/_execute.py --out tutorials/_build
 
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest -q -m "not slow"

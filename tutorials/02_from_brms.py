@@ -1,0 +1,354 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Coming from brms
+#
+# screenformula speaks brms's formula language and borrows its vocabulary (`b`, `sd`,
+# `cor`, `shape`, `prior_summary`), so a brms user can read a screenformula model at a
+# glance. This page is a dictionary: first a table of brms calls and their
+# screenformula spelling, then one small model fitted here, with every screenformula
+# equivalent actually running. R is not available in this notebook, so brms code is
+# shown as text only.
+#
+# Where screenformula has **no** equivalent, the table says so rather than pointing at
+# something that merely looks similar.
+
+# %% [markdown]
+# ## The dictionary
+#
+# **Model and formula**
+#
+# | brms | screenformula | notes |
+# | --- | --- | --- |
+# | `brm(count ~ ..., data = long_df, family = negbinomial())` | `sf.ScreenModel("count ~ ...", data).fit()` | `data` is a `ScreenData` (count matrix + sample sheet), not a long table; one row per guide x sample is implied |
+# | `(1 + treatment \| gene)` | `(1 + treatment \| gene)` | correlated varying effects, LKJ prior on the correlation |
+# | `(1 + treatment \|\| gene)` | `(1 + treatment \|\| gene)` | independent varying effects (no correlation) |
+# | `(1 \| gene/sgrna)` | `(1 \| gene/sgrna)` | expands to `(1 \| gene) + (1 \| gene:sgrna)`, as in brms |
+# | `(1 \| gene:sgrna)` | `(1 \| gene:sgrna)` | `gene`, `sgrna`, `group` are built-in factors; any sample-sheet column works too |
+# | `(1 \| p \| gene)` (ID syntax), `gr(..., by = )`, `mm()`, `s()`, `me()` | not supported | |
+# | `+ offset(log(size_factor))` | automatic | size factors (median-of-ratios, total or control guides) always enter as an offset |
+# | `+ offset(x)` | `+ offset(x)` | `x` a numeric sample-sheet column |
+# | `family = negbinomial()` | `family="negativebinomial"` (default) | `Var = mu + mu^2 / shape`: brms's `shape` is our `phi` |
+# | `family = poisson()` | `family="poisson"` | |
+# | `bf(count ~ ..., shape ~ 1 + (1 \| sgrna))` | `dispersion="shape ~ 1 + (1 \| sgrna)"` | log link; `alpha ~` and `phi ~` are accepted spellings |
+# | one `shape`, prior `gamma(0.01, 0.01)` | `dispersion="shared"` | same default prior, key `"phi"` |
+# | (no brms shortcut) | `dispersion="sgrna"` (default) | `phi[s] ~ Gamma(1, phi_rate)`, one per guide, partially pooled |
+#
+# **Priors**
+#
+# | brms | screenformula | notes |
+# | --- | --- | --- |
+# | `set_prior("normal(0, 2)", class = "b")` | `priors={"b": sf.Prior("Normal", mu=0, sigma=2)}` | default Student-t(5, 0, 1); brms's default is flat |
+# | `set_prior(..., class = "b", coef = "treatmentdrugA")` | `"b_treatment[drugA]"` | coefficient names as `prior_summary()` prints them |
+# | `set_prior(..., class = "sd", group = "gene")` | `"sd_gene"` (or `"sd"` for all) | default Exponential(1); brms: half Student-t(3, 0, 2.5) |
+# | `set_prior(..., class = "sd", group = "gene", coef = "Intercept")` | `"sd_gene__Intercept"` | |
+# | `set_prior("lkj(2)", class = "cor")` | `"cor": 2` or `lkj_eta=2` | default LKJ(3); brms: LKJ(1) |
+# | `set_prior(..., class = "Intercept")` | `"Intercept"` | default Student-t(3, log median normalised count, 2.5), as brms |
+# | `set_prior(..., class = "shape")` | `"phi"` (shared), `"phi_rate"` (per guide), `"alpha_Intercept"`, `"alpha_sd"` (formula) | |
+# | `get_prior()`, `prior_summary(fit)` | `model.prior_summary()`, `print(model)` | before or after fitting |
+# | `sample_prior = "only"` | `model.sample_prior_predictive()` | prior and prior predictive draws |
+#
+# **Fitting and results**
+#
+# | brms | screenformula | notes |
+# | --- | --- | --- |
+# | `iter`, `warmup`, `chains`, `seed` | `draws`, `tune`, `chains`, `random_seed` | `draws` counts kept draws only (brms's `iter` includes warm-up) |
+# | `control = list(adapt_delta = 0.95)` | `target_accept=0.95` | |
+# | `backend = "cmdstanr"` | `engine="nutpie"` (default), `"pymc"`, `"numpyro"` | or `method="approx"` for a fast, approximate first look |
+# | `summary(fit)` | `print(fit)`, `fit.diagnostics()` | R-hat, bulk/tail ESS, divergences |
+# | `fixef(fit)` | no method: `az.summary(fit.idata, var_names=["Intercept", "b"])` | |
+# | `ranef(fit)` | no method: `fit.posterior["r_gene"]` (deviations, as brms) | for gene LFCs use `fit.contrast()` |
+# | `VarCorr(fit)` | no method: `fit.posterior["sd_gene"]`, `fit.posterior["cor_gene"]` | |
+# | `hypothesis(fit, "treatmentdrugA < treatmentdrugB")` | per gene: `fit.contrast("treatment", a="drugA", b="drugB", delta=...)`; anything else: arithmetic on the draws | no string-hypothesis interface |
+# | `pp_check(fit)` | no method: `pm.sample_posterior_predictive(fit.idata, model=model.pymc_model)`, then plot | tutorial 05 does it in full |
+# | `loo(fit)`, `loo_compare(a, b)` | `az.loo(fit.idata, var_name="count")`, `az.compare({...})` | the pointwise log-likelihood is stored when it fits in memory |
+# | `conditional_effects(fit)` | closest: `fit.expected_counts()` and `plotting.forest_plot` | de-noised count per gene and condition; no plot over a continuous covariate |
+# | `posterior_epred(fit)` | gene level: `fit.expected_counts()`; guide x sample: no method | |
+# | `as_draws_df(fit)` | `fit.posterior` (xarray), `fit.posterior["b"].to_dataframe()` | |
+# | `saveRDS(fit)`, `readRDS` | `fit.save("fit.nc")`, `sf.load_fit("fit.nc")` | one netCDF file with data and model settings |
+
+# %% [markdown]
+# ## The same model, both ways
+#
+# A small simulated screen (30 genes x 3 guides; control and two drugs, 2 replicates
+# each) stands in for your data. In brms you would first make a long table, one row per
+# guide x sample, with the log size factor as a column, and write:
+#
+# ```r
+# library(brms)
+# fit <- brm(
+#   bf(count ~ 1 + treatment + offset(log_sf) +
+#        (1 + treatment | gene) + (1 | gene:sgrna),
+#      shape ~ 1 + (1 | sgrna)),
+#   family = negbinomial(),
+#   data = long_df,
+#   prior = c(set_prior("student_t(5, 0, 1)", class = "b"),
+#             set_prior("normal(0, 2)", class = "b", coef = "treatmentdrugA"),
+#             set_prior("lkj(2)", class = "cor")),
+#   chains = 2, iter = 300, warmup = 150, seed = 1
+# )
+# prior_summary(fit)
+# ```
+#
+# In screenformula:
+
+# %%
+# %matplotlib inline
+import warnings
+
+import arviz as az
+import matplotlib.pyplot as plt
+import numpy as np
+import pymc as pm
+
+import screenformula as sf
+
+# PyTensor's C backend warns when it finds no BLAS library; it only affects the speed of
+# some operations (sampling runs in nutpie's compiled code), not the results.
+warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+# Predictive draws: ArviZ warns about a dimension named "sample" (our screen samples, not
+# its draws), and PyTensor that it runs the NumPy random-number code as Python.
+warnings.filterwarnings("ignore", message="Found dimension named 'sample'")
+warnings.filterwarnings("ignore", message="Numba will use object mode")
+
+data, truth = sf.simulate_screen(
+    n_genes=30,
+    n_sgrnas_per_gene=3,
+    treatments=("drugA", "drugB"),
+    n_replicates=2,
+    n_pool_samples=0,
+    random_seed=3,
+)
+model = sf.ScreenModel(
+    "count ~ 1 + treatment + (1 + treatment | gene) + (1 | gene:sgrna)",
+    data,
+    dispersion="shape ~ 1 + (1 | sgrna)",
+    priors={
+        "b": sf.Prior("StudentT", nu=5, mu=0, sigma=1),
+        "b_treatment[drugA]": sf.Prior("Normal", mu=0, sigma=2),
+        "cor": 2,
+    },
+)
+model.prior_summary()
+
+# %% [markdown]
+# `print(model)` is the human-readable version: likelihood, dispersion, group terms and
+# every prior with `(default)` or `(user)` beside it.
+
+# %%
+print(model)
+
+# %% [markdown]
+# ### Formula syntax, checked
+#
+# Building a model does not fit it, so the parser can be tried cheaply. `||` gives
+# independent effects, `gene/sgrna` expands into two terms exactly as in brms:
+
+# %%
+print(sf.ScreenModel("count ~ 1 + treatment + (1 + treatment || gene/sgrna)", data))
+
+# %% [markdown]
+# An `offset()` takes a numeric sample-sheet column. For example, size factors from
+# external spike-ins: switch the built-in ones off (`size_factors="none"`) and pass your
+# own log factor. Here the log total count per sample stands in for a spike-in
+# measurement, which makes this model the same as `size_factors="total"`.
+
+# %%
+sheet = data.samples.copy()
+sheet["log_spikein"] = np.log(data.depth / data.depth.mean())
+spiked = sf.ScreenData(
+    data.counts, data.sgrnas, data.genes_of_sgrna, sheet, size_factors="none"
+)
+print(sf.ScreenModel("count ~ 1 + treatment + offset(log_spikein) + (1 | gene:sgrna)", spiked))
+
+# %% [markdown]
+# ### Fitting
+#
+# `draws=150, tune=150` mirrors `iter = 300, warmup = 150`. These are CI-sized numbers;
+# use the defaults (1000 + 1000, 4 chains) for an analysis you report.
+
+# %%
+fit = model.fit(draws=150, tune=150, chains=2, random_seed=1, progress=False)
+print(fit)
+
+# %% [markdown]
+# ### `summary(fit)`: convergence
+#
+# `fit.diagnostics()` gives the worst R-hat and smallest bulk/tail ESS per variable and
+# the divergence count, and warns when a threshold is missed (with 2 x 150 draws it
+# will: ESS below 400 is expected here). Tutorial 05 explains what to do about it.
+
+# %%
+diag = fit.diagnostics(warn=False)
+print("divergences:", diag.attrs["divergences"])
+diag
+
+# %% [markdown]
+# ### `fixef()`, `ranef()`, `VarCorr()`
+#
+# No dedicated methods: the posterior is an xarray object with brms-like names, and
+# ArviZ summarises any of it. Population-level ("fixed") effects:
+
+# %%
+az.summary(fit.idata, var_names=["Intercept", "b"])
+
+# %% [markdown]
+# Group-level sds (`VarCorr`'s first half):
+
+# %%
+az.summary(fit.idata, var_names=["sd_gene", "sd_sgrna"])
+
+# %% [markdown]
+# and the correlation matrix of the gene-level effects (its posterior mean; the draws
+# are in `fit.posterior["cor_gene"]`):
+
+# %%
+fit.posterior["cor_gene"].mean(("chain", "draw")).to_pandas().round(2)
+
+# %% [markdown]
+# Group-level deviations (`ranef`), gene x coefficient, as brms reports them (deviations
+# from the population coefficient, not totals):
+
+# %%
+r_gene = fit.posterior["r_gene"]
+print(dict(r_gene.sizes))
+r_gene.mean(("chain", "draw")).to_pandas().head()
+
+# %% [markdown]
+# For a screen the quantity of interest is usually a gene's total treatment effect
+# (`b + r_gene`: brms's `coef()`), which `fit.contrast()` computes and summarises:
+
+# %%
+res = fit.contrast("treatment", delta=0.5)
+res.genes.sort_values("rank")[["gene", "contrast", "lfc", "hdi_low", "hdi_high", "qvalue"]].head()
+
+# %% [markdown]
+# ### `hypothesis()`
+#
+# brms's `hypothesis(fit, "treatmentdrugA < treatmentdrugB")` evaluates an expression
+# on the draws. screenformula has no string interface; the two common cases are:
+#
+# 1. **per gene, drug A vs drug B** (brms: `hypothesis(..., scope = "coef", group =
+#    "gene")`): a contrast between levels, with posterior probabilities and q-values;
+# 2. **any other expression**: plain arithmetic on `fit.posterior`.
+
+# %%
+a_vs_b = fit.contrast("treatment", a="drugA", b="drugB", delta=0.5)
+a_vs_b.genes.sort_values("rank")[["gene", "contrast", "lfc", "prob_up", "prob_down", "pep"]].head()
+
+# %%
+b = fit.posterior["b"]
+diff = b.sel(b_coef="treatment[drugA]") - b.sel(b_coef="treatment[drugB]")
+print(f"P(b_drugA < b_drugB) = {float((diff < 0).mean()):.3f}")
+print(f"posterior mean of the difference: {float(diff.mean()):.3f} (natural log)")
+
+# %% [markdown]
+# ### `pp_check()`
+#
+# No method; PyMC draws replicated counts from the fitted model, and any plot of them
+# against the data is a posterior predictive check. The brms default is a density
+# overlay, here of log counts:
+
+# %%
+pp = pm.sample_posterior_predictive(
+    fit.idata, model=model.pymc_model, random_seed=1, progressbar=False
+)
+replicated = pp["posterior_predictive"]["count"].values  # chain, draw, sgrna, sample
+observed = fit.idata["observed_data"]["count"].values
+
+fig, ax = plt.subplots(figsize=(6, 4))
+bins = np.linspace(0, np.log1p(max(observed.max(), 1)) + 1, 40)
+for draw in replicated.reshape(-1, *observed.shape)[:40]:
+    ax.hist(np.log1p(draw).ravel(), bins=bins, histtype="step", color="C0", alpha=0.2)
+ax.hist(np.log1p(observed).ravel(), bins=bins, histtype="step", color="black", lw=2)
+ax.set_xlabel("log(1 + count)")
+ax.set_ylabel("guide x sample cells")
+ax.set_title("Posterior predictive check: data (black) vs 40 replicated screens (blue)")
+fig.tight_layout()
+
+# %% [markdown]
+# ### `loo()`
+#
+# The fit stores the pointwise log-likelihood (one entry per guide x sample count), so
+# ArviZ's PSIS-LOO works directly; `az.compare` plays `loo_compare`. Tutorial 05 compares
+# dispersion and pool modes this way and explains the Pareto-k warnings.
+
+# %%
+az.loo(fit.idata, var_name="count")
+
+# %% [markdown]
+# ### `conditional_effects()`
+#
+# brms plots the expected response across the levels of a predictor. The closest
+# screenformula quantity is `fit.expected_counts()`: the posterior expected ("real",
+# de-noised) read count of every gene in every condition at a typical sequencing depth,
+# with intervals, beside the observed normalised count.
+
+# %%
+expected = fit.expected_counts()
+top = list(res.genes.sort_values("rank")["gene"].drop_duplicates().head(4))
+shown = expected[expected["gene"].isin(top)]
+
+fig, ax = plt.subplots(figsize=(7, 4))
+conditions = list(dict.fromkeys(shown["condition"]))
+for i, gene in enumerate(top):
+    g = shown[shown["gene"] == gene].set_index("condition").loc[conditions]
+    x = np.arange(len(conditions)) + (i - 1.5) * 0.12
+    ax.errorbar(
+        x,
+        g["mean"],
+        yerr=[g["mean"] - g["hdi_low"], g["hdi_high"] - g["mean"]],
+        fmt="o-",
+        label=gene,
+    )
+    ax.scatter(x, g["observed"], marker="x", color="black", zorder=3)
+ax.set_xticks(range(len(conditions)), conditions)
+ax.set_yscale("log")
+ax.set_xlabel("condition")
+ax.set_ylabel("expected gene count (sum over guides)")
+ax.set_title("Expected counts per condition (94% HDI); x = observed, normalised")
+ax.legend(fontsize=8)
+fig.tight_layout()
+
+# %% [markdown]
+# ### Saving: `saveRDS()`
+#
+# One netCDF file holds the draws, the data and the model settings; `sf.load_fit`
+# rebuilds a working fit without refitting.
+
+# %%
+from pathlib import Path  # noqa: E402
+
+out = Path("output") / "02_from_brms"
+out.mkdir(parents=True, exist_ok=True)
+path = fit.save(out / "fit.nc", overwrite=True)
+again = sf.load_fit(path)
+print(again.model.settings["formula"], "|", again.model.settings["dispersion"])
+
+# %% [markdown]
+# ## What brms does that screenformula does not (yet)
+#
+# - No string `hypothesis()`, no `fixef()` / `ranef()` / `VarCorr()` / `pp_check()`
+#   methods: the draws and ArviZ cover them, as above.
+# - Only the negative binomial and Poisson families; no zero-inflation, no
+#   `cens()`/`trunc()`/`weights()`/`mi()` response terms, no splines (`s()`), no
+#   `(1 | p | g)` cross-formula correlations.
+# - Formulas describe *samples*: population terms use sample-sheet columns and the
+#   group factors are genes, guides, gene groups or sheet columns. Guide-level
+#   covariates (e.g. a predicted guide efficiency) have no place in the formula yet.
+#
+# What screenformula adds for screens: the guide x sample layout that scales to
+# genome-wide libraries, the pool likelihood (tutorial 03), gene and gene-group
+# contrasts with Bayesian FDR, and MAGeCK-format output.
