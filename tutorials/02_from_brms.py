@@ -168,9 +168,7 @@ print(sf.ScreenModel("count ~ 1 + treatment + (1 + treatment || gene/sgrna)", da
 # %%
 sheet = data.samples.copy()
 sheet["log_spikein"] = np.log(data.depth / data.depth.mean())
-spiked = sf.ScreenData(
-    data.counts, data.sgrnas, data.genes_of_sgrna, sheet, size_factors="none"
-)
+spiked = sf.ScreenData(data.counts, data.sgrnas, data.genes_of_sgrna, sheet, size_factors="none")
 print(sf.ScreenModel("count ~ 1 + treatment + offset(log_spikein) + (1 | gene:sgrna)", spiked))
 
 # %% [markdown]

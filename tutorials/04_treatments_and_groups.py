@@ -263,9 +263,7 @@ molm_vs_ociaml2.genes.sort_values("rank")[
 
 # %%
 top = list(molm_vs_ociaml2.genes.sort_values("rank")["gene"].head(12))
-plotting.forest_plot(
-    vs_plasmid.genes, top, contrast=["MOLM vs plasmid", "OCIAML2 vs plasmid"]
-)
+plotting.forest_plot(vs_plasmid.genes, top, contrast=["MOLM vs plasmid", "OCIAML2 vs plasmid"])
 
 # %% [markdown]
 # ## 3. The most enriched and most depleted gene group per line
