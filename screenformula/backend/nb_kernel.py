@@ -28,7 +28,8 @@ Three Ops:
   gets the half it needs.
 
 Each has a numba implementation registered with PyTensor's numba backend (nutpie, ADVI)
-and a NumPy/SciPy ``perform`` for the other backends.
+and a NumPy/SciPy ``perform`` for the C and Python backends; in JAX mode (numpyro) a
+rewrite puts the PyTensor expression back in their place.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ from pathlib import Path
 import numba
 import numpy as np
 import pytensor.tensor as pt
+from pytensor.compile import optdb
 from pytensor.gradient import DisconnectedType, grad_not_implemented
 from pytensor.graph.basic import Apply, Variable
 from pytensor.graph.op import Op
-from pytensor.graph.rewriting.basic import node_rewriter
+from pytensor.graph.rewriting.basic import in2out, node_rewriter
 from pytensor.link.numba.dispatch import basic as numba_basic
 from pytensor.link.numba.dispatch.basic import register_funcify_and_cache_key
 from pytensor.scalar.basic import Second
@@ -400,6 +402,44 @@ def local_negbin_sum_outputs(fgraph, node):
         dlog_mu, dphi = NegBinLogpSum("grad")(*node.inputs)
         return {node.outputs[1]: dlog_mu, node.outputs[2]: dphi}
     return None
+
+
+def _expression_outputs(node: Apply) -> list[Variable]:
+    """The outputs of a negative-binomial Op node, as the PyTensor expression."""
+    from screenformula.backend.likelihood import nb_logp_elementwise
+
+    value, log_mu, phi = node.inputs[:3]
+    density = nb_logp_elementwise(value, log_mu, phi)
+    op = node.op
+    if isinstance(op, NegBinLogp):
+        return [density]
+    if isinstance(op, NegBinLogpGrad):
+        return list(pt.grad((node.inputs[3] * density).sum(), [log_mu, phi]))
+    outs = []
+    if op.mode != "grad":
+        outs.append(density.sum() + pt.sum(pt.gammaln(pt.cast(value, "float64") + 1.0)))
+    if op.mode != "logp":
+        outs += pt.grad(density.sum(), [log_mu, phi])
+    return outs
+
+
+@node_rewriter([NegBinLogp, NegBinLogpGrad, NegBinLogpSum])
+def local_negbin_to_expression(fgraph, node):
+    """Replace the fused Ops by the PyTensor expression (backends without a kernel)."""
+    return [
+        pt.specify_shape(new, old.type.shape) if new.type != old.type else new
+        for old, new in zip(node.outputs, _expression_outputs(node), strict=True)
+    ]
+
+
+# JAX (numpyro through PyMC) has no kernel for the Ops: compiled in JAX mode, the graph
+# uses the expression, replaced before any other rewrite (canonicalize is at 1).
+optdb.register(
+    "local_negbin_to_expression",
+    in2out(local_negbin_to_expression),
+    "jax",
+    position=0.5,
+)
 
 
 # --------------------------------------------------------------------------------- numba

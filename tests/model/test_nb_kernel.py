@@ -206,3 +206,25 @@ def test_pointwise_log_likelihood_and_predictive(both_models):
         assert a.shape == (1, 3, *model.rvs_to_values[model[name]].data.shape)
         assert np.all(np.isfinite(a))
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-9)
+
+
+def test_jax_mode_rewrites_back_to_the_expression(nb_data):
+    """JAX (numpyro) has no kernel: its rewrites put the expression back, same values."""
+    from pytensor.compile.mode import JAX, Mode
+
+    counts, log_mu_value, rng = nb_data
+    log_mu = pt.tensor("log_mu", shape=counts.shape)
+    phi = pt.tensor("phi", shape=(None, 1))
+    d = nb_logp(counts, log_mu, phi)
+    weights = rng.normal(size=counts.shape)
+    outs = [d, d.sum(), *pt.grad(d.sum(), [log_mu, phi])]
+    outs += pt.grad((weights * d).sum(), [log_mu, phi])
+    jax_like = pytensor.function(
+        [log_mu, phi], outs, mode=Mode(linker="py", optimizer=JAX.optimizer)
+    )
+    ops = {type(n.op) for n in jax_like.maker.fgraph.apply_nodes}
+    assert not ops & {NegBinLogp, NegBinLogpGrad, NegBinLogpSum}
+    fused = pytensor.function([log_mu, phi], outs, mode="NUMBA")
+    phi_value = _phi(rng, (40, 1))
+    for a, b in zip(jax_like(log_mu_value, phi_value), fused(log_mu_value, phi_value), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
