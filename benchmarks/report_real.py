@@ -121,23 +121,26 @@ def jacks_rows(cases: dict[str, Any]) -> list[str]:
     if joint is None:
         return []
     rows = [
-        "| cell line | CEGv2 / NEGv1 genes | AUC joint (all lines, one model) | AUC line alone | "
-        "AUC mageck2 (line alone) | depleted at 5 % FDR joint / alone / MAGeCK "
-        "(essential, non-essential) |",
-        "|---|---|---|---|---|---|",
+        "| cell line | CEGv2 / NEGv1 genes | dispersion | AUC joint (all lines, one model) | "
+        "AUC line alone | AUC mageck2 (line alone) | depleted at 5 % FDR joint / alone / "
+        "MAGeCK (essential, non-essential) |",
+        "|---|---|---|---|---|---|---|",
     ]
     per_line = joint["ours_approx"]["per_line"]
-    for line, score in per_line.items():
-        alone = cases.get(f"jacks_{line}")
-        if alone is None:
-            continue
-        a, m = alone["ours_approx"]["delta_0.5"], alone["mageck"]
-        rows.append(
-            f"| {line} | {score['n_essential']} / {score['n_nonessential']} | {score['auc']:.4f} | "
-            f"{a['auc']:.4f} | {m['auc']:.4f} | {score['hits_essential']}, "
-            f"{score['hits_nonessential']} / {a['hits_essential']}, {a['hits_nonessential']} / "
-            f"{m['hits_essential']}, {m['hits_nonessential']} |"
-        )
+    for key, dispersion in (("ours_approx", "sgrna"), ("ours_approx_shared", "shared")):
+        for line in per_line:
+            alone = cases.get(f"jacks_{line}")
+            if alone is None or key not in joint or key not in alone:
+                continue
+            score = joint[key]["per_line"][line]
+            a, m = alone[key]["delta_0.5"], alone["mageck"]
+            rows.append(
+                f"| {line} | {score['n_essential']} / {score['n_nonessential']} | {dispersion} | "
+                f"{score['auc']:.4f} | {a['auc']:.4f} | {m['auc']:.4f} | "
+                f"{score['hits_essential']}, {score['hits_nonessential']} / "
+                f"{a['hits_essential']}, {a['hits_nonessential']} / "
+                f"{m['hits_essential']}, {m['hits_nonessential']} |"
+            )
     walls = [cases[f"jacks_{line}"]["ours_approx"]["wall_s"] for line in per_line]
     rows += [
         "",
