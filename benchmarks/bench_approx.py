@@ -147,14 +147,9 @@ def hyper_means(fit: Any) -> dict[str, list[float]]:
 def environment() -> dict[str, Any]:
     from importlib.metadata import version
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from _machine import cpu_name
+
+    cpu = cpu_name()
     return {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "host_cores": os.cpu_count(),

@@ -510,14 +510,9 @@ def run_job(job: dict[str, Any], mem_limit_gb: float, timeout_s: float | None) -
 def environment() -> dict[str, Any]:
     from importlib.metadata import version
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from _machine import cpu_name
+
+    cpu = cpu_name()
     pkgs = ["screenformula", "pymc", "pytensor", "nutpie", "numba", "bambi", "formulae"]
     try:
         git = subprocess.run(

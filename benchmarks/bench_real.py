@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -418,14 +417,9 @@ def _progress(name: str, tool: str, entry: dict[str, Any]) -> None:
 def environment() -> dict[str, Any]:
     from importlib.metadata import version
 
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from _machine import cpu_name
+
+    cpu = cpu_name()
     versions = {p: version(p) for p in ("screenformula", "pymc", "nutpie", "numpy")}
     mageck = subprocess.run(
         [str(MAGECK_VENV / "bin" / "pip"), "show", "mageck2"], capture_output=True, text=True
