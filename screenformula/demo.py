@@ -221,8 +221,7 @@ def run_leukemia(out: Path, settings: Settings) -> dict[str, Any]:
     }
     if settings.save_fit:
         names["fit"] = f"{LEUKEMIA}.fit.nc"
-    outputs = _staged_outputs(out, list(names.values()))
-    try:
+    with _staged_outputs(out, list(names.values())) as outputs:
         staged = {k: outputs.staged(out / v) for k, v in names.items()}
         result.to_mageck(outputs.stage / LEUKEMIA, overwrite=True)
         result.genes.to_csv(staged["genes"], sep="\t", index=False)
@@ -262,9 +261,6 @@ def run_leukemia(out: Path, settings: Settings) -> dict[str, Any]:
             diagnostics=diag,
         )
         written = outputs.commit()
-    except BaseException:
-        outputs.discard()
-        raise
     print(f"\nWrote {len(written)} files to {out}/ ({', '.join(p.name for p in written)})")
     return {
         "fit_seconds": round(fit_seconds, 1),
@@ -457,8 +453,7 @@ def run_hap1(out: Path, settings: Settings) -> dict[str, Any]:
         "genes": f"{HAP1}.genes.tsv",
         "report": f"{HAP1}.report.html",
     }
-    outputs = _staged_outputs(out, list(names.values()))
-    try:
+    with _staged_outputs(out, list(names.values())) as outputs:
         staged = {k: outputs.staged(out / v) for k, v in names.items()}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # no sgrna_summary without guide draws
@@ -497,9 +492,6 @@ def run_hap1(out: Path, settings: Settings) -> dict[str, Any]:
             extra=section,
         )
         written = outputs.commit()
-    except BaseException:
-        outputs.discard()
-        raise
     print(f"\nWrote {len(written)} files to {out}/ ({', '.join(p.name for p in written)})")
     return {
         "method": fit.method,

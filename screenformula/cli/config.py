@@ -149,8 +149,7 @@ def run(args: argparse.Namespace, say: Any) -> int:
             out_dir / f"{name}.volcano.png",
             out_dir / f"{name}.rank.png",
         ]
-    out = OutputSet(paths, force=args.force)
-    try:
+    with OutputSet(paths, force=args.force) as out:
         data = sf.read_counts(
             config.counts,
             samples=config.samples,
@@ -208,9 +207,6 @@ def run(args: argparse.Namespace, say: Any) -> int:
         }
         out.staged(paths[1]).write_text(json.dumps(log, indent=1, default=str) + "\n")
         out.commit()
-    except BaseException:
-        out.discard()
-        raise
     say(f"wrote {len(paths)} files to {out_dir}")
     return 0
 

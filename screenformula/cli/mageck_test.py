@@ -109,8 +109,7 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
     started = time.perf_counter()
     prefix = Path(args.output_prefix)
     outputs = [prefix.with_name(prefix.name + s) for s in SUFFIXES]
-    out = OutputSet(outputs, force=args.force)
-    try:
+    with OutputSet(outputs, force=args.force) as out:
         table = sf.read_counts(args.count_table)
         columns = list(map(str, table.samples.index))
         treated = resolve_samples(args.treatment_id, columns, "-t/--treatment-id")
@@ -176,9 +175,6 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
         }
         out.staged(outputs[6]).write_text(json.dumps(log, indent=1, default=str) + "\n")
         written = out.commit()
-    except BaseException:
-        out.discard()
-        raise
     say(f"wrote {', '.join(str(p) for p in written)}")
     top = result.genes.sort_values("rank").head(10)
     say(top[["gene", "lfc", "hdi_low", "hdi_high", "lfsr", "qvalue"]].to_string(index=False))

@@ -13,6 +13,9 @@ from screenformula.errors import ScreenFormulaError
 class OutputSet:
     """Plan a command's output files, stage them in a temporary folder, then move them in.
 
+    Used as a context manager, the staging folder is discarded when the block raises
+    (nothing is moved in); the block calls `commit` when everything is written.
+
     Parameters
     ----------
     paths : list of Path
@@ -32,6 +35,13 @@ class OutputSet:
             folder.mkdir(parents=True, exist_ok=True)
         first = self.paths[0].parent
         self.stage = Path(tempfile.mkdtemp(prefix=".screenformula-", dir=first))
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.discard()
 
     def staged(self, path: Path) -> Path:
         """Where to write ``path`` for now (inside the staging folder)."""

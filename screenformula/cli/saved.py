@@ -65,16 +65,12 @@ def run_contrast(args: argparse.Namespace, say: Any) -> int:
         paths += [
             prefix.with_name(prefix.name + s) for s in (".gene_summary.txt", ".sgrna_summary.txt")
         ]
-    out = OutputSet(paths, force=args.force)
-    try:
+    with OutputSet(paths, force=args.force) as out:
         result = _contrast(args)
         result.genes.to_csv(out.staged(genes), sep="\t", index=False)
         if args.mageck:
             result.to_mageck(out.staged(prefix), overwrite=True)
         out.commit()
-    except BaseException:
-        out.discard()
-        raise
     say(result.genes.sort_values("rank").head(10).to_string(index=False))
     return 0
 
@@ -84,8 +80,7 @@ def run_plot(args: argparse.Namespace, say: Any) -> int:
     from screenformula import plotting
 
     args.a = args.b = None
-    out = OutputSet([args.output], force=args.force)
-    try:
+    with OutputSet([args.output], force=args.force) as out:
         result = _contrast(args)
         target = out.staged(args.output)
         match args.kind:
@@ -101,8 +96,5 @@ def run_plot(args: argparse.Namespace, say: Any) -> int:
                     raise ScreenFormulaError("this fit has no gene groups to plot")
                 plotting.group_plot(result.groups, path=target)
         out.commit()
-    except BaseException:
-        out.discard()
-        raise
     say(f"wrote {args.output}")
     return 0
