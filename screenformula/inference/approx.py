@@ -20,7 +20,6 @@ from pymc.pytensorf import resolve_backend_compile_kwargs
 from pymc.variational.callbacks import Callback
 from pytensor.graph.traversal import graph_inputs
 
-from screenformula._constants import DIM_SGRNA
 from screenformula.errors import FitError
 
 #: The notice every approximate fit emits (an `ApproximateWarning`, a `UserWarning`).
@@ -316,15 +315,3 @@ def draw_from_meanfield(
         data[name] = (["chain", "draw", *dims], value)
     coords.update({"chain": [0], "draw": np.arange(draws)})
     return xr.Dataset(data, coords=coords)
-
-
-def without_guide_level(names: list[str], spec: Any) -> list[str]:
-    """``names`` without the raw centred variables of guide-level terms.
-
-    `stored_variables` leaves out variables with a declared ``sgrna`` dimension; the
-    centred totals ``t_<term>__<coef>`` of a guide-level term have no declared dims but
-    one row per guide, so they are left out here too (at genome scale they are the one
-    guide-sized thing left, and nothing downstream reads them).
-    """
-    guide_terms = [t.name for t in spec.groups if t.level == DIM_SGRNA]
-    return [n for n in names if not any(n.startswith(f"t_{t}__") for t in guide_terms)]

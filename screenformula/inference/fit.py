@@ -10,12 +10,7 @@ import xarray as xr
 
 from screenformula.backend.model import OBSERVED, OBSERVED_POOL
 from screenformula.errors import FitError
-from screenformula.inference.approx import (
-    APPROX_NOTICE,
-    ApproximateWarning,
-    fit_advi,
-    without_guide_level,
-)
+from screenformula.inference.approx import APPROX_NOTICE, ApproximateWarning, fit_advi
 from screenformula.inference.log_likelihood import add_log_likelihood
 from screenformula.inference.nuts import sample_nuts, sgrna_store_default, stored_variables
 from screenformula.results.fit import ScreenFit
@@ -77,10 +72,9 @@ def fit_model(
             # "approx" is an alias: mean-field ADVI is the approximate method chosen by
             # measured agreement with NUTS (benchmarks/README.md, "Approximate inference")
             method = "advi"
-            names = stored_variables(pymc_model, bool(store_sgrna))
             idata, vi_stats = fit_advi(
                 pymc_model,
-                names if store_sgrna else without_guide_level(names, model.spec),
+                stored_variables(pymc_model, bool(store_sgrna)),
                 draws=draws,
                 random_seed=random_seed,
                 progress=progress,
