@@ -352,7 +352,7 @@ def main() -> None:
     print()
     print(markdown(rows))
     args.json.write_text(json.dumps(rows, indent=1))
-    (RESULTS / "calibration.md").write_text(markdown(rows) + "\n")
+    args.json.with_suffix(".md").write_text(markdown(rows) + "\n")
     if args.json == RESULTS / "calibration.json":
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import update_readme

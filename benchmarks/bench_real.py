@@ -231,14 +231,11 @@ def ensure_mageck() -> Path:
 def measure(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Wall seconds, CPU seconds and peak RSS (GB) of one command and its descendants."""
     start = time.perf_counter()
-    out = open(cwd / "stdout.txt", "w")  # noqa: SIM115 - closed below
-    err = open(cwd / "stderr.txt", "w")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err)
-    _, status, usage = os.wait4(proc.pid, 0)
+    with open(cwd / "stdout.txt", "w") as out, open(cwd / "stderr.txt", "w") as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
-    out.close()
-    err.close()
     if proc.returncode:
         tail = (cwd / "stderr.txt").read_text()[-3000:]
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{tail}")
@@ -249,12 +246,16 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> dic
     }
 
 
+def mageck_env(exe: Path) -> dict[str, str]:
+    """The environment mageck2 runs in: its venv's bin (with the RRA helper) on PATH."""
+    return dict(os.environ, PATH=f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
 def run_mageck(folder: Path, case: dict[str, Any], prefix: str, treated: list[str]) -> dict:
     exe = ensure_mageck()
-    env = dict(os.environ, PATH=f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}")
     cmd = [str(exe), "test", "-k", "counts.tsv", "-t", ",".join(treated)]
     cmd += ["-c", ",".join(case["control"]), "-n", prefix]
-    return measure(cmd, folder, env)
+    return measure(cmd, folder, mageck_env(exe))
 
 
 def run_ours(
@@ -473,12 +474,12 @@ def main() -> None:
                 stored["cases"][case["name"]] = {**run_case(case, args), "env": env}
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.write_text(json.dumps(stored, indent=1))  # after every case
-    write_report(stored, RESULTS / "real.md")
+    write_report(stored, args.out.with_suffix(".md"))
     if args.out == RESULTS / "real.json":
         import update_readme
 
         update_readme.main([])
-    print(f"wrote {args.out} and {RESULTS / 'real.md'}", file=sys.stderr)
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}", file=sys.stderr)
 
 
 if __name__ == "__main__":

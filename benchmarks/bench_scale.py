@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -37,7 +36,7 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_real import ensure_mageck, environment, measure  # noqa: E402
+from bench_real import ensure_mageck, environment, mageck_env, measure  # noqa: E402
 
 RESULTS = HERE / "results"
 FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
@@ -93,7 +92,7 @@ def child(folder: Path, method: str) -> None:
 
 def run_grid(args: argparse.Namespace) -> list[dict[str, Any]]:
     exe = ensure_mageck()
-    env = dict(os.environ, PATH=f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = mageck_env(exe)
     rows = []
     grid = [(g, 3) for g in args.genes] + [(g, 6) for g in args.genes_6rep]
     for n_genes, reps in grid:
@@ -185,12 +184,12 @@ def main() -> None:
         env = environment()
         record = {"env": env, "rows": run_grid(args)}
         args.out.write_text(json.dumps(record, indent=1))
-    (RESULTS / "scale.md").write_text(markdown(record))
+    args.out.with_suffix(".md").write_text(markdown(record))
     if args.out == RESULTS / "scale.json":
         import update_readme
 
         update_readme.main([])
-    print(f"wrote {args.out} and {RESULTS / 'scale.md'}", file=sys.stderr)
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}", file=sys.stderr)
 
 
 if __name__ == "__main__":
