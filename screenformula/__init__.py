@@ -25,7 +25,7 @@ _LAZY = {
     "ScreenModel": "screenformula.model",
     "Prior": "screenformula.spec.priors",
     "ScreenFit": "screenformula.results.fit",
-    "load_fit": "screenformula.results.fit",
+    "load_fit": "screenformula.model",
 }
 
 

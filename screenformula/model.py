@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import xarray as xr
 
+from screenformula.errors import FitError
+from screenformula.io.dataset import screen_data_from_dataset
 from screenformula.io.screen_data import ScreenData
-from screenformula.results.fit import ScreenFit
+from screenformula.results.fit import DATA_GROUP, ScreenFit
 from screenformula.spec.model_spec import ModelSpec, PoolMode, build_spec
+from screenformula.spec.settings import ModelSettings
 
 
 class ScreenModel:
@@ -72,30 +79,29 @@ class ScreenModel:
         parameterization: str | bool | dict[str, str | bool] = "auto",
         reference: dict[str, str] | None = None,
     ) -> None:
-        self.spec: ModelSpec = build_spec(
+        given = ModelSettings(
             formula,
-            data,
             family=family,
             dispersion=dispersion,
             pool=pool,
-            priors=priors,
+            priors=priors or {},
             lkj_eta=lkj_eta,
             parameterization=parameterization,
-            reference=reference,
+            reference=reference or {},
         )
-        self.settings: dict[str, Any] = {
-            "formula": formula,
-            "family": self.spec.family.name,
-            "dispersion": dispersion,
-            "pool": self.spec.pool.mode,
-            "priors": {
-                k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in (priors or {}).items()
-            },
-            "lkj_eta": lkj_eta,
-            "parameterization": parameterization,
-            "reference": reference or {},
-        }
+        self.spec: ModelSpec = build_spec(given, data)
+        #: The settings as resolved (family name, pool mode): what a saved fit rebuilds from.
+        self.settings = given.replace(family=self.spec.family.name, pool=self.spec.pool.mode)
         self._pymc_model = None
+
+    @classmethod
+    def from_settings(cls, settings: ModelSettings, data: ScreenData) -> ScreenModel:
+        """The model of ``settings`` (e.g. ``ModelSettings.from_dict`` of a saved fit)."""
+        return cls(
+            settings.formula,
+            data,
+            **{k: settings[k] for k in ModelSettings.keys() if k != "formula"},
+        )
 
     @property
     def data(self) -> ScreenData:
@@ -272,3 +278,34 @@ class ScreenModel:
             )
             lines.append(f"  {row['class']:<14} {row['prior']:<38} {where:<36} ({row['source']})")
         return "\n".join(lines)
+
+
+def load_fit(path: str | os.PathLike) -> ScreenFit:
+    """Load a fit written by `ScreenFit.save`, with its data and model rebuilt.
+
+    The model is rebuilt from the saved settings (`ModelSettings.from_dict`) and data, so
+    a fit saved by an earlier version loads as long as its settings still mean the same.
+
+    Raises
+    ------
+    FitError
+        When the file is missing or was not written by screenformula.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FitError(f"{path}: no such file")
+    try:
+        tree = xr.open_datatree(path).load()
+    except Exception as err:  # netCDF/HDF5 errors come in many types
+        raise FitError(f"{path}: cannot read as a saved fit ({err})") from None
+    meta_text = tree.attrs.get("screenformula")
+    if meta_text is None or DATA_GROUP not in tree.children:
+        raise FitError(f"{path}: not a screenformula fit")
+    meta = json.loads(meta_text)
+    data = screen_data_from_dataset(tree[DATA_GROUP].to_dataset())
+    model = ScreenModel.from_settings(ModelSettings.from_dict(meta["settings"]), data)
+    idata = tree.copy()
+    del idata[DATA_GROUP]
+    fit = ScreenFit(model, idata, meta["method"], meta["options"])
+    fit.options["versions_at_fit"] = meta.get("versions", {})
+    return fit

@@ -15,6 +15,7 @@ import xarray as xr
 
 import screenformula as sf
 from screenformula.results.fit import ScreenFit
+from screenformula.spec.names import PHI, population_names
 
 
 def small_screen(**kwargs: Any) -> sf.ScreenData:
@@ -65,26 +66,26 @@ def fake_fit(
         arrays[name] = np.array(arr)
         variables[name] = (("chain", "draw", *dims), arr[None])
 
+    population = population_names()
     if spec.mean.common.intercept:
-        put("Intercept", (), ())
+        put(population.intercept, (), ())
     if spec.mean.common.names:
-        coords["b_coef"] = list(spec.mean.common.names)
-        put("b", ("b_coef",), (len(spec.mean.common.names),))
+        coords[population.b_coef_dim] = list(spec.mean.common.names)
+        put(population.b, (population.b_coef_dim,), (len(spec.mean.common.names),))
     for term in spec.groups:
-        level = term.level if term.level != "sample" else f"{term.name}_level"
-        coef = f"{term.name}_coef"
-        coords[level] = list(term.level_names)
-        coords[coef] = list(term.coef_names)
-        put(f"sd_{term.name}", (coef,), (term.n_coefs,), positive=True)
+        names = term.names
+        coords[names.level_dim] = list(term.level_names)
+        coords[names.coef_dim] = list(term.coef_names)
+        put(names.sd, (names.coef_dim,), (term.n_coefs,), positive=True)
         if term.level == "sgrna" and not store_sgrna:
-            arrays[f"r_{term.name}"] = values.get(f"r_{term.name}")
+            arrays[names.effects] = values.get(names.effects)
             continue
-        put(f"r_{term.name}", (level, coef), (term.n_levels, term.n_coefs))
+        put(names.effects, (names.level_dim, names.coef_dim), (term.n_levels, term.n_coefs))
     if spec.dispersion.mode == "shared":
-        put("phi", (), (), positive=True)
+        put(PHI, (), (), positive=True)
     elif spec.dispersion.mode == "sgrna" and store_sgrna:
         coords["sgrna"] = list(map(str, data.sgrnas))
-        put("phi", ("sgrna",), (data.n_sgrnas,), positive=True)
+        put(PHI, ("sgrna",), (data.n_sgrnas,), positive=True)
     posterior = xr.Dataset(
         {k: xr.Variable(dims, v) for k, (dims, v) in variables.items()}, coords=coords
     )

@@ -30,6 +30,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from screenformula.backend.nb_density import nb_logp_elementwise
 from screenformula.backend.nb_kernel import nb_logp
 
 #: Predictive draws clip log mu here (exp(35) ~ 1.6e15 reads: far beyond any screen).
@@ -47,21 +48,6 @@ def nb_kernel() -> str:
     if kernel not in NB_KERNELS:
         raise ValueError(f"SCREENFORMULA_NB_KERNEL={kernel!r}: choose one of {NB_KERNELS}")
     return kernel
-
-
-def nb_logp_elementwise(
-    value: pt.TensorVariable | np.ndarray, log_mu: pt.TensorVariable, phi: pt.TensorVariable
-) -> pt.TensorVariable:
-    """Elementwise NB log-probability of ``value`` (``Var = mu + mu^2 / phi``)."""
-    log_phi = pt.log(phi)
-    log_mu_phi = pt.logaddexp(log_mu, log_phi)
-    return (
-        pt.gammaln(value + phi)
-        - pt.gammaln(phi)
-        - pt.gammaln(value + 1.0)
-        + phi * (log_phi - log_mu_phi)
-        + value * (log_mu - log_mu_phi)
-    )
 
 
 def negative_binomial(

@@ -10,11 +10,17 @@ from screenformula._constants import DIM_POOL_SAMPLE, DIM_SAMPLE, DIM_SGRNA
 from screenformula.backend.likelihood import negative_binomial
 from screenformula.backend.terms import predictor_tensor, prior_variable
 from screenformula.spec.model_spec import ModelSpec
-
-#: Name of the observed screen counts in the model and the posterior.
-OBSERVED = "count"
-#: Name of the observed pool counts (pool="joint").
-OBSERVED_POOL = "pool_count"
+from screenformula.spec.names import (
+    B_POOL,
+    INTERCEPT,
+    OBSERVED,
+    OBSERVED_POOL,
+    PHI,
+    PHI_POOL,
+    PHI_RATE,
+    POOL_INTERCEPT,
+    POOL_SHIFT,
+)
 
 
 def build_pymc_model(spec: ModelSpec) -> pm.Model:
@@ -32,7 +38,7 @@ def build_pymc_model(spec: ModelSpec) -> pm.Model:
         if pool.mode == "offset":
             log_mu = log_mu + pool.log_abundance
         elif pool.mode == "covariate":
-            b_pool = prior_variable("b_pool", spec.prior("b_pool"))
+            b_pool = prior_variable(B_POOL, spec.prior(B_POOL))
             log_mu = log_mu + b_pool * pool.log_abundance
 
         phi = dispersion_tensor(spec)
@@ -55,10 +61,10 @@ def dispersion_tensor(spec: ModelSpec) -> pt.TensorVariable | None:
         case "none":
             return None
         case "shared":
-            return prior_variable("phi", spec.prior("phi"))
+            return prior_variable(PHI, spec.prior(PHI))
         case "sgrna":
-            rate = prior_variable("phi_rate", spec.prior("phi_rate"))
-            return pm.Gamma("phi", alpha=1.0, beta=rate, dims=DIM_SGRNA)[:, None]
+            rate = prior_variable(PHI_RATE, spec.prior(PHI_RATE))
+            return pm.Gamma(PHI, alpha=1.0, beta=rate, dims=DIM_SGRNA)[:, None]
         case "formula":
             log_phi, _ = predictor_tensor(disp.predictor, spec, prefix="alpha_")
             return pt.exp(log_phi)
@@ -78,13 +84,13 @@ def add_pool_likelihood(spec: ModelSpec, effects: dict[str, pt.TensorVariable]) 
     pool = spec.pool
     model = pm.modelcontext(None)
     model.add_coord(DIM_POOL_SAMPLE, list(pool.samples))
-    if "Intercept" in model.named_vars:
+    if INTERCEPT in model.named_vars:
         # sampled relative to the screen intercept: the two move together otherwise
-        shift = prior_variable("pool_shift", spec.prior("pool_shift"))
-        intercept = pm.Deterministic("pool_Intercept", model["Intercept"] + shift)
+        shift = prior_variable(POOL_SHIFT, spec.prior(POOL_SHIFT))
+        intercept = pm.Deterministic(POOL_INTERCEPT, model[INTERCEPT] + shift)
     else:
-        intercept = prior_variable("pool_Intercept", spec.prior("pool_Intercept"))
-    phi_pool = prior_variable("phi_pool", spec.prior("phi_pool"))
+        intercept = prior_variable(POOL_INTERCEPT, spec.prior(POOL_INTERCEPT))
+    phi_pool = prior_variable(PHI_POOL, spec.prior(PHI_POOL))
     log_mu = intercept + guide_baseline(spec, effects)[:, None] + pool.log_size_factors[None, :]
     negative_binomial(
         OBSERVED_POOL, log_mu, phi_pool, np.asarray(pool.counts), (DIM_SGRNA, DIM_POOL_SAMPLE)

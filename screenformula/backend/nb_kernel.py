@@ -1,7 +1,7 @@
 """A fused negative-binomial log-density and gradient: PyTensor Ops with numba kernels.
 
 With ``r = log_mu - log(phi)``, ``softplus(r) = log(1 + exp(r))`` and
-``sigmoid(r) = 1 / (1 + exp(-r))``, the density of ``likelihood.nb_logp_elementwise`` is
+``sigmoid(r) = 1 / (1 + exp(-r))``, the density of ``nb_density.nb_logp_elementwise`` is
 
     logp     = lgamma(y + phi) - lgamma(phi) - lgamma(y + 1) - (y + phi) softplus(r) + y r
     d/dlogmu = y - (y + phi) sigmoid(r)
@@ -54,6 +54,8 @@ from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.math import Sum
 from pytensor.tensor.rewriting.basic import register_canonicalize, register_specialize
 from scipy import special
+
+from screenformula.backend.nb_density import nb_logp_elementwise
 
 #: Salt of the numba cache key: this file's contents, so an edited kernel is recompiled.
 _SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
@@ -406,8 +408,6 @@ def local_negbin_sum_outputs(fgraph, node):
 
 def _expression_outputs(node: Apply) -> list[Variable]:
     """The outputs of a negative-binomial Op node, as the PyTensor expression."""
-    from screenformula.backend.likelihood import nb_logp_elementwise
-
     value, log_mu, phi = node.inputs[:3]
     density = nb_logp_elementwise(value, log_mu, phi)
     op = node.op

@@ -11,6 +11,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from screenformula.spec.model_spec import ModelSpec
+from screenformula.spec.names import population_names
 from screenformula.spec.priors import Prior
 from screenformula.spec.terms import GroupTerm, LinearPredictor
 
@@ -23,12 +24,12 @@ def prior_variable(name: str, prior: Prior, **kwargs) -> pt.TensorVariable:
 
 def level_dim(term: GroupTerm) -> str:
     """The dimension name of a term's levels (``sgrna``, ``gene``, ``group`` or its own)."""
-    return term.level if term.level != "sample" else f"{term.name}_level"
+    return term.names.level_dim
 
 
 def coef_dim(term: GroupTerm) -> str:
     """The dimension name of a term's varying effects."""
-    return f"{term.name}_coef"
+    return term.names.coef_dim
 
 
 def add_term_coords(model: pm.Model, term: GroupTerm) -> None:
@@ -42,14 +43,14 @@ def add_term_coords(model: pm.Model, term: GroupTerm) -> None:
 
 def term_sds(term: GroupTerm, spec: ModelSpec) -> pt.TensorVariable:
     """The sds of a term's effects: one vector variable when the priors agree."""
-    priors = [spec.prior(f"sd_{term.name}__{c}") for c in term.coef_names]
+    names = term.names
+    priors = [spec.prior(names.sd_of(c)) for c in term.coef_names]
     if all(p == priors[0] for p in priors):
-        return prior_variable(f"sd_{term.name}", priors[0], dims=coef_dim(term))
+        return prior_variable(names.sd, priors[0], dims=names.coef_dim)
     parts = [
-        prior_variable(f"sd_{term.name}__{c}", p)
-        for c, p in zip(term.coef_names, priors, strict=True)
+        prior_variable(names.sd_of(c), p) for c, p in zip(term.coef_names, priors, strict=True)
     ]
-    return pm.Deterministic(f"sd_{term.name}", pt.stack(parts), dims=coef_dim(term))
+    return pm.Deterministic(names.sd, pt.stack(parts), dims=names.coef_dim)
 
 
 def group_effects(
@@ -81,18 +82,18 @@ def group_effects(
     sd_p = sd[perm]
     chol = None
     if term.uses_lkj:
-        chol = pm.LKJCorr(f"L_{term.name}", n=term.n_coefs, eta=spec.prior(f"cor_{term.name}"))
+        chol = pm.LKJCorr(term.names.chol, n=term.n_coefs, eta=spec.prior(term.names.cor))
         corr = (chol @ chol.T)[inverse][:, inverse]
-        pm.Deterministic(f"cor_{term.name}", corr, dims=(coefs, coefs + "_"))
+        pm.Deterministic(term.names.cor, corr, dims=term.names.cor_dims)
     parts = []  # standardised effects (levels x components), in permuted order
     if k:
         idx = perm[:k]
         center = pt.stack([pt.zeros(n_levels) + mu[q] for q in idx], axis=1)
-        names = "__".join(term.coef_names[q] for q in idx)
+        raw_name = term.names.raw_centered([term.coef_names[q] for q in idx])
         if chol is not None and k > 1:
             chol_c = chol[:k, :k]
             total = pm.MvNormal(
-                f"t_{term.name}__{names}",
+                raw_name,
                 mu=center,
                 chol=sd_p[:k, None] * chol_c,
                 shape=(n_levels, k),
@@ -100,17 +101,15 @@ def group_effects(
             scaled = (total - center) / sd_p[None, :k]
             parts.append(pt.linalg.solve_triangular(chol_c, scaled.T, lower=True).T)
         else:
-            total = pm.Normal(
-                f"t_{term.name}__{names}", center, sd_p[None, :k], shape=(n_levels, k)
-            )
+            total = pm.Normal(raw_name, center, sd_p[None, :k], shape=(n_levels, k))
             parts.append((total - center) / sd_p[None, :k])
     if k < term.n_coefs:
-        parts.append(pm.Normal(f"z_{term.name}", 0.0, 1.0, shape=(n_levels, term.n_coefs - k)))
+        parts.append(pm.Normal(term.names.raw, 0.0, 1.0, shape=(n_levels, term.n_coefs - k)))
     z = pt.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
     if chol is not None:
         z = z @ chol.T
     effects = (z * sd_p[None, :])[:, inverse]
-    return pm.Deterministic(f"r_{term.name}", effects, dims=(levels, coefs))
+    return pm.Deterministic(term.names.effects, effects, dims=(levels, coefs))
 
 
 def predictor_tensor(
@@ -129,22 +128,23 @@ def predictor_tensor(
     eta = pt.as_tensor_variable(np.zeros((1, n_samples)))
     # per coefficient name, the part of each guide's effect built so far (for centring)
     guide_parts: dict[str, pt.TensorVariable] = {}
+    population = population_names(prefix)
     if lp.common.intercept:
-        intercept = prior_variable(f"{prefix}Intercept", spec.prior(f"{prefix}Intercept"))
+        intercept = prior_variable(population.intercept, spec.prior(population.intercept))
         eta = eta + intercept
         guide_parts["Intercept"] = intercept
     if lp.common.names:
-        dim = f"{prefix}b_coef"
+        dim = population.b_coef_dim
         model.add_coord(dim, list(lp.common.names))
         priors = [spec.prior(f"{prefix}b_{c}") for c in lp.common.names]
         if all(p == priors[0] for p in priors):
-            b = prior_variable(f"{prefix}b", priors[0], dims=dim)
+            b = prior_variable(population.b, priors[0], dims=dim)
         else:
             parts = [
                 prior_variable(f"{prefix}b_{c}", p)
                 for c, p in zip(lp.common.names, priors, strict=True)
             ]
-            b = pm.Deterministic(f"{prefix}b", pt.stack(parts), dims=dim)
+            b = pm.Deterministic(population.b, pt.stack(parts), dims=dim)
         eta = eta + pt.dot(lp.common.X, b)[None, :]
         guide_parts.update({c: b[i] for i, c in enumerate(lp.common.names)})
     if lp.common.offset.any():

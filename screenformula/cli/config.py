@@ -12,8 +12,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from screenformula.cli.analysis import fit_and_keep, run_log, write_gene_outputs, write_log
 from screenformula.cli.outputs import OutputSet
 from screenformula.errors import ScreenFormulaError
+from screenformula.inference.registry import method_names
 
 EXAMPLE = """\
 counts: counts.tsv            # MAGeCK or long table (paths relative to this file)
@@ -42,13 +44,20 @@ class FitConfig(BaseModel):
     """How to fit."""
 
     model_config = ConfigDict(extra="forbid")
-    method: Literal["nuts", "advi", "approx"] = "nuts"
+    method: str = "nuts"
     draws: int = Field(1000, gt=0)
     tune: int = Field(1000, ge=0)
     chains: int = Field(4, gt=0)
     seed: int | None = None
     cores: int | None = Field(None, gt=0)
     target_accept: float = Field(0.8, gt=0, lt=1)
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        if value not in method_names():
+            raise ValueError(f"must be one of {', '.join(method_names())}")
+        return value
 
 
 class ContrastConfig(BaseModel):
@@ -137,8 +146,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, say: Any) -> int:
     """Run ``screenformula fit``."""
     import screenformula as sf
-    from screenformula.plotting import rank_plot, volcano_plot
-    from screenformula.results.diagnostics import describe_storage
+    from screenformula.spec.settings import ModelSettings
 
     started = time.perf_counter()
     config = load_config(args.config)
@@ -160,24 +168,26 @@ def run(args: argparse.Namespace, say: Any) -> int:
             size_factors=config.size_factors,
         )
         say(repr(data))
-        priors = {
-            k: (v if isinstance(v, float) else sf.Prior(v.name, **v.args))
-            for k, v in config.priors.items()
-        }
-        model = sf.ScreenModel(
-            config.formula,
-            data,
-            family=config.family,
-            dispersion=config.dispersion,
-            pool=config.pool,
-            priors=priors,
-            lkj_eta=config.lkj_eta,
-            reference=config.reference or None,
+        settings = ModelSettings.from_dict(
+            {
+                **config.model_dump(include=set(ModelSettings.keys())),
+                "priors": {
+                    k: (v if isinstance(v, float) else v.model_dump())
+                    for k, v in config.priors.items()
+                },
+            }
         )
+        model = sf.ScreenModel.from_settings(settings, data)
         say(repr(model))
         f = config.fit
-        fit = model.fit(
-            f.method,
+        fit, diagnostics = fit_and_keep(
+            model,
+            out,
+            paths[0],
+            f"; finish with: screenformula contrast {shlex.quote(str(paths[0]))} -n PREFIX "
+            "(per contrast)",
+            say,
+            method=f.method,
             draws=f.draws,
             tune=f.tune,
             chains=f.chains,
@@ -187,36 +197,28 @@ def run(args: argparse.Namespace, say: Any) -> int:
             progress=not args.quiet,
             summary_deltas=tuple(c.delta for c in config.contrasts),
         )
-        fit.save(out.staged(paths[0]), overwrite=True)
-        out.keep_on_failure(
-            paths[0],
-            f"; finish with: screenformula contrast {shlex.quote(str(paths[0]))} -n PREFIX "
-            "(per contrast)",
-        )
-        for line in describe_storage(fit.options):
-            say(line)
-        diagnostics = fit.diagnostics(warn=False)
         summary = {}
         for name, c in zip(names, config.contrasts, strict=True):
             result = fit.contrast(
                 c.factor, ref=c.ref, a=c.a, b=c.b, delta=c.delta, fdr_target=c.fdr
             )
-            result.genes.to_csv(out.staged(out_dir / f"{name}.genes.tsv"), sep="\t", index=False)
-            volcano_plot(result.genes, path=out.staged(out_dir / f"{name}.volcano.png"))
-            rank_plot(result.genes, path=out.staged(out_dir / f"{name}.rank.png"))
+            write_gene_outputs(
+                result.genes,
+                out,
+                out_dir / f"{name}.genes.tsv",
+                out_dir / f"{name}.volcano.png",
+                out_dir / f"{name}.rank.png",
+            )
             summary[name] = int(result.genes["hit"].sum())
             say(f"{name}: {summary[name]} hits at q <= {c.fdr}")
-        log = {
-            "config": json.loads(config.model_dump_json()),
-            "method": fit.method,
-            "options": fit.options,
-            "storage": describe_storage(fit.options),
-            "divergences": diagnostics.attrs.get("divergences"),
-            "convergence_problems": diagnostics.attrs.get("problems", []),
-            "hits": summary,
-            "wall_seconds": round(time.perf_counter() - started, 1),
-        }
-        out.staged(paths[1]).write_text(json.dumps(log, indent=1, default=str) + "\n")
+        log = run_log(
+            fit,
+            diagnostics,
+            started,
+            config=json.loads(config.model_dump_json()),
+            hits=summary,
+        )
+        write_log(log, out, paths[1])
         out.commit()
     say(f"wrote {len(paths)} files to {out_dir}")
     return 0

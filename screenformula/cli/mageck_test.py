@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import time
 from pathlib import Path
 
 import pandas as pd
 
+from screenformula.cli.analysis import fit_and_keep, run_log, write_gene_outputs, write_log
 from screenformula.cli.outputs import OutputSet
 from screenformula.errors import ScreenDataError, ScreenFormulaError
+from screenformula.inference.registry import METHODS, get_method, method_names
 
 FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
 SUFFIXES = (
@@ -61,9 +62,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--control-gene", help="file of control gene labels, one per line")
     p.add_argument(
         "--method",
-        choices=["nuts", "approx"],
+        choices=method_names(),
         default="nuts",
-        help="nuts (default) or approx (fast ADVI)",
+        help="; ".join(f"{m.name}: {m.description}" for m in METHODS)
+        + " (default nuts; approx = advi)",
     )
     p.add_argument(
         "--max-iterations",
@@ -119,17 +121,16 @@ def resolve_samples(spec: str, columns: list[str], flag: str) -> list[str]:
 def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-like callable
     """Run ``screenformula test``."""
     import screenformula as sf
-    from screenformula.plotting import rank_plot, volcano_plot
-    from screenformula.results.diagnostics import describe_storage
 
     started = time.perf_counter()
     extra = {}
     if args.max_iterations is not None:
-        if args.method != "approx":
-            raise ScreenFormulaError("--max-iterations applies to --method approx only")
+        keyword = get_method(args.method).iteration_keyword
+        if keyword is None:
+            raise ScreenFormulaError(f"--max-iterations does not apply to --method {args.method}")
         if args.max_iterations < 1:
             raise ScreenFormulaError("--max-iterations must be at least 1")
-        extra["n"] = args.max_iterations
+        extra[keyword] = args.max_iterations
     keep = {"auto": "auto", "yes": True, "no": False}[args.keep_guide_draws]
     prefix = Path(args.output_prefix)
     outputs = [prefix.with_name(prefix.name + s) for s in SUFFIXES]
@@ -165,9 +166,14 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
         say(repr(data))
         model = sf.ScreenModel(FORMULA, data, pool="joint" if pool else None)
         say(repr(model))
-        method = "nuts" if args.method == "nuts" else "approx"
-        fit = model.fit(
-            method,
+        fit, diagnostics = fit_and_keep(
+            model,
+            out,
+            outputs[3],
+            f"; finish with: screenformula contrast {shlex.quote(str(outputs[3]))} --ref control "
+            f"--delta {args.delta:g} --fdr {args.fdr:g} --mageck -n {shlex.quote(str(prefix))}",
+            say,
+            method=args.method,
             store_sgrna=keep,
             summary_deltas=(args.delta,),
             draws=args.draws,
@@ -178,37 +184,23 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
             progress=not args.quiet,
             **extra,
         )
-        fit.save(out.staged(outputs[3]), overwrite=True)
-        out.keep_on_failure(
-            outputs[3],
-            f"; finish with: screenformula contrast {shlex.quote(str(outputs[3]))} --ref control "
-            f"--delta {args.delta:g} --fdr {args.fdr:g} --mageck -n {shlex.quote(str(prefix))}",
-        )
-        for line in describe_storage(fit.options):
-            say(line)
-        diagnostics = fit.diagnostics(warn=False)
         result = fit.contrast("treatment", ref="control", delta=args.delta, fdr_target=args.fdr)
         result.to_mageck(out.staged(prefix), overwrite=True)
-        result.genes.to_csv(out.staged(outputs[2]), sep="\t", index=False)
-        volcano_plot(result.genes, path=out.staged(outputs[4]))
-        rank_plot(result.genes, path=out.staged(outputs[5]))
-        log = {
-            "command": "screenformula test",
-            "count_table": str(args.count_table),
-            "treatment": treated,
-            "control": control,
-            "pool": pool,
-            "norm_method": args.norm_method,
-            "formula": FORMULA,
-            "method": fit.method,
-            "options": fit.options,
-            "storage": describe_storage(fit.options),
-            "divergences": diagnostics.attrs.get("divergences"),
-            "convergence_problems": diagnostics.attrs.get("problems", []),
-            "hits": int(result.genes["hit"].sum()),
-            "wall_seconds": round(time.perf_counter() - started, 1),
-        }
-        out.staged(outputs[6]).write_text(json.dumps(log, indent=1, default=str) + "\n")
+        write_gene_outputs(result.genes, out, outputs[2], outputs[4], outputs[5])
+        log = run_log(
+            fit,
+            diagnostics,
+            started,
+            command="screenformula test",
+            count_table=str(args.count_table),
+            treatment=treated,
+            control=control,
+            pool=pool,
+            norm_method=args.norm_method,
+            formula=FORMULA,
+            hits=int(result.genes["hit"].sum()),
+        )
+        write_log(log, out, outputs[6])
         written = out.commit()
     say(f"wrote {', '.join(str(p) for p in written)}")
     top = result.genes.sort_values("rank").head(10)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from pymc.variational.callbacks import Callback
 from pytensor.graph.traversal import graph_inputs
 
 from screenformula.errors import FitError
+from screenformula.inference.registry import FitRequest
 
 #: The notice every approximate fit emits (an `ApproximateWarning`, a `UserWarning`).
 APPROX_NOTICE = (
@@ -337,3 +339,19 @@ def _allocate(name: str, shape: tuple[int, ...], on_disk: bool, scratch: str | N
         return np.empty(shape)
     path = Path(scratch) / f"{name}.npy"
     return np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=shape)
+
+
+def run_advi(model: Any, request: FitRequest) -> tuple[xr.DataTree, dict[str, Any]]:
+    """The ADVI runner of the method registry (`screenformula.inference.registry`)."""
+    idata, stats = fit_advi(
+        model.pymc_model,
+        request.var_names,
+        draws=request.draws,
+        random_seed=request.random_seed,
+        progress=request.progress,
+        on_disk=request.on_disk if request.scratch else (),
+        scratch=request.scratch,
+        **request.kwargs,
+    )
+    warnings.warn(APPROX_NOTICE, ApproximateWarning, stacklevel=5)  # at fit()'s caller
+    return idata, {"tune": None, "engine": "pymc.fit", "target_accept": None, "advi": stats}

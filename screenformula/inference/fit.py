@@ -1,11 +1,16 @@
-"""``ScreenModel.fit(method=...)``: dispatch to an inference method, return a `ScreenFit`."""
+"""``ScreenModel.fit(method=...)``: what every inference method shares, around its runner.
+
+The method itself comes from the registry (`screenformula.inference.registry`); here,
+once for all methods: what to keep of the guide-level draws and the log-likelihood, a
+scratch folder for draws on disk, the observed data, the kept guide summaries, and the
+`ScreenFit`.
+"""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -15,29 +20,29 @@ import numpy as np
 import xarray as xr
 
 from screenformula._constants import DIM_SGRNA
-from screenformula.backend.model import OBSERVED, OBSERVED_POOL
 from screenformula.errors import FitError
-from screenformula.inference.approx import APPROX_NOTICE, ApproximateWarning, fit_advi
 from screenformula.inference.log_likelihood import add_log_likelihood
 from screenformula.inference.nuts import (
     SGRNA_STORE_BUDGET,
-    sample_nuts,
     sgrna_draw_numbers,
     sgrna_store_default,
     sgrna_variables,
     stored_variables,
 )
+from screenformula.inference.registry import FitRequest, get_method, method_names
 from screenformula.results.fit import ScreenFit
 from screenformula.results.guide_summary import (
     GUIDE_DELTAS,
     SUMMARY_GROUP,
     compute_guide_summaries,
 )
+from screenformula.spec.names import OBSERVED, OBSERVED_POOL, PHI
 
 if TYPE_CHECKING:
     from screenformula.model import ScreenModel
 
-METHODS = ("nuts", "advi", "approx")
+#: Every name ``fit(method=...)`` accepts (`screenformula.inference.registry`).
+METHODS = tuple(method_names())
 
 #: Compute the pointwise log-likelihood by default only below this many numbers.
 LOG_LIKELIHOOD_BUDGET = 50_000_000
@@ -61,8 +66,10 @@ def fit_model(
     **kwargs: Any,
 ) -> ScreenFit:
     """Fit ``model``; see `ScreenModel.fit` for the parameters."""
+    chosen = get_method(method)
+    method = chosen.name
     pymc_model = model.pymc_model
-    if method in ("advi", "approx"):
+    if chosen.single_chain:
         chains = 1  # one set of draws from the fitted approximation
     total_draws = draws * chains
     sgrna_numbers = sgrna_draw_numbers(pymc_model, total_draws)
@@ -79,40 +86,22 @@ def fit_model(
     streamed = [] if store_sgrna else summary_variables(pymc_model, model.spec)
     var_names += [name for name in streamed if name not in var_names]
     with _scratch_folder(bool(streamed)) as scratch:
+        request = FitRequest(
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            random_seed=random_seed,
+            engine=engine,
+            target_accept=target_accept,
+            progress=progress,
+            var_names=var_names,
+            on_disk=tuple(streamed),
+            scratch=scratch,
+            kwargs=kwargs,
+        )
         start = time.perf_counter()
-        match method:
-            case "nuts":
-                idata = sample_nuts(
-                    pymc_model,
-                    draws=draws,
-                    tune=tune,
-                    chains=chains,
-                    cores=cores,
-                    random_seed=random_seed,
-                    engine=engine,
-                    var_names=var_names,
-                    progress=progress,
-                    target_accept=target_accept,
-                    zarr_dir=scratch if engine == "nutpie" else None,
-                    **kwargs,
-                )
-            case "advi" | "approx":
-                # "approx" is an alias: mean-field ADVI is the approximate method chosen by
-                # measured agreement with NUTS (benchmarks/README.md, "Approximate inference")
-                method = "advi"
-                idata, vi_stats = fit_advi(
-                    pymc_model,
-                    var_names,
-                    draws=draws,
-                    random_seed=random_seed,
-                    progress=progress,
-                    on_disk=tuple(streamed),
-                    scratch=scratch,
-                    **kwargs,
-                )
-                warnings.warn(APPROX_NOTICE, ApproximateWarning, stacklevel=3)
-            case _:
-                raise FitError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+        idata, method_options = chosen.run(model, request)
         elapsed = time.perf_counter() - start
         for name in [n for n in idata.children if n.startswith("warmup")]:
             del idata[name]
@@ -143,8 +132,7 @@ def fit_model(
                 "log_likelihood_budget_bytes": int(LOG_LIKELIHOOD_BUDGET * 8),
             },
         }
-        if method == "advi":
-            options.update(tune=None, engine="pymc.fit", target_accept=None, advi=vi_stats)
+        options.update(method_options)
         fit = ScreenFit(model, idata, method, options)
         if streamed:
             summary_start = time.perf_counter()
@@ -166,8 +154,8 @@ def summary_variables(pymc_model: Any, spec: Any) -> list[str]:
     ``r_<term>`` of every guide-level term, and the per-guide dispersion ``phi``.
     """
     per_guide = sgrna_variables(pymc_model)
-    names = [f"r_{t.name}" for t in spec.groups if t.level == DIM_SGRNA]
-    names.append("phi")
+    names = [t.names.effects for t in spec.groups if t.level == DIM_SGRNA]
+    names.append(PHI)
     return [name for name in names if name in per_guide]
 
 

@@ -9,6 +9,7 @@ import pymc as pm
 
 from screenformula._constants import DIM_SGRNA
 from screenformula.errors import FitError
+from screenformula.inference.registry import FitRequest
 
 ENGINES = ("nutpie", "pymc", "numpyro")
 
@@ -155,3 +156,22 @@ def sample_nuts(
                 )
         case _:
             raise FitError(f"unknown NUTS engine {engine!r}: choose one of {', '.join(ENGINES)}")
+
+
+def run_nuts(model: Any, request: FitRequest) -> tuple[Any, dict[str, Any]]:
+    """The NUTS runner of the method registry (`screenformula.inference.registry`)."""
+    idata = sample_nuts(
+        model.pymc_model,
+        draws=request.draws,
+        tune=request.tune,
+        chains=request.chains,
+        cores=request.cores,
+        random_seed=request.random_seed,
+        engine=request.engine,
+        var_names=request.var_names,
+        progress=request.progress,
+        target_accept=request.target_accept,
+        zarr_dir=request.scratch if request.engine == "nutpie" and request.on_disk else None,
+        **request.kwargs,
+    )
+    return idata, {}

@@ -37,17 +37,17 @@ from screenformula.results.draws import (  # noqa F401: names re-exported from b
     UNGROUPED,  # noqa: F401
     Contrast,
     FactorLevels,  # noqa: F401
-    _Extractor,
-    _group_draws,
-    _MissingDraws,
-    _phi_means,
-    _roles,
-    _stack,
+    MissingDraws,
+    PosteriorEffects,
     factor_levels,  # noqa: F401
     gene_lfc_draws,
+    group_draws,
     group_effect_draws,
+    phi_means,
     resolve_contrasts,
+    sample_roles,
     sgrna_lfc_draws,
+    stack_draws,
 )
 from screenformula.results.expected import expected_counts
 from screenformula.results.guide_summary import guide_statistics
@@ -57,6 +57,7 @@ from screenformula.results.mageck import (
     MAGECK_SGRNA_COLUMNS,
     write_mageck,
 )
+from screenformula.spec.names import PHI
 
 if TYPE_CHECKING:
     from screenformula.results.fit import ScreenFit
@@ -147,31 +148,26 @@ def _empty(columns: tuple[str, ...], message: str) -> pd.DataFrame:
     return frame
 
 
+def _summary_columns(s: dict[str, np.ndarray], extra: tuple[str, ...]) -> pd.DataFrame:
+    """``lfc``, ``lfc_ln``, ``lfc_sd``, HDI, sign probabilities, lfsr, then ``extra``."""
+    columns = {
+        "lfc": s["mean"] * LOG2E,
+        "lfc_ln": s["mean"],
+        "lfc_sd": s["sd"] * LOG2E,
+        "hdi_low": s["hdi_low"] * LOG2E,
+        "hdi_high": s["hdi_high"] * LOG2E,
+    }
+    for key in ("prob_up", "prob_down", "lfsr", *extra):
+        columns[key] = s[key]
+    return pd.DataFrame(columns)
+
+
 def _summary_frame(
     draws: np.ndarray, *, delta_ln: float, hdi_prob: float, fdr_target: float
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     s = core.summarize(draws, delta=delta_ln, hdi_prob=hdi_prob, fdr_target=fdr_target)
-    frame = pd.DataFrame(
-        {
-            "lfc": s["mean"] * LOG2E,
-            "lfc_ln": s["mean"],
-            "lfc_sd": s["sd"] * LOG2E,
-            "hdi_low": s["hdi_low"] * LOG2E,
-            "hdi_high": s["hdi_high"] * LOG2E,
-            "prob_up": s["prob_up"],
-            "prob_down": s["prob_down"],
-            "lfsr": s["lfsr"],
-            "pep": s["pep"],
-            "qvalue": s["qvalue"],
-            "hit": s["hit"],
-            "rank": s["rank"],
-            "error_down": s["error_down"],
-            "error_up": s["error_up"],
-            "qvalue_down": s["qvalue_down"],
-            "qvalue_up": s["qvalue_up"],
-        }
-    )
-    return frame, s
+    extra = ("pep", "qvalue", "hit", "rank", "error_down", "error_up", "qvalue_down", "qvalue_up")
+    return _summary_columns(s, extra), s
 
 
 @dataclass
@@ -289,7 +285,7 @@ class ContrastResult:
         long["level"] = self.sample_levels.reindex(long["sample"]).to_numpy()
         sf = self.size_factors.reindex(long["sample"]).to_numpy()
         long["count"] = np.rint(long["normalized_count"].to_numpy() * sf).astype(np.int64)
-        role = _roles(self.sample_levels, chosen)
+        role = sample_roles(self.sample_levels, chosen)
         long["role"] = role.reindex(long["sample"]).to_numpy()
         return long[[SGRNA, GENE, "sample", "level", "count", "normalized_count", "role"]]
 
@@ -355,7 +351,7 @@ def compute_contrasts(
     if not 0.0 <= fdr_target <= 1.0:
         raise FitError(f"fdr_target must lie in [0, 1], got {fdr_target}")
     opts = {"delta_ln": delta / LOG2E, "hdi_prob": hdi_prob, "fdr_target": fdr_target}
-    ex = _Extractor(fit)
+    ex = PosteriorEffects(fit)
     data = ex.data
     settings = {
         "delta": delta,
@@ -365,13 +361,37 @@ def compute_contrasts(
         "factor": factor,
     }
 
-    # genes
+    genes, gene_parts, gene_summaries = _gene_table(ex, contrasts, opts)
+    draws = {GENE: stack_draws(gene_parts, GENE, data.gene_names, contrasts, factor=factor)}
+    sgrnas, sgrna_da = _guide_table(fit, ex, factor, contrasts, gene_summaries, delta, opts)
+    if sgrna_da is not None:
+        draws[SGRNA] = sgrna_da
+    if data.gene_groups is None:
+        groups = _empty(GROUP_COLUMNS, NO_GROUPS)
+    else:
+        try:
+            group_da = group_draws(ex, contrasts, gene_parts)
+        except MissingDraws as err:
+            raise FitError(f"posterior variable {err.args[0]} is missing from this fit") from None
+        groups = _group_table(group_da, data, contrasts, **opts)
+        groups.attrs["source"] = group_da.attrs["source"]
+        draws[GROUP] = group_da
+    for table in (genes, sgrnas, groups):
+        table.attrs.update(settings)
+    return _with_counts(fit, ex, factor, genes, sgrnas, groups, contrasts, settings, draws)
+
+
+def _gene_table(
+    ex: PosteriorEffects, contrasts: list[Contrast], opts: dict[str, float]
+) -> tuple[pd.DataFrame, list[np.ndarray], list[dict[str, np.ndarray]]]:
+    """The gene table, with each contrast's gene draws and summaries."""
+    data = ex.data
     n_sgrna = np.bincount(data.gene_codes, minlength=data.n_genes)
     is_control = np.bincount(data.gene_codes, weights=data.controls, minlength=data.n_genes)
     is_control = (is_control == n_sgrna) & (n_sgrna > 0)
     try:
         gene_parts = [ex.effect(c.weights, GENE) for c in contrasts]
-    except _MissingDraws as err:
+    except MissingDraws as err:
         raise FitError(f"posterior variable {err.args[0]} is missing from this fit") from None
     gene_frames, gene_summaries = [], []
     for c, draws in zip(contrasts, gene_parts, strict=True):
@@ -386,52 +406,61 @@ def compute_contrasts(
         gene_summaries.append(s)
     genes = pd.concat(gene_frames, ignore_index=True)
     genes = genes[[*GENE_COLUMNS, *([GROUP] if GROUP in genes.columns else [])]]
-    draws = {GENE: _stack(gene_parts, GENE, data.gene_names, contrasts, factor=factor)}
+    return genes, gene_parts, gene_summaries
 
-    # guides: from their draws, else from the summaries kept at fit time
+
+def _guide_table(
+    fit: ScreenFit,
+    ex: PosteriorEffects,
+    factor: str,
+    contrasts: list[Contrast],
+    gene_summaries: list[dict[str, np.ndarray]],
+    delta: float,
+    opts: dict[str, float],
+) -> tuple[pd.DataFrame, xr.DataArray | None]:
+    """The guide table: from the guide draws, else from the summaries kept at fit time."""
+    data = ex.data
     try:
         sgrna_parts = [ex.effect(c.weights, SGRNA) for c in contrasts]
-    except _MissingDraws:
+    except MissingDraws:
         sgrna_parts = None
+    sgrna_da = None
     if sgrna_parts is not None:
         guide_summaries = [_summary_frame(guide, **opts)[1] for guide in sgrna_parts]
-        draws[SGRNA] = _stack(sgrna_parts, SGRNA, data.sgrnas, contrasts, factor=factor)
+        sgrna_da = stack_draws(sgrna_parts, SGRNA, data.sgrnas, contrasts, factor=factor)
     else:
         guide_summaries = _kept_guide_summaries(fit, factor, contrasts, delta, opts)
     if guide_summaries is None:
-        sgrnas = _empty(SGRNA_COLUMNS, NO_SGRNA_DRAWS)
-    else:
-        frames = [
-            _guide_frame(c, s, gs, data)
-            for c, s, gs in zip(contrasts, guide_summaries, gene_summaries, strict=True)
-        ]
-        sgrnas = pd.concat(frames, ignore_index=True)
-        if sgrna_parts is None:
-            sgrnas.attrs["source"] = "guide summaries kept at fit time (no guide draws)"
+        return _empty(SGRNA_COLUMNS, NO_SGRNA_DRAWS), None
+    frames = [
+        _guide_frame(c, s, gs, data)
+        for c, s, gs in zip(contrasts, guide_summaries, gene_summaries, strict=True)
+    ]
+    sgrnas = pd.concat(frames, ignore_index=True)
+    if sgrna_parts is None:
+        sgrnas.attrs["source"] = "guide summaries kept at fit time (no guide draws)"
+    return sgrnas, sgrna_da
 
-    # gene groups
-    if data.gene_groups is None:
-        groups = _empty(GROUP_COLUMNS, NO_GROUPS)
-    else:
-        try:
-            group_da = _group_draws(ex, contrasts, gene_parts)
-        except _MissingDraws as err:
-            raise FitError(f"posterior variable {err.args[0]} is missing from this fit") from None
-        groups = _group_table(group_da, data, contrasts, **opts)
-        draws[GROUP] = group_da
 
-    for table in (genes, sgrnas, groups):
-        table.attrs.update(settings)
-    if GROUP in draws:
-        groups.attrs["source"] = draws[GROUP].attrs["source"]
-
+def _with_counts(
+    fit: ScreenFit,
+    ex: PosteriorEffects,
+    factor: str,
+    genes: pd.DataFrame,
+    sgrnas: pd.DataFrame,
+    groups: pd.DataFrame,
+    contrasts: list[Contrast],
+    settings: dict[str, Any],
+    draws: dict[str, xr.DataArray],
+) -> ContrastResult:
+    """The `ContrastResult`, with the normalised counts, sample levels and dispersions."""
+    data = ex.data
     spec = fit.model.spec
     samples = list(spec.samples)
     sf = data.size_factors.loc[samples].to_numpy()
     norm = pd.DataFrame(
         spec.counts / sf[None, :], index=pd.Index(data.sgrnas, name=SGRNA), columns=samples
     )
-    levels = data.samples.loc[samples, factor].astype(str)
     return ContrastResult(
         genes=genes,
         sgrnas=sgrnas,
@@ -443,8 +472,8 @@ def compute_contrasts(
         normalized_counts=norm,
         guide_genes=pd.Series(np.asarray(data.genes_of_sgrna, dtype=object), index=norm.index),
         size_factors=pd.Series(sf, index=pd.Index(samples, name="sample")),
-        sample_levels=levels,
-        phi=_phi_means(ex) if "phi" in ex.post else _kept_phi_means(fit),
+        sample_levels=data.samples.loc[samples, factor].astype(str),
+        phi=phi_means(ex) if PHI in ex.post else _kept_phi_means(fit),
     )
 
 
@@ -488,19 +517,7 @@ def _guide_frame(
     c: Contrast, s: dict[str, np.ndarray], gs: dict[str, np.ndarray], data: Any
 ) -> pd.DataFrame:
     """The guide table of contrast ``c`` from its guide summary ``s`` and gene summary ``gs``."""
-    frame = pd.DataFrame(
-        {
-            "lfc": s["mean"] * LOG2E,
-            "lfc_ln": s["mean"],
-            "lfc_sd": s["sd"] * LOG2E,
-            "hdi_low": s["hdi_low"] * LOG2E,
-            "hdi_high": s["hdi_high"] * LOG2E,
-            "prob_up": s["prob_up"],
-            "prob_down": s["prob_down"],
-            "lfsr": s["lfsr"],
-            "qvalue": s["qvalue"],
-        }
-    )
+    frame = _summary_columns(s, ("qvalue",))
     frame.insert(0, "contrast", c.label)
     frame.insert(0, GENE, np.asarray(data.genes_of_sgrna, dtype=object))
     frame.insert(0, SGRNA, np.asarray(data.sgrnas, dtype=object))

@@ -41,6 +41,7 @@ import xarray as xr
 from screenformula._constants import GENE, GROUP, SGRNA, TREATMENT
 from screenformula.errors import FitError
 from screenformula.spec.model_spec import REFERENCE_LEVELS
+from screenformula.spec.names import PHI, B
 
 if TYPE_CHECKING:
     from screenformula.results.fit import ScreenFit
@@ -49,11 +50,19 @@ if TYPE_CHECKING:
 __all__ = [
     "Contrast",
     "FactorLevels",
+    "MissingDraws",
+    "PosteriorEffects",
     "factor_levels",
+    "flatten_draws",
     "gene_lfc_draws",
+    "group_draws",
     "group_effect_draws",
+    "ordered_levels",
     "resolve_contrasts",
+    "phi_means",
+    "sample_roles",
     "sgrna_lfc_draws",
+    "stack_draws",
 ]
 
 #: Natural log to log2.
@@ -76,8 +85,8 @@ NO_SGRNA_DRAWS = (
 NO_GROUPS = "the screen data has no gene groups (pass gene_groups= when reading the counts)"
 
 
-class _MissingDraws(Exception):
-    """A posterior variable a contrast needs was not stored."""
+class MissingDraws(Exception):
+    """A posterior variable a contrast needs was not stored (its name is the argument)."""
 
 
 # ------------------------------------------------------------------ contrasts
@@ -138,7 +147,7 @@ def factor_levels(fit: ScreenFit, factor: str) -> FactorLevels:
             stacklevel=3,
         )
     values = spec.data.samples.loc[list(spec.samples), factor]
-    observed = _ordered_levels(values)
+    observed = ordered_levels(values)
     reference = None
     if spec.mean.common.intercept:
         uncoded = [level for level in observed if level not in coefs]
@@ -155,7 +164,7 @@ def factor_levels(fit: ScreenFit, factor: str) -> FactorLevels:
     return FactorLevels(factor, levels, reference, coefs)
 
 
-def _ordered_levels(values: pd.Series) -> list[str]:
+def ordered_levels(values: pd.Series) -> list[str]:
     """Levels present in ``values``: categorical order, else the reference rule of the spec."""
     present = list(pd.unique(values.astype(str)))
     if isinstance(values.dtype, pd.CategoricalDtype):
@@ -195,7 +204,7 @@ def resolve_contrasts(
         base = info.reference
     if base is None:  # no intercept: every level has a coefficient
         wanted = fit.model.settings.get("reference", {}).get(factor)
-        base = wanted if wanted in info.levels else _ordered_levels(pd.Series(info.levels))[0]
+        base = wanted if wanted in info.levels else ordered_levels(pd.Series(info.levels))[0]
     for name, level in (("ref" if b is None else "b", base), ("a", a)):
         if level is not None and level not in info.levels:
             raise FitError(
@@ -216,15 +225,23 @@ def resolve_contrasts(
 
 
 # --------------------------------------------------------------- draw extraction
-def _flat(da: xr.DataArray) -> np.ndarray:
+def flatten_draws(da: xr.DataArray) -> np.ndarray:
     """Posterior values with chains flattened into the first axis."""
     rest = [d for d in da.dims if d not in ("chain", "draw")]
     da = da.transpose("chain", "draw", *rest)
     return np.asarray(da.values).reshape((-1, *da.shape[2:]))
 
 
-class _Extractor:
-    """Effects of coefficients at the group, gene and guide level, from a fit's posterior."""
+class PosteriorEffects:
+    """Reads a fit's posterior as effects of coefficients per gene group, gene or guide.
+
+    The one reader of posterior draws that contrasts, guide summaries and expected counts
+    share: `coefficient` gives the total effect of one coefficient (population slope plus
+    every group term that carries it, coarse to fine) for every item of a level, and
+    `effect` a weighted sum of them (a contrast). Guide-level effects can be read a block
+    of guides at a time (``rows``), from a posterior held in memory or on disk. A
+    variable that was not stored raises `MissingDraws`.
+    """
 
     def __init__(self, fit: ScreenFit) -> None:
         self.fit = fit
@@ -240,6 +257,7 @@ class _Extractor:
         self._b: np.ndarray | None = None
 
     def n_items(self, level: str, rows: slice | None = None) -> int:
+        """How many items ``level`` has (guides in ``rows`` when given)."""
         if rows is not None:
             return len(range(*rows.indices(self.data.n_sgrnas)))
         if level == GENE:
@@ -249,23 +267,25 @@ class _Extractor:
         return len(self.group_term().level_names)
 
     def group_term(self) -> GroupTerm:
+        """The formula's gene-group term."""
         for term in self.terms:
             if term.level == GROUP:
                 return term
         raise AssertionError("no group term")
 
     def has_group_term(self) -> bool:
+        """Whether the formula has a gene-group term."""
         return any(t.level == GROUP for t in self.terms)
 
     def r(self, term: GroupTerm, coef: str, rows: slice | None = None) -> np.ndarray:
         """Draws of ``r_<term>`` for ``coef``; ``rows`` selects guides of a guide-level term."""
-        name = f"r_{term.name}"
+        name = term.names.effects
         if name not in self.post:
-            raise _MissingDraws(name)
-        da = self.post[name].sel({f"{term.name}_coef": coef})
+            raise MissingDraws(name)
+        da = self.post[name].sel({term.names.coef_dim: coef})
         if rows is not None and term.level == SGRNA:
             da = da.isel({SGRNA: rows})  # reads only these guides from a lazy store
-        return _flat(da)
+        return flatten_draws(da)
 
     def _mapping(self, term: GroupTerm, level: str, rows: slice | None = None) -> np.ndarray | None:
         """Column of ``r_<term>`` for each item of ``level`` (None: the identity).
@@ -294,13 +314,13 @@ class _Extractor:
             if LEVEL_ORDER[t.level] <= LEVEL_ORDER[level] and coef in t.coef_names
         ]
         for term in terms:  # fail before allocating anything large
-            if f"r_{term.name}" not in self.post:
-                raise _MissingDraws(f"r_{term.name}")
+            if term.names.effects not in self.post:
+                raise MissingDraws(term.names.effects)
         names = list(self.spec.mean.common.names)
         b = np.zeros((self.n_draws, 1))
         if coef in names:
             if self._b is None:
-                self._b = _flat(self.post["b"])
+                self._b = flatten_draws(self.post[B])
             b = self._b[:, names.index(coef)][:, None]
         total: np.ndarray | None = None
         for term in terms:
@@ -337,9 +357,10 @@ class _Extractor:
         return out
 
 
-def _stack(
+def stack_draws(
     parts: list[np.ndarray], item_dim: str, items: Any, contrasts: list[Contrast], **attrs: Any
 ) -> xr.DataArray:
+    """Effect draws of each contrast (draws x items) as one ``(draw, item, contrast)`` array."""
     values = parts[0][:, :, None] if len(parts) == 1 else np.stack(parts, axis=-1)
     return xr.DataArray(
         values,
@@ -392,13 +413,13 @@ def _effect_draws(
 ) -> xr.DataArray:
     """Effect draws of every contrast at ``level``; ``missing`` replaces the default error."""
     _, contrasts = resolve_contrasts(fit, factor, ref=ref, a=a, b=b)
-    ex = _Extractor(fit)
+    ex = PosteriorEffects(fit)
     try:
         parts = [ex.effect(c.weights, level) for c in contrasts]
-    except _MissingDraws as err:
+    except MissingDraws as err:
         message = missing or f"posterior variable {err.args[0]} is missing from this fit"
         raise FitError(message) from None
-    return _stack(parts, level, names, contrasts, factor=factor)
+    return stack_draws(parts, level, names, contrasts, factor=factor)
 
 
 def group_effect_draws(
@@ -416,12 +437,13 @@ def group_effect_draws(
     LFCs"``). The ``ungrouped`` label is left out.
     """
     _, contrasts = resolve_contrasts(fit, factor, ref=ref, a=a, b=b)
-    return _group_draws(_Extractor(fit), contrasts, None)
+    return group_draws(PosteriorEffects(fit), contrasts, None)
 
 
-def _group_draws(
-    ex: _Extractor, contrasts: list[Contrast], gene_draws: list[np.ndarray] | None
+def group_draws(
+    ex: PosteriorEffects, contrasts: list[Contrast], gene_draws: list[np.ndarray] | None
 ) -> xr.DataArray:
+    """Gene-group effect draws (see `group_effect_draws`); ``gene_draws`` reused if given."""
     data = ex.data
     if data.gene_groups is None:
         raise FitError(NO_GROUPS)
@@ -440,14 +462,14 @@ def _group_draws(
         parts = [d @ weights for d in gene_draws]
         source = "mean of gene LFCs"
     keep = names != UNGROUPED
-    return _stack([p[:, keep] for p in parts], GROUP, names[keep], contrasts, source=source)
+    return stack_draws([p[:, keep] for p in parts], GROUP, names[keep], contrasts, source=source)
 
 
-def _phi_means(ex: _Extractor) -> pd.Series | None:
+def phi_means(ex: PosteriorEffects) -> pd.Series | None:
     """Posterior mean NB dispersion per guide (None when not stored or not per guide)."""
-    if "phi" not in ex.post:
+    if PHI not in ex.post:
         return None
-    phi = ex.post["phi"]
+    phi = ex.post[PHI]
     mean = np.asarray(phi.mean(dim=[d for d in ("chain", "draw") if d in phi.dims]).values)
     if mean.ndim > 1 or (mean.ndim == 1 and mean.size != ex.data.n_sgrnas):
         return None
@@ -455,7 +477,7 @@ def _phi_means(ex: _Extractor) -> pd.Series | None:
     return pd.Series(values, index=np.asarray(ex.data.sgrnas, dtype=object))
 
 
-def _roles(levels: pd.Series, c: Contrast) -> pd.Series:
+def sample_roles(levels: pd.Series, c: Contrast) -> pd.Series:
     """Role of each sample under ``c``: ``"control"``, ``"treatment"`` or ``"other"``."""
     role = pd.Series("other", index=levels.index, dtype=object)
     if c.control is None:  # numeric factor: 0 against the rest

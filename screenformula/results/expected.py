@@ -7,7 +7,7 @@ predictor from the posterior draws (via the draw extraction of
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,8 @@ import xarray as xr
 from screenformula._constants import CONDITION, SGRNA, TREATMENT
 from screenformula.errors import FitError
 from screenformula.results import contrast_core as core
-from screenformula.results.draws import _Extractor, _flat, _ordered_levels
+from screenformula.results.draws import PosteriorEffects, flatten_draws, ordered_levels
+from screenformula.spec.names import B_POOL, INTERCEPT, B
 
 if TYPE_CHECKING:
     from screenformula.results.fit import ScreenFit
@@ -68,16 +69,11 @@ def expected_counts(
     data = spec.data
     if aggregate not in ("sum", "mean"):
         raise FitError(f"aggregate must be 'sum' or 'mean', not {aggregate!r}")
-    samples = list(spec.samples)
     if by is None:
         by = TREATMENT if TREATMENT in data.samples.columns else CONDITION
     if by not in data.samples.columns:
         raise FitError(f"by={by!r} is not a sample-sheet column ({', '.join(data.samples)})")
-    column = data.samples.loc[samples, by]
-    labels = column.astype(str).to_numpy()
-    levels = np.asarray(_ordered_levels(column), dtype=object)
-    avg = (labels[None, :] == levels[:, None]).astype(float)
-    avg /= avg.sum(axis=1, keepdims=True)  # (conditions, screen samples)
+    levels, avg = _condition_weights(spec, by)
     l_ref = (
         float(np.exp(np.mean(spec.log_size_factors)))
         if reference_depth is None
@@ -85,66 +81,15 @@ def expected_counts(
     )
     if not (np.isfinite(l_ref) and l_ref > 0):
         raise FitError(f"reference_depth must be a positive size factor, got {reference_depth}")
-
-    ex = _Extractor(fit)
-    post = ex.post
-    n = ex.n_draws
-    common = spec.mean.common
-    base = np.zeros((n, len(levels)))
-    if common.intercept:
-        base += _flat(post["Intercept"])[:, None]
-    if common.names:
-        base += _flat(post["b"]) @ (avg @ common.X).T
-    base += (avg @ common.offset)[None, :]
-    guide_terms: list[tuple[GroupTerm, np.ndarray, np.ndarray]] = []
-    integrated = False
-    for term in spec.groups:
-        name = f"r_{term.name}"
-        if term.level == "sample":
-            r = _flat(post[name])  # (n, levels, coefs)
-            per_sample = np.einsum("njc,jc->nj", r[:, term.index, :], term.Z)
-            base += per_sample @ avg.T
-            continue
-        zbar = avg @ term.Z  # (conditions, coefs)
-        if name in post:
-            guide_terms.append((term, _flat(post[name]), zbar))
-        elif term.level == SGRNA:
-            base += 0.5 * _guide_variance(post, term, zbar, n)
-            integrated = True
-        else:
-            raise FitError(f"posterior variable {name} is missing from this fit")
-    pool_part: np.ndarray | None = None
-    if spec.pool.mode == "offset":
-        pool_part = np.broadcast_to(spec.pool.log_abundance[None, :], (n, data.n_sgrnas))
-    elif spec.pool.mode == "covariate":
-        pool_part = _flat(post["b_pool"])[:, None] * spec.pool.log_abundance[None, :]
-
+    ex = PosteriorEffects(fit)
+    base, guide_terms, pool_part, integrated = _predictor_parts(ex, avg)
+    stats = _gene_means(
+        ex, base, guide_terms, pool_part, l_ref, aggregate, hdi_prob, int(chunk_genes)
+    )
     order = np.argsort(data.gene_codes, kind="stable")
     n_sg = np.bincount(data.gene_codes, minlength=data.n_genes)
     starts = np.concatenate([[0], np.cumsum(n_sg)])
     n_genes, n_cond = data.n_genes, len(levels)
-    stats = {k: np.empty((n_genes, n_cond)) for k in ("mean", "sd", "hdi_low", "hdi_high")}
-    step = max(1, int(chunk_genes))
-    for g0 in range(0, n_genes, step):
-        g1 = min(n_genes, g0 + step)
-        guides = order[starts[g0] : starts[g1]]
-        eta = np.repeat(base[:, None, :], guides.size, axis=1)
-        for term, r, zbar in guide_terms:
-            eta += r[:, term.index[guides], :] @ zbar.T
-        if pool_part is not None:
-            eta += pool_part[:, guides][:, :, None]
-        mu = l_ref * np.exp(eta)
-        gene_mu = np.add.reduceat(mu, starts[g0:g1] - starts[g0], axis=1)
-        if aggregate == "mean":
-            gene_mu /= n_sg[g0:g1][None, :, None]
-        flat = gene_mu.reshape(n, -1)
-        low, high = core.hdi(flat, hdi_prob)
-        shape = (g1 - g0, n_cond)
-        stats["mean"][g0:g1] = flat.mean(axis=0).reshape(shape)
-        stats["sd"][g0:g1] = flat.std(axis=0, ddof=1 if n > 1 else 0).reshape(shape)
-        stats["hdi_low"][g0:g1] = low.reshape(shape)
-        stats["hdi_high"][g0:g1] = high.reshape(shape)
-
     sf = np.exp(spec.log_size_factors)
     norm = spec.counts[order] / sf[None, :] * l_ref
     per_gene = np.add.reduceat(norm, starts[:-1], axis=0) if n_genes else norm[:0]
@@ -172,12 +117,104 @@ def expected_counts(
     return table
 
 
+def _condition_weights(spec: Any, by: str) -> tuple[np.ndarray, np.ndarray]:
+    """The levels of ``by`` and the weights averaging screen samples into each level."""
+    column = spec.data.samples.loc[list(spec.samples), by]
+    labels = column.astype(str).to_numpy()
+    levels = np.asarray(ordered_levels(column), dtype=object)
+    avg = (labels[None, :] == levels[:, None]).astype(float)
+    avg /= avg.sum(axis=1, keepdims=True)  # (conditions, screen samples)
+    return levels, avg
+
+
+def _predictor_parts(
+    ex: PosteriorEffects, avg: np.ndarray
+) -> tuple[np.ndarray, list[tuple[GroupTerm, np.ndarray, np.ndarray]], np.ndarray | None, bool]:
+    """The linear predictor per condition, in parts.
+
+    Returns the part shared by all guides (draws x conditions), each guide-level term's
+    draws with its condition weights, the pool's part (draws x guides, or None), and
+    whether guide effects without draws were integrated out (their variance added).
+    """
+    spec, post, n = ex.spec, ex.post, ex.n_draws
+    common = spec.mean.common
+    base = np.zeros((n, avg.shape[0]))
+    if common.intercept:
+        base += flatten_draws(post[INTERCEPT])[:, None]
+    if common.names:
+        base += flatten_draws(post[B]) @ (avg @ common.X).T
+    base += (avg @ common.offset)[None, :]
+    guide_terms: list[tuple[GroupTerm, np.ndarray, np.ndarray]] = []
+    integrated = False
+    for term in spec.groups:
+        name = term.names.effects
+        if term.level == "sample":
+            r = flatten_draws(post[name])  # (n, levels, coefs)
+            per_sample = np.einsum("njc,jc->nj", r[:, term.index, :], term.Z)
+            base += per_sample @ avg.T
+            continue
+        zbar = avg @ term.Z  # (conditions, coefs)
+        if name in post:
+            guide_terms.append((term, flatten_draws(post[name]), zbar))
+        elif term.level == SGRNA:
+            base += 0.5 * _guide_variance(post, term, zbar, n)
+            integrated = True
+        else:
+            raise FitError(f"posterior variable {name} is missing from this fit")
+    pool_part: np.ndarray | None = None
+    if spec.pool.mode == "offset":
+        pool_part = np.broadcast_to(spec.pool.log_abundance[None, :], (n, ex.data.n_sgrnas))
+    elif spec.pool.mode == "covariate":
+        pool_part = flatten_draws(post[B_POOL])[:, None] * spec.pool.log_abundance[None, :]
+    return base, guide_terms, pool_part, integrated
+
+
+def _gene_means(
+    ex: PosteriorEffects,
+    base: np.ndarray,
+    guide_terms: list[tuple[GroupTerm, np.ndarray, np.ndarray]],
+    pool_part: np.ndarray | None,
+    l_ref: float,
+    aggregate: str,
+    hdi_prob: float,
+    chunk_genes: int,
+) -> dict[str, np.ndarray]:
+    """Posterior mean, sd and HDI of each gene's expected count per condition."""
+    data, n = ex.data, ex.n_draws
+    order = np.argsort(data.gene_codes, kind="stable")
+    n_sg = np.bincount(data.gene_codes, minlength=data.n_genes)
+    starts = np.concatenate([[0], np.cumsum(n_sg)])
+    n_genes, n_cond = data.n_genes, base.shape[1]
+    stats = {k: np.empty((n_genes, n_cond)) for k in ("mean", "sd", "hdi_low", "hdi_high")}
+    step = max(1, chunk_genes)
+    for g0 in range(0, n_genes, step):
+        g1 = min(n_genes, g0 + step)
+        guides = order[starts[g0] : starts[g1]]
+        eta = np.repeat(base[:, None, :], guides.size, axis=1)
+        for term, r, zbar in guide_terms:
+            eta += r[:, term.index[guides], :] @ zbar.T
+        if pool_part is not None:
+            eta += pool_part[:, guides][:, :, None]
+        mu = l_ref * np.exp(eta)
+        gene_mu = np.add.reduceat(mu, starts[g0:g1] - starts[g0], axis=1)
+        if aggregate == "mean":
+            gene_mu /= n_sg[g0:g1][None, :, None]
+        flat = gene_mu.reshape(n, -1)
+        low, high = core.hdi(flat, hdi_prob)
+        shape = (g1 - g0, n_cond)
+        stats["mean"][g0:g1] = flat.mean(axis=0).reshape(shape)
+        stats["sd"][g0:g1] = flat.std(axis=0, ddof=1 if n > 1 else 0).reshape(shape)
+        stats["hdi_low"][g0:g1] = low.reshape(shape)
+        stats["hdi_high"][g0:g1] = high.reshape(shape)
+    return stats
+
+
 def _guide_variance(post: xr.Dataset, term: GroupTerm, zbar: np.ndarray, n: int) -> np.ndarray:
     """Variance of ``zbar . r_s`` over guides, per draw and condition (n, conditions)."""
-    sd = _flat(post[f"sd_{term.name}"]).reshape(n, -1)  # (n, coefs)
-    cor_name = f"cor_{term.name}"
+    sd = flatten_draws(post[term.names.sd]).reshape(n, -1)  # (n, coefs)
+    cor_name = term.names.cor
     if cor_name in post:
-        cor = _flat(post[cor_name]).reshape(n, term.n_coefs, term.n_coefs)
+        cor = flatten_draws(post[cor_name]).reshape(n, term.n_coefs, term.n_coefs)
     else:
         cor = np.broadcast_to(np.eye(term.n_coefs), (n, term.n_coefs, term.n_coefs))
     cov = sd[:, :, None] * cor * sd[:, None, :]

@@ -1,7 +1,7 @@
 """`ScreenFit`: the posterior (an arviz DataTree) with the model that produced it.
 
 A fit saves to one netCDF file holding the posterior, the screen data and the model
-settings, so `load_fit` gives back a working fit without refitting.
+settings, so `screenformula.model.load_fit` gives back a working fit without refitting.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ import pandas as pd
 import xarray as xr
 
 from screenformula.errors import FitError
-from screenformula.io.screen_data import ScreenData
+from screenformula.io.dataset import screen_data_to_dataset
 from screenformula.results.diagnostics import convergence_table
 from screenformula.results.guide_summary import SUMMARY_GROUP
-from screenformula.spec.priors import Prior
 
 if TYPE_CHECKING:
     from screenformula.model import ScreenModel
@@ -170,7 +169,7 @@ class ScreenFit:
         tree.attrs["screenformula"] = json.dumps(
             {
                 "format": FORMAT_VERSION,
-                "settings": self.model.settings,
+                "settings": self.model.settings.to_dict(),
                 "method": self.method,
                 "options": _jsonable(self.options),
                 "versions": package_versions(),
@@ -240,51 +239,6 @@ class ScreenFit:
         return expected_counts(self, reference_depth, **kwargs)
 
 
-def load_fit(path: str | os.PathLike) -> ScreenFit:
-    """Load a fit written by `ScreenFit.save`, with its data and model rebuilt.
-
-    Raises
-    ------
-    FitError
-        When the file is missing or was not written by screenformula.
-    """
-    from screenformula.model import ScreenModel
-
-    path = Path(path)
-    if not path.exists():
-        raise FitError(f"{path}: no such file")
-    try:
-        tree = xr.open_datatree(path).load()
-    except Exception as err:  # netCDF/HDF5 errors come in many types
-        raise FitError(f"{path}: cannot read as a saved fit ({err})") from None
-    meta_text = tree.attrs.get("screenformula")
-    if meta_text is None or DATA_GROUP not in tree.children:
-        raise FitError(f"{path}: not a screenformula fit")
-    meta = json.loads(meta_text)
-    data = screen_data_from_dataset(tree[DATA_GROUP].to_dataset())
-    settings = dict(meta["settings"])
-    settings["priors"] = {
-        k: (Prior(v["name"], **v["args"]) if isinstance(v, dict) else v)
-        for k, v in settings.get("priors", {}).items()
-    }
-    model = ScreenModel(
-        settings["formula"],
-        data,
-        family=settings["family"],
-        dispersion=settings["dispersion"],
-        pool=settings["pool"],
-        priors=settings["priors"],
-        lkj_eta=settings["lkj_eta"],
-        parameterization=settings["parameterization"],
-        reference=settings.get("reference") or None,
-    )
-    idata = tree.copy()
-    del idata[DATA_GROUP]
-    fit = ScreenFit(model, idata, meta["method"], meta["options"])
-    fit.options["versions_at_fit"] = meta.get("versions", {})
-    return fit
-
-
 def package_versions() -> dict[str, str]:
     """Versions of the packages a fit depends on (saved with it)."""
     out = {}
@@ -318,78 +272,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return repr(value)
-
-
-def screen_data_to_dataset(data: ScreenData) -> xr.Dataset:
-    """The screen data as an xarray Dataset (saved inside a fit file)."""
-    ds = xr.Dataset(
-        {
-            "counts": (("sgrna", "sample"), data.counts),
-            "gene": ("sgrna", data.genes_of_sgrna.astype(str)),
-            "control": ("sgrna", data.controls.astype(np.int8)),
-            "size_factor": ("sample", data.size_factors.to_numpy()),
-        },
-        coords={
-            "sgrna": data.sgrnas.astype(str).to_numpy(),
-            "sample": data.samples.index.astype(str).to_numpy(),
-        },
-    )
-    columns = []
-    for column in data.samples.columns:
-        values = data.samples[column]
-        if values.dtype == bool:
-            ds[f"sheet_{column}"] = ("sample", values.to_numpy().astype(np.int8))
-            kind = "bool"
-        elif pd.api.types.is_numeric_dtype(values):
-            ds[f"sheet_{column}"] = ("sample", values.to_numpy())
-            kind = "number"
-        else:
-            ds[f"sheet_{column}"] = ("sample", values.astype(str).to_numpy())
-            kind = "text"
-        columns.append([column, kind])
-    if data.gene_groups is not None:
-        ds["gene_group"] = ("gene_name", data.gene_groups.to_numpy().astype(str))
-        ds = ds.assign_coords(gene_name=data.gene_names.astype(str).to_numpy())
-    ds.attrs["sheet_columns"] = json.dumps(columns)
-    ds.attrs["size_factor_method"] = data.size_factor_method
-    ds.attrs["source"] = data.source or ""
-    return ds
-
-
-def screen_data_from_dataset(ds: xr.Dataset) -> ScreenData:
-    """Rebuild `ScreenData` from `screen_data_to_dataset`'s output."""
-    sheet = pd.DataFrame(index=pd.Index(ds["sample"].values.astype(str), name="sample"))
-    for column, kind in json.loads(ds.attrs["sheet_columns"]):
-        values = ds[f"sheet_{column}"].values
-        sheet[column] = (
-            values.astype(bool)
-            if kind == "bool"
-            else (values if kind == "number" else values.astype(str))
-        )
-    groups = None
-    if "gene_group" in ds:
-        groups = pd.Series(ds["gene_group"].values.astype(str), index=ds["gene_name"].values)
-    method = ds.attrs.get("size_factor_method", "given")
-    return (
-        ScreenData(
-            ds["counts"].values.astype(np.int64),
-            ds["sgrna"].values.astype(str),
-            ds["gene"].values.astype(str),
-            sheet,
-            gene_groups=groups,
-            controls=ds["control"].values.astype(bool),
-            size_factors=ds["size_factor"].values,
-            source=ds.attrs.get("source") or None,
-        )
-        if method == "given"
-        else ScreenData(
-            ds["counts"].values.astype(np.int64),
-            ds["sgrna"].values.astype(str),
-            ds["gene"].values.astype(str),
-            sheet,
-            gene_groups=groups,
-            controls=ds["control"].values.astype(bool),
-            size_factors=method,
-            source=ds.attrs.get("source") or None,
-        )
-    )

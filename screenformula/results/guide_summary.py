@@ -27,10 +27,11 @@ from screenformula.results import contrast_core as core
 from screenformula.results.draws import (
     LOG2E,
     Contrast,
-    _Extractor,
+    PosteriorEffects,
     factor_levels,
     resolve_contrasts,
 )
+from screenformula.spec.names import PHI
 
 if TYPE_CHECKING:
     from screenformula.results.fit import ScreenFit
@@ -111,7 +112,7 @@ def compute_guide_summaries(
         dispersion, when the model has one; ``attrs["n_draws"]``.
     """
     contrasts = [item for f in summary_factors(fit) for item in _contrasts_of(fit, f)]
-    ex = _Extractor(fit)
+    ex = PosteriorEffects(fit)
     n_sgrna = ex.data.n_sgrnas
     if not contrasts:
         return None
@@ -157,12 +158,12 @@ def compute_guide_summaries(
 
 def _phi_mean(fit: ScreenFit, n_sgrna: int, block: int) -> np.ndarray | None:
     post = fit.posterior
-    if "phi" not in post or post["phi"].dims[-1:] != (SGRNA,):
+    if PHI not in post or post[PHI].dims[-1:] != (SGRNA,):
         return None
     out = np.empty(n_sgrna)
     for start in range(0, n_sgrna, block):
         rows = slice(start, min(start + block, n_sgrna))
-        out[rows] = post["phi"].isel({SGRNA: rows}).mean(dim=["chain", "draw"]).values
+        out[rows] = post[PHI].isel({SGRNA: rows}).mean(dim=["chain", "draw"]).values
     return out
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from screenformula._constants import GROUP
 from screenformula.errors import FitError
-from screenformula.results.draws import Contrast, _roles
+from screenformula.results.draws import Contrast, sample_roles
 
 if TYPE_CHECKING:
     from screenformula.results.contrasts import ContrastResult
@@ -235,7 +235,7 @@ def mageck_sgrna_table(result: ContrastResult, c: Contrast) -> pd.DataFrame:
     """
     s = result.sgrnas[result.sgrnas["contrast"] == c.label].reset_index(drop=True)
     norm = result.normalized_counts.loc[s["sgrna"]]
-    role = _roles(result.sample_levels, c).reindex(norm.columns)
+    role = sample_roles(result.sample_levels, c).reindex(norm.columns)
     ctrl = norm.loc[:, (role == "control").to_numpy()]
     trt = norm.loc[:, (role == "treatment").to_numpy()]
     control_mean = ctrl.mean(axis=1).to_numpy() if ctrl.shape[1] else np.full(len(s), np.nan)

@@ -28,16 +28,17 @@ def guide_correlation(fit: ScreenFit, hdi_prob: float = 0.94) -> pd.DataFrame:
     """
     from screenformula.results.contrast_core import hdi
 
-    names = [t.name for t in fit.model.spec.groups if t.level == "sgrna" and t.uses_lkj]
-    if not names:
+    terms = [t for t in fit.model.spec.groups if t.level == "sgrna" and t.uses_lkj]
+    if not terms:
         raise FitError("the model has no correlated guide-level term ((... | gene:sgrna))")
-    name = names[0]
-    cor = fit.posterior[f"cor_{name}"]
-    coefs = list(cor[f"{name}_coef"].values)
+    names = terms[0].names
+    dim_a, dim_b = names.cor_dims
+    cor = fit.posterior[names.cor]
+    coefs = list(cor[dim_a].values)
     rows = []
     for i in range(len(coefs)):
         for j in range(i + 1, len(coefs)):
-            draws = cor.isel({f"{name}_coef": i, f"{name}_coef_": j}).values.reshape(-1)
+            draws = cor.isel({dim_a: i, dim_b: j}).values.reshape(-1)
             low, high = hdi(draws[:, None], hdi_prob)
             rows.append(
                 {

@@ -13,7 +13,14 @@ from screenformula.errors import FormulaError
 from screenformula.io.screen_data import ScreenData
 from screenformula.spec.families import Family, get_family
 from screenformula.spec.formula import parse_formula
-from screenformula.spec.priors import Prior, as_lkj_eta, as_prior
+from screenformula.spec.priors import (
+    DEFAULT_PRIORS,
+    Prior,
+    as_lkj_eta,
+    as_prior,
+    centred_intercept,
+)
+from screenformula.spec.settings import ModelSettings
 from screenformula.spec.terms import GroupTerm, LinearPredictor, resolve_predictor
 
 PoolMode = Literal["joint", "offset", "covariate"] | None
@@ -159,7 +166,7 @@ class _PriorBuilder:
             self.add(
                 f"{prefix}b_{coef}",
                 f"{prefix}b",
-                Prior("StudentT", nu=5, mu=0, sigma=1),
+                DEFAULT_PRIORS["b"],
                 coef=coef,
                 fallbacks=(f"{prefix}b",),
             )
@@ -168,7 +175,7 @@ class _PriorBuilder:
                 self.add(
                     f"sd_{term.name}__{coef}",
                     f"{prefix}sd",
-                    Prior("Exponential", lam=1),
+                    DEFAULT_PRIORS["sd"],
                     coef=coef,
                     group=term.name,
                     fallbacks=(f"sd_{term.name}", f"{prefix}sd"),
@@ -190,25 +197,61 @@ class _PriorBuilder:
         return self.entries
 
 
-def build_spec(
-    formula: str,
-    data: ScreenData,
-    *,
-    family: str = "negativebinomial",
-    dispersion: str = "sgrna",
-    pool: PoolMode | str = "auto",
-    priors: dict[str, Any] | None = None,
-    lkj_eta: float = 3.0,
-    parameterization: str | bool | dict[str, str | bool] = "auto",
-    reference: dict[str, str] | None = None,
-) -> ModelSpec:
-    """Resolve formula, data and options into a `ModelSpec` (see `ScreenModel`)."""
+def build_spec(settings: ModelSettings | str, data: ScreenData, **options: Any) -> ModelSpec:
+    """Resolve the model's settings against the data into a `ModelSpec` (see `ScreenModel`).
+
+    ``settings`` may also be a formula, with the other settings as keywords
+    (``build_spec(formula, data, pool=None)``).
+    """
+    if isinstance(settings, str):
+        settings = ModelSettings(settings, **options)
+    elif options:
+        settings = settings.replace(**options)
     if not isinstance(data, ScreenData):
         raise FormulaError(
             f"data must be a ScreenData (see sf.read_counts), got {type(data).__name__}"
         )
-    fam = get_family(family)
-    parsed = parse_formula(formula)
+    fam = get_family(settings.family)
+    parsed = parse_formula(settings.formula)
+    pool = _pool_mode(settings.pool, parsed, data)
+    screen = ~data.pool_mask if pool is not None else np.ones(data.n_samples, bool)
+    samples = data.samples.loc[screen].drop(columns=[POOL]).copy()
+    samples = _with_reference_levels(samples, settings.reference)
+    if len(samples) == 0:
+        raise FormulaError("no screen samples left once the pool samples are set aside")
+    counts = data.counts[:, screen]
+    log_sf = np.log(data.size_factors.to_numpy()[screen])
+
+    pool_spec = _pool_spec(pool, data)
+    parameterization = settings.parameterization
+    mean = resolve_predictor(parsed, data, samples, parameterization=parameterization)
+    if pool == "joint" and not any(_is_guide_intercept(t) for t in mean.groups):
+        raise FormulaError(
+            "pool='joint' shares each guide's baseline with the pool, so the formula needs a "
+            "guide-level intercept such as (1 + treatment | gene:sgrna)"
+        )
+    disp = _dispersion_spec(settings.dispersion, fam, data, samples, parameterization)
+    offset = mean.common.offset[None, :]
+    if pool == "offset":
+        offset = offset + pool_spec.log_abundance
+    priors = _priors(settings, mean, disp, pool_spec, _intercept_center(counts, log_sf, offset))
+    return ModelSpec(
+        formula=settings.formula,
+        family=fam,
+        mean=mean,
+        dispersion=disp,
+        pool=pool_spec,
+        priors=priors,
+        data=data,
+        samples=tuple(map(str, samples.index)),
+        counts=counts,
+        log_size_factors=log_sf,
+        options={"lkj_eta": float(settings.lkj_eta), "parameterization": parameterization},
+    )
+
+
+def _pool_mode(pool: PoolMode | str, parsed: Any, data: ScreenData) -> PoolMode:
+    """The pool mode, with ``"auto"`` resolved and checked against the data."""
     has_pool = bool(data.pool_mask.any())
     if pool == "auto":
         pool = "joint" if has_pool and _has_guide_intercept(parsed) else None
@@ -219,73 +262,37 @@ def build_spec(
             f"pool={pool!r} needs a pool sample: mark the plasmid / T0 rows with pool=True "
             "in the sample sheet"
         )
-    screen = ~data.pool_mask if pool is not None else np.ones(data.n_samples, bool)
-    samples = data.samples.loc[screen].drop(columns=[POOL]).copy()
-    samples = _with_reference_levels(samples, reference)
-    if len(samples) == 0:
-        raise FormulaError("no screen samples left once the pool samples are set aside")
-    counts = data.counts[:, screen]
-    log_sf = np.log(data.size_factors.to_numpy()[screen])
+    return pool  # type: ignore[return-value]
 
-    pool_spec = _pool_spec(pool, data)
-    mean = resolve_predictor(parsed, data, samples, parameterization=parameterization)
-    if pool == "joint" and not any(_is_guide_intercept(t) for t in mean.groups):
-        raise FormulaError(
-            "pool='joint' shares each guide's baseline with the pool, so the formula needs a "
-            "guide-level intercept such as (1 + treatment | gene:sgrna)"
-        )
 
-    offset = mean.common.offset[None, :]
-    if pool == "offset":
-        offset = offset + pool_spec.log_abundance
-    center = _intercept_center(counts, log_sf, offset)
-
-    builder = _PriorBuilder(priors, lkj_eta)
-    builder.add_predictor(mean, "", Prior("StudentT", nu=3, mu=round(center, 3), sigma=2.5))
-
-    disp = _dispersion_spec(dispersion, fam, data, samples, parameterization)
+def _priors(
+    settings: ModelSettings,
+    mean: LinearPredictor,
+    disp: DispersionSpec,
+    pool: PoolSpec,
+    center: float,
+) -> dict[str, PriorEntry]:
+    """Every prior of the model: the defaults (`DEFAULT_PRIORS`) with the user's applied."""
+    builder = _PriorBuilder(settings.priors, settings.lkj_eta)
+    builder.add_predictor(mean, "", centred_intercept(center))
     if disp.mode == "shared":
-        builder.add("phi", "phi", Prior("Gamma", alpha=0.01, beta=0.01), positive=True)
+        builder.add("phi", "phi", DEFAULT_PRIORS["phi"], positive=True)
     elif disp.mode == "sgrna":
-        builder.add("phi_rate", "phi_rate", Prior("Gamma", alpha=1, beta=1), positive=True)
+        builder.add("phi_rate", "phi_rate", DEFAULT_PRIORS["phi_rate"], positive=True)
     elif disp.mode == "formula":
-        builder.add_predictor(disp.predictor, "alpha_", Prior("StudentT", nu=3, mu=0, sigma=2.5))
-
-    if pool == "covariate":
-        builder.add("b_pool", "b", Prior("StudentT", nu=5, mu=1, sigma=1), coef="pool")
-    if pool == "joint":
+        builder.add_predictor(disp.predictor, "alpha_", DEFAULT_PRIORS["alpha_Intercept"])
+    if pool.mode == "covariate":
+        builder.add("b_pool", "b", DEFAULT_PRIORS["b_pool"], coef="pool")
+    if pool.mode == "joint":
         pool_center = float(
-            np.median(
-                np.log((pool_spec.counts + POOL_PSEUDOCOUNT) / np.exp(pool_spec.log_size_factors))
-            )
+            np.median(np.log((pool.counts + POOL_PSEUDOCOUNT) / np.exp(pool.log_size_factors)))
         )
         if mean.common.intercept:  # the pool's scale relative to the screen intercept
-            builder.add(
-                "pool_shift",
-                "pool_shift",
-                Prior("StudentT", nu=3, mu=round(pool_center - center, 3), sigma=2.5),
-            )
+            builder.add("pool_shift", "pool_shift", centred_intercept(pool_center - center))
         else:
-            builder.add(
-                "pool_Intercept",
-                "pool_Intercept",
-                Prior("StudentT", nu=3, mu=round(pool_center, 3), sigma=2.5),
-            )
-        builder.add("phi_pool", "phi_pool", Prior("Gamma", alpha=2, beta=0.05), positive=True)
-
-    return ModelSpec(
-        formula=formula,
-        family=fam,
-        mean=mean,
-        dispersion=disp,
-        pool=pool_spec,
-        priors=builder.finish(),
-        data=data,
-        samples=tuple(map(str, samples.index)),
-        counts=counts,
-        log_size_factors=log_sf,
-        options={"lkj_eta": float(lkj_eta), "parameterization": parameterization},
-    )
+            builder.add("pool_Intercept", "pool_Intercept", centred_intercept(pool_center))
+        builder.add("phi_pool", "phi_pool", DEFAULT_PRIORS["phi_pool"], positive=True)
+    return builder.finish()
 
 
 def _is_guide_intercept(term: GroupTerm) -> bool:

@@ -67,6 +67,36 @@ class Prior:
         """Plain dict form (saved with a fit)."""
         return {"name": self.name, "args": {k: float(v) for k, v in self.args.items()}}
 
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> Prior:
+        """Rebuild from `to_dict`, or from a ``{"name": ..., "args": {...}}`` config entry."""
+        return cls(value["name"], **dict(value.get("args") or {}))
+
+
+#: The default priors, by key (the one table that answers "what is the default for X?").
+#: Slopes, group sds and the dispersion parameters; intercepts are centred on the data
+#: (`centred_intercept`).
+DEFAULT_PRIORS: dict[str, Prior] = {
+    "b": Prior("StudentT", nu=5, mu=0, sigma=1),
+    "sd": Prior("Exponential", lam=1),
+    "phi": Prior("Gamma", alpha=0.01, beta=0.01),  # one shared dispersion (brms's default)
+    "phi_rate": Prior("Gamma", alpha=1, beta=1),  # rate of the per-guide phi[s] ~ Gamma(1, .)
+    "b_pool": Prior("StudentT", nu=5, mu=1, sigma=1),  # pool="covariate": about 1 expected
+    "phi_pool": Prior("Gamma", alpha=2, beta=0.05),  # pool samples: near-Poisson, mean 40
+    "alpha_Intercept": Prior("StudentT", nu=3, mu=0, sigma=2.5),  # log phi formula
+}
+#: Default LKJ shape of correlated terms (the seed's choice; brms uses 1).
+DEFAULT_LKJ_ETA = 3.0
+
+
+def centred_intercept(center: float) -> Prior:
+    """Student-t(3, ``center``, 2.5): an intercept centred where the data put it.
+
+    ``center`` is the log median normalised count (the screen intercept), or the pool's
+    offset from it (``pool_shift``).
+    """
+    return Prior("StudentT", nu=3, mu=round(center, 3), sigma=2.5)
+
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):

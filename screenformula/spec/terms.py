@@ -20,6 +20,7 @@ from screenformula._constants import GENE, GROUP, SGRNA
 from screenformula.errors import FormulaError
 from screenformula.io.screen_data import ScreenData
 from screenformula.spec.formula import GroupBlock, ParsedFormula
+from screenformula.spec.names import TermNames, term_names
 
 #: Grouping variables that live on guides, finest last.
 GUIDE_LEVELS = (GROUP, GENE, SGRNA)
@@ -75,6 +76,11 @@ class GroupTerm:
     def uses_lkj(self) -> bool:
         """True when the effects are correlated with an LKJ prior."""
         return self.correlated and self.n_coefs > 1
+
+    @property
+    def names(self) -> TermNames:
+        """The names of this term's posterior variables and dimensions."""
+        return term_names(self.name, self.level)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,81 @@
+"""The steps ``screenformula test`` and ``screenformula fit`` share: fit and keep, write.
+
+Both fit a model, save the fit at once (kept whatever fails later, with a hint of how to
+finish), say what the fit kept, then write each contrast's gene table and figures, and
+a log of the run. The commands differ only in how they build the model and which
+contrasts they take.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from screenformula.cli.outputs import OutputSet
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import pandas as pd
+
+    from screenformula.model import ScreenModel
+    from screenformula.results.fit import ScreenFit
+
+__all__ = ["fit_and_keep", "run_log", "write_gene_outputs", "write_log"]
+
+
+def fit_and_keep(
+    model: ScreenModel,
+    out: OutputSet,
+    fit_path: Path,
+    hint: str,
+    say: Callable[[str], None],
+    **fit_kwargs: Any,
+) -> tuple[ScreenFit, pd.DataFrame]:
+    """Fit ``model``, stage the fit at ``fit_path`` and keep it if a later step fails.
+
+    Returns the fit and its convergence table; says what the fit kept of its draws.
+    """
+    from screenformula.results.diagnostics import describe_storage
+
+    fit = model.fit(**fit_kwargs)
+    fit.save(out.staged(fit_path), overwrite=True)
+    out.keep_on_failure(fit_path, hint)
+    for line in describe_storage(fit.options):
+        say(line)
+    return fit, fit.diagnostics(warn=False)
+
+
+def write_gene_outputs(
+    genes: pd.DataFrame, out: OutputSet, table: Path, volcano: Path, rank: Path
+) -> None:
+    """Stage a contrast's gene table (tab-separated) and its volcano and rank plots."""
+    from screenformula.plotting import rank_plot, volcano_plot
+
+    genes.to_csv(out.staged(table), sep="\t", index=False)
+    volcano_plot(genes, path=out.staged(volcano))
+    rank_plot(genes, path=out.staged(rank))
+
+
+def run_log(
+    fit: ScreenFit, diagnostics: pd.DataFrame, started: float, **fields: Any
+) -> dict[str, Any]:
+    """The JSON log of a run: ``fields``, then the method, options, storage and checks."""
+    from screenformula.results.diagnostics import describe_storage
+
+    return {
+        **fields,
+        "method": fit.method,
+        "options": fit.options,
+        "storage": describe_storage(fit.options),
+        "divergences": diagnostics.attrs.get("divergences"),
+        "convergence_problems": diagnostics.attrs.get("problems", []),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def write_log(log: dict[str, Any], out: OutputSet, path: Path) -> None:
+    """Stage the JSON log."""
+    out.staged(path).write_text(json.dumps(log, indent=1, default=str) + "\n")

@@ -1,0 +1,137 @@
+"""The inference methods `ScreenModel.fit` offers: one entry each, looked up by name.
+
+Adding a method is one module with a runner plus one line in `METHODS`. A runner takes
+the `ScreenModel` and a `FitRequest` and returns ``(idata, options)``: an arviz DataTree
+whose ``posterior`` holds ``request.var_names`` with the names and dims NUTS gives, and
+the options to record (they update the common ones `fit_model` records). Everything
+else (what to store, streaming guide summaries, observed data, the log-likelihood, the
+`ScreenFit`) is done once, for every method, in `screenformula.inference.fit`. Runners
+are named as ``"module:function"`` and imported only when used, so asking what is
+available (the CLI's ``--method`` choices, the demo) costs no PyMC import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from screenformula.errors import FitError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "METHODS",
+    "FitRequest",
+    "InferenceMethod",
+    "available_methods",
+    "get_method",
+    "method_names",
+]
+
+
+@dataclass
+class FitRequest:
+    """What `fit_model` asks of a runner (see `ScreenModel.fit` for the meanings).
+
+    ``var_names`` are the variables to keep in the posterior; ``on_disk`` those of them
+    (guide-level) whose draws should go to disk in folder ``scratch`` when the runner can
+    (None: keep them in memory); ``kwargs`` the method's own options.
+    """
+
+    draws: int
+    tune: int
+    chains: int
+    cores: int | None
+    random_seed: int | None
+    engine: str
+    target_accept: float
+    progress: bool
+    var_names: list[str]
+    on_disk: tuple[str, ...] = ()
+    scratch: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InferenceMethod:
+    """One inference method.
+
+    Attributes
+    ----------
+    name : str
+        What ``fit(method=...)`` and ``--method`` take.
+    runner : str
+        ``"module:function"`` of the runner (imported on first use).
+    approximate : bool
+        The posterior is an approximation (R-hat/ESS do not apply; fits say so).
+    description : str
+        One line for help texts.
+    aliases : tuple of str
+        Other names accepted for it.
+    single_chain : bool
+        Its draws are one set of draws (``chains`` is ignored).
+    iteration_keyword : str, optional
+        The keyword of ``fit`` that caps its iterations, if it has one.
+    """
+
+    name: str
+    runner: str
+    approximate: bool
+    description: str
+    aliases: tuple[str, ...] = ()
+    single_chain: bool = False
+    iteration_keyword: str | None = None
+
+    def run(self, model: Any, request: FitRequest) -> tuple[Any, dict[str, Any]]:
+        """Import the runner and run it."""
+        module, _, function = self.runner.partition(":")
+        runner: Callable[..., tuple[Any, dict[str, Any]]] = getattr(import_module(module), function)
+        return runner(model, request)
+
+
+#: Every method, in the order help texts list them.
+METHODS: tuple[InferenceMethod, ...] = (
+    InferenceMethod(
+        "nuts",
+        "screenformula.inference.nuts:run_nuts",
+        approximate=False,
+        description="full NUTS (nutpie by default; engine='pymc' or 'numpyro')",
+    ),
+    InferenceMethod(
+        "advi",
+        "screenformula.inference.approx:run_advi",
+        approximate=True,
+        description="mean-field ADVI: fast, approximate (intervals too narrow)",
+        aliases=("approx",),
+        single_chain=True,
+        iteration_keyword="n",
+    ),
+)
+
+
+def get_method(name: str) -> InferenceMethod:
+    """The method called ``name`` (or one of its aliases)."""
+    for method in METHODS:
+        if name == method.name or name in method.aliases:
+            return method
+    raise FitError(f"unknown method {name!r}: choose one of {', '.join(method_names())}")
+
+
+def method_names() -> list[str]:
+    """Every name ``fit(method=...)`` accepts, aliases included."""
+    return [n for m in METHODS for n in (m.name, *m.aliases)]
+
+
+def available_methods() -> list[InferenceMethod]:
+    """The methods whose runner can be imported in this installation."""
+    out = []
+    for method in METHODS:
+        try:
+            module, _, function = method.runner.partition(":")
+            getattr(import_module(module), function)
+        except Exception:  # noqa: BLE001 - a half-installed method counts as none
+            continue
+        out.append(method)
+    return out

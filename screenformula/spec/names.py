@@ -1,0 +1,108 @@
+"""Names of the posterior variables and dimensions: the one place that spells them.
+
+Group-level names belong to the term (`GroupTerm.effects_name` and its siblings, in
+`screenformula.spec.terms`, built by `term_names` here); population-level and
+dispersion names are the constants below. The backend names its PyMC variables with
+these, and every reader of a posterior (contrasts, expected counts, the pool's
+correlations, the test fakes) looks them up here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "B",
+    "B_COEF_DIM",
+    "B_POOL",
+    "INTERCEPT",
+    "OBSERVED",
+    "OBSERVED_POOL",
+    "PHI",
+    "PHI_POOL",
+    "PHI_RATE",
+    "POOL_INTERCEPT",
+    "POOL_SHIFT",
+    "TermNames",
+    "population_names",
+    "term_names",
+]
+
+#: Population-level intercept (``prefix + INTERCEPT`` for the dispersion formula).
+INTERCEPT = "Intercept"
+#: Population-level slopes, a vector over `B_COEF_DIM`.
+B = "b"
+#: Coefficient of the centred log pool abundance (pool="covariate").
+B_POOL = "b_pool"
+#: Dimension of the population-level slopes.
+B_COEF_DIM = "b_coef"
+#: Negative-binomial dispersion: one value (``dispersion="shared"``) or one per guide.
+PHI = "phi"
+#: Rate of the per-guide dispersion's gamma prior.
+PHI_RATE = "phi_rate"
+#: The pool's own dispersion, intercept and shift from the screen intercept (pool="joint").
+PHI_POOL = "phi_pool"
+POOL_INTERCEPT = "pool_Intercept"
+POOL_SHIFT = "pool_shift"
+#: Observed screen counts (guide x sample) and pool counts (guide x pool sample).
+OBSERVED = "count"
+OBSERVED_POOL = "pool_count"
+
+
+@dataclass(frozen=True)
+class PopulationNames:
+    """Names of one linear predictor's population-level variables (``prefix`` + name)."""
+
+    intercept: str
+    b: str
+    b_coef_dim: str
+
+
+def population_names(prefix: str = "") -> PopulationNames:
+    """Population-level names of the mean (``prefix=""``) or dispersion (``"alpha_"``)."""
+    return PopulationNames(f"{prefix}{INTERCEPT}", f"{prefix}{B}", f"{prefix}{B_COEF_DIM}")
+
+
+@dataclass(frozen=True)
+class TermNames:
+    """Every name a group term's variables and dimensions take.
+
+    ``effects`` (``r_<term>``, levels x coefs) is what readers use; ``sd``, ``cor`` and
+    ``chol`` the hyper-parameters; ``raw_centered`` / ``raw`` the sampled raw effects.
+    """
+
+    term: str
+    level_dim: str
+    coef_dim: str
+    effects: str
+    sd: str
+    cor: str
+    chol: str
+    raw: str
+
+    def sd_of(self, coef: str) -> str:
+        """Name of the sd of one coefficient when priors differ (``sd_<term>__<coef>``)."""
+        return f"{self.sd}__{coef}"
+
+    def raw_centered(self, coefs: list[str] | tuple[str, ...]) -> str:
+        """Name of the raw centred block of ``coefs`` (``t_<term>__<coef>__<coef>``)."""
+        return f"t_{self.term}__{'__'.join(coefs)}"
+
+    @property
+    def cor_dims(self) -> tuple[str, str]:
+        """The two dimensions of the correlation matrix."""
+        return self.coef_dim, self.coef_dim + "_"
+
+
+def term_names(name: str, level: str) -> TermNames:
+    """The names of term ``name`` whose levels are ``level`` (group/gene/sgrna/sample)."""
+    return TermNames(
+        term=name,
+        level_dim=level if level != "sample" else f"{name}_level",
+        coef_dim=f"{name}_coef",
+        effects=f"r_{name}",
+        sd=f"sd_{name}",
+        cor=f"cor_{name}",
+        chol=f"L_{name}",
+        raw=f"z_{name}",
+    )
