@@ -609,9 +609,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = time.perf_counter() - start
     summary["total_seconds"] = round(total, 1)
     summary_path = out / "demo-summary.json"
-    tmp = summary_path.with_name(f".{summary_path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(summary, indent=1, default=str) + "\n")
-    os.replace(tmp, summary_path)
+    from screenformula.io.atomic import write_text_atomic
+
+    write_text_atomic(summary_path, json.dumps(summary, indent=1, default=str) + "\n")
 
     _section("Done")
     print(f"Report: {Path(summary[LEUKEMIA]['report']).resolve()}")
