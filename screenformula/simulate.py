@@ -1,4 +1,4 @@
-"""Simulate pooled CRISPR screens from the model screenformula fits (``MODEL.md``).
+"""Simulate pooled CRISPR screens from the model screenformula fits (``docs/MODEL.md``).
 
 :func:`simulate_screen` draws a count table (a :class:`~screenformula.ScreenData`) and the
 truth behind it (a :class:`SimulationTruth`): every gene's log-fold-change per treatment,
@@ -115,7 +115,7 @@ def sample_negative_binomial(
 ) -> np.ndarray:
     """Draw negative-binomial counts with mean ``mu`` and dispersion ``phi``.
 
-    The parameterisation of MODEL.md (and of PyMC's ``NegativeBinomial(mu, alpha=phi)``,
+    The parameterisation of docs/MODEL.md (and of PyMC's ``NegativeBinomial(mu, alpha=phi)``,
     Stan's ``neg_binomial_2``): ``E[y] = mu``, ``Var[y] = mu + mu**2 / phi``. Drawn as a
     gamma-Poisson mixture; ``phi = inf`` gives Poisson counts.
 
@@ -676,7 +676,7 @@ def simulate_screen(
         P[s,p] ~ NB(L_p * exp(alpha_pool + a_s), phi_pool)
 
     ``x_jt`` is the one-hot indicator of treatment ``t``; control samples are the
-    reference level. Without efficiencies the guide slope of MODEL.md is
+    reference level. Without efficiencies the guide slope of docs/MODEL.md is
     ``b + b_g + b_s`` exactly; with them the guide deviates from its gene by
     ``(e_s - 1) * LFC + b_{s,t}``.
 
