@@ -39,7 +39,7 @@ class ScreenModel:
         ``"shared"`` (one ``phi``), ``"sgrna"`` (``phi[s] ~ Gamma(1, phi_rate)``,
         partially pooled) or a formula for ``log phi`` such as ``"alpha ~ 1 + (1 | sgrna)"``.
     pool : {"auto", "joint", "offset", "covariate", None}
-        How the pool (plasmid / T0) samples enter (MODEL.md). ``"auto"`` is ``"joint"``
+        How the pool (plasmid / T0) samples enter (docs/MODEL.md). ``"auto"`` is ``"joint"``
         when the sheet marks pool samples and the formula has a guide-level term, else
         None. With None, pool samples, if any, are ordinary samples of the formula.
     priors : dict, optional

@@ -1,4 +1,4 @@
-"""Simulate pooled CRISPR screens from the model screenformula fits (``MODEL.md``).
+"""Simulate pooled CRISPR screens from the model screenformula fits (``docs/MODEL.md``).
 
 :func:`simulate_screen` draws a count table (a :class:`~screenformula.ScreenData`) and the
 truth behind it (a :class:`SimulationTruth`): every gene's log-fold-change per treatment,
@@ -115,7 +115,7 @@ def sample_negative_binomial(
 ) -> np.ndarray:
     """Draw negative-binomial counts with mean ``mu`` and dispersion ``phi``.
 
-    The parameterisation of MODEL.md (and of PyMC's ``NegativeBinomial(mu, alpha=phi)``,
+    The parameterisation of docs/MODEL.md (and of PyMC's ``NegativeBinomial(mu, alpha=phi)``,
     Stan's ``neg_binomial_2``): ``E[y] = mu``, ``Var[y] = mu + mu**2 / phi``. Drawn as a
     gamma-Poisson mixture; ``phi = inf`` gives Poisson counts.
 
@@ -227,6 +227,408 @@ def _generators(random_seed: int | np.random.Generator | None, n: int) -> list[n
     return [np.random.default_rng(s) for s in np.random.SeedSequence(random_seed).spawn(n)]
 
 
+# ------------------------------------------------------------------- stages
+@dataclass
+class _Groups:
+    """Gene groups drawn by `_group_level` (empty arrays without groups)."""
+
+    names: np.ndarray  # (K,) group labels
+    of_gene: np.ndarray  # (G,) group index of each gene
+    intercept: np.ndarray  # (K,) a_k
+    effect: np.ndarray  # (K, T) c_{k,t}
+    is_hit: np.ndarray  # (K, T)
+    effect_of_gene: np.ndarray  # (G, T) c_{k,t} of each gene's group
+    intercept_of_gene: np.ndarray  # (G,) a_k of each gene's group
+
+
+@dataclass
+class _Guides:
+    """Guide names and effects drawn by `_guide_level`."""
+
+    ids: np.ndarray  # (S,) sgRNA ids, targeting guides first, then controls
+    genes: np.ndarray  # (S,) gene of each guide
+    gene_index: np.ndarray  # (n_target,) gene index of each targeting guide
+    is_control: np.ndarray  # (S,)
+    intercept: np.ndarray  # (S,) a_s
+    efficiency: np.ndarray  # (S,) e_s
+    lfc: np.ndarray  # (S, T) guide LFC e_s * LFC[g,t] + b_{s,t}
+    base: np.ndarray  # (S,) alpha + a_k + a_g + a_s
+    phi: np.ndarray  # (S,) NB dispersion phi_s
+    alpha: float
+
+
+@dataclass
+class _Samples:
+    """The sample layout from `_sample_layout`: pool, control, then treatment samples."""
+
+    conditions: list[str]
+    replicates: list[int]
+    names: list[str]
+    pool: np.ndarray  # (J,) bool
+    levels: list[str]  # treatment categories
+    sheet: pd.DataFrame
+
+
+def _check_arguments(
+    treatments: Sequence[str] | str,
+    *,
+    n_genes: int,
+    n_sgrnas_per_gene: int,
+    n_replicates: int,
+    n_control_replicates: int | None,
+    n_pool_samples: int,
+    n_groups: int,
+    n_controls: int,
+    gene_effects: str,
+    hit_direction: str,
+    dispersion: str,
+    frac_hits: float,
+    frac_group_hits: float,
+    hit_lfc: tuple[float, float],
+    mean_count: float,
+    depth_sd: float,
+    phi: float,
+    phi_shape: float,
+    phi_pool: float,
+    group_spread: float,
+) -> tuple[list[str], int, float, float]:
+    """Validate `simulate_screen`'s arguments.
+
+    Returns
+    -------
+    treatments : list of str
+    n_control_replicates : int
+        ``n_replicates`` when not given.
+    lo, hi : float
+        The range of hit effects.
+    """
+    treatments = [str(t) for t in ([treatments] if isinstance(treatments, str) else treatments)]
+    n_treat = len(treatments)
+    if n_treat == 0:
+        raise ScreenFormulaError("simulate_screen needs at least one treatment")
+    if len(set(treatments)) != n_treat or {CONTROL_LEVEL, POOL_LEVEL} & set(treatments):
+        raise ScreenFormulaError("treatments must be distinct and not 'control' or 'pool'")
+    n_ctrl_rep = n_replicates if n_control_replicates is None else n_control_replicates
+    for name, value, low in (
+        ("n_genes", n_genes, 1),
+        ("n_sgrnas_per_gene", n_sgrnas_per_gene, 1),
+        ("n_replicates", n_replicates, 1),
+        ("n_control_replicates", n_ctrl_rep, 0),
+        ("n_pool_samples", n_pool_samples, 0),
+        ("n_groups", n_groups, 0),
+        ("n_controls", n_controls, 0),
+    ):
+        if int(value) != value or value < low:
+            raise ScreenFormulaError(f"{name} must be an integer >= {low}, got {value!r}")
+    if n_groups > n_genes:
+        raise ScreenFormulaError("n_groups cannot exceed n_genes")
+    if gene_effects not in ("hits", "normal"):
+        raise ScreenFormulaError(f"gene_effects must be 'hits' or 'normal', not {gene_effects!r}")
+    if hit_direction not in ("both", "negative", "positive"):
+        raise ScreenFormulaError("hit_direction must be 'both', 'negative' or 'positive'")
+    if dispersion not in ("sgrna", "shared"):
+        raise ScreenFormulaError(f"dispersion must be 'sgrna' or 'shared', not {dispersion!r}")
+    if not (0.0 <= frac_hits <= 1.0 and 0.0 <= frac_group_hits <= 1.0):
+        raise ScreenFormulaError("frac_hits and frac_group_hits must lie in [0, 1]")
+    lo, hi = (float(v) for v in hit_lfc)
+    if not 0.0 <= lo <= hi:
+        raise ScreenFormulaError("hit_lfc must be (low, high) with 0 <= low <= high")
+    if mean_count <= 0 or depth_sd < 0 or phi <= 0 or phi_shape <= 0 or phi_pool <= 0:
+        raise ScreenFormulaError("mean_count, phi, phi_shape, phi_pool must be > 0; depth_sd >= 0")
+    if group_spread < 0:
+        raise ScreenFormulaError("group_spread must be >= 0")
+    return treatments, n_ctrl_rep, lo, hi
+
+
+def _gene_level(
+    rng: np.random.Generator,
+    n_genes: int,
+    n_treat: int,
+    *,
+    omega: np.ndarray,
+    tau: np.ndarray,
+    gene_effects: str,
+    frac_hits: float,
+    lo: float,
+    hi: float,
+    hit_direction: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gene names, intercepts ``a_g`` and deviations ``b_{g,t}`` (before gene groups)."""
+    width = len(str(n_genes))
+    names = np.array([f"G{i + 1:0{width}d}" for i in range(n_genes)], dtype=object)
+    z_gene = _correlated_normals(rng, n_genes, omega)
+    a_gene = tau[0] * z_gene[:, 0]
+    n_hits = int(round(frac_hits * n_genes))
+    if gene_effects == "hits":
+        single_hit = _choose(rng, n_genes, n_hits, n_treat)
+        b_gene = np.where(single_hit, _hit_effects(z_gene[:, 1:], lo, hi, hit_direction), 0.0)
+    else:
+        b_gene = z_gene[:, 1:] * tau[1:]
+    return names, a_gene, b_gene
+
+
+def _group_level(
+    rng: np.random.Generator,
+    n_groups: int,
+    b_gene: np.ndarray,
+    *,
+    tau: np.ndarray,
+    gene_effects: str,
+    frac_group_hits: float,
+    lo: float,
+    hi: float,
+    hit_direction: str,
+    group_spread: float,
+) -> tuple[_Groups, np.ndarray]:
+    """Gene groups and their effects; returns them and ``b_gene`` with hit-group spread."""
+    n_g, n_treat = b_gene.shape
+    n_k = int(n_groups)
+    if n_k == 0:
+        groups = _Groups(
+            names=np.array([], dtype=object),
+            of_gene=np.zeros(n_g, dtype=int),
+            intercept=np.zeros(0),
+            effect=np.zeros((0, n_treat)),
+            is_hit=np.zeros((0, n_treat), dtype=bool),
+            effect_of_gene=np.zeros((n_g, n_treat)),
+            intercept_of_gene=np.zeros(n_g),
+        )
+        return groups, b_gene
+    kwidth = len(str(n_k))
+    names = np.array([f"GRP{k + 1:0{kwidth}d}" for k in range(n_k)], dtype=object)
+    of_gene = rng.permutation(np.arange(n_g) % n_k)
+    a_group = tau[0] * rng.standard_normal(n_k)
+    if gene_effects == "hits":
+        n_group_hits = int(round(frac_group_hits * n_k))
+        group_hit = _choose(rng, n_k, n_group_hits, n_treat)
+        u = rng.standard_normal((n_k, n_treat))
+        c_group = np.where(group_hit, _hit_effects(u, lo, hi, hit_direction), 0.0)
+        spread = group_spread * rng.standard_normal((n_g, n_treat))
+        b_gene = b_gene + np.where(group_hit[of_gene], spread, 0.0)
+    else:
+        c_group = rng.standard_normal((n_k, n_treat)) * tau[1:]
+        group_hit = np.abs(c_group) >= lo
+    groups = _Groups(
+        names=names,
+        of_gene=of_gene,
+        intercept=a_group,
+        effect=c_group,
+        is_hit=group_hit,
+        effect_of_gene=c_group[of_gene],
+        intercept_of_gene=a_group[of_gene],
+    )
+    return groups, b_gene
+
+
+def _guide_level(
+    rng_guide: np.random.Generator,
+    rng_eff: np.random.Generator,
+    rng_phi: np.random.Generator,
+    gene_names: np.ndarray,
+    gene_base: np.ndarray,
+    lfc_gene: np.ndarray,
+    *,
+    n_per: int,
+    n_controls: int,
+    omega: np.ndarray,
+    tau: np.ndarray,
+    alpha: float,
+    guide_efficiency: bool,
+    efficiency_beta: tuple[float, float],
+    dispersion: str,
+    phi: float,
+    phi_shape: float,
+) -> _Guides:
+    """Guides of every gene then the controls: names, effects, LFCs, baselines, dispersions.
+
+    ``gene_base`` is ``a_k + a_g`` of each gene and ``lfc_gene`` its true LFC ``(G, T)``.
+    """
+    n_g, n_treat = lfc_gene.shape
+    n_c = int(n_controls)
+    n_target = n_g * n_per
+    n_s = n_target + n_c
+    gene_idx = np.repeat(np.arange(n_g), n_per)
+    is_control = np.concatenate([np.zeros(n_target, bool), np.ones(n_c, bool)])
+    sgrna_ids = np.concatenate(
+        [
+            np.char.add(
+                np.char.add(gene_names[gene_idx].astype(str), "_"),
+                np.tile(np.arange(1, n_per + 1), n_g).astype(str),
+            ).astype(object),
+            np.array([f"{CONTROL_GENE}_{i + 1:0{len(str(n_c))}d}" for i in range(n_c)], object),
+        ]
+    )
+    sgrna_genes = np.concatenate([gene_names[gene_idx], np.full(n_c, CONTROL_GENE, object)])
+
+    z_guide = _correlated_normals(rng_guide, n_s, omega)
+    a_sgrna = tau[0] * z_guide[:, 0]
+    b_sgrna = z_guide[:, 1:] * tau[1:]
+    b_sgrna[is_control] = 0.0
+    if guide_efficiency:
+        efficiency = rng_eff.beta(*efficiency_beta, size=n_s)
+        efficiency[is_control] = 1.0
+    else:
+        efficiency = np.ones(n_s)
+
+    lfc_guide = np.zeros((n_s, n_treat))
+    lfc_guide[:n_target] = efficiency[:n_target, None] * lfc_gene[gene_idx] + b_sgrna[:n_target]
+
+    base = np.full(n_s, alpha) + a_sgrna
+    base[:n_target] += gene_base[gene_idx]
+
+    if dispersion == "sgrna":
+        phi_s = rng_phi.gamma(phi_shape, phi / phi_shape, size=n_s)
+    else:
+        phi_s = np.full(n_s, float(phi))
+    return _Guides(
+        ids=sgrna_ids,
+        genes=sgrna_genes,
+        gene_index=gene_idx,
+        is_control=is_control,
+        intercept=a_sgrna,
+        efficiency=efficiency,
+        lfc=lfc_guide,
+        base=base,
+        phi=phi_s,
+        alpha=alpha,
+    )
+
+
+def _sample_layout(
+    treatments: list[str], n_replicates: int, n_control_replicates: int, n_pool: int
+) -> _Samples:
+    """Sample names, conditions, replicates and the sample sheet (pool, control, treatments)."""
+    n_treat = len(treatments)
+    conditions = (
+        [POOL_LEVEL] * n_pool
+        + [CONTROL_LEVEL] * n_control_replicates
+        + [t for t in treatments for _ in range(n_replicates)]
+    )
+    replicates = (
+        list(range(1, n_pool + 1))
+        + list(range(1, n_control_replicates + 1))
+        + list(range(1, n_replicates + 1)) * n_treat
+    )
+    sample_names = [f"{c}_{r}" for c, r in zip(conditions, replicates, strict=True)]
+    pool_flag = np.array([c == POOL_LEVEL for c in conditions])
+    levels = [CONTROL_LEVEL, *treatments] + ([POOL_LEVEL] if n_pool else [])
+    sheet = pd.DataFrame(
+        {
+            CONDITION: list(conditions),
+            TREATMENT: pd.Categorical(conditions, categories=levels),
+            REPLICATE: np.asarray(replicates, dtype=np.int64),
+            POOL: pool_flag,
+        },
+        index=pd.Index(sample_names),
+    )
+    return _Samples(conditions, replicates, sample_names, pool_flag, levels, sheet)
+
+
+def _draw_counts(
+    rng_count: np.random.Generator,
+    rng_pool: np.random.Generator,
+    guides: _Guides,
+    samples: _Samples,
+    treatments: list[str],
+    true_sf: np.ndarray,
+    *,
+    alpha_pool: float,
+    phi_pool: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expected counts ``mu`` and NB counts of every guide in every sample."""
+    n_s, n_treat = guides.lfc.shape
+    n_j = len(samples.names)
+    pool_flag = samples.pool
+    x = np.zeros((n_j, n_treat))
+    for j, c in enumerate(samples.conditions):
+        if c in treatments:
+            x[j, treatments.index(c)] = 1.0
+    screen = ~pool_flag
+    has_pool = bool(pool_flag.any())
+    mu = np.empty((n_s, n_j))
+    mu[:, screen] = true_sf[screen] * np.exp(guides.base[:, None] + guides.lfc @ x[screen].T)
+    if has_pool:
+        mu[:, pool_flag] = true_sf[pool_flag] * np.exp(alpha_pool + guides.intercept)[:, None]
+    counts = np.empty((n_s, n_j), dtype=np.int64)
+    counts[:, screen] = sample_negative_binomial(rng_count, mu[:, screen], guides.phi[:, None])
+    if has_pool:
+        counts[:, pool_flag] = sample_negative_binomial(rng_pool, mu[:, pool_flag], phi_pool)
+    return mu, counts
+
+
+def _truth_tables(
+    gene_names: np.ndarray,
+    a_gene: np.ndarray,
+    lfc_gene: np.ndarray,
+    is_hit: np.ndarray,
+    groups: _Groups,
+    guides: _Guides,
+    samples: _Samples,
+    treatments: list[str],
+    true_sf: np.ndarray,
+) -> dict[str, pd.DataFrame]:
+    """The ``genes``, ``sgrnas``, ``groups`` and ``samples`` tables of `SimulationTruth`."""
+    n_g, n_treat = lfc_gene.shape
+    n_k = len(groups.names)
+    use_groups = n_k > 0
+    n_c = int(guides.is_control.sum())
+    all_genes = gene_names if n_c == 0 else np.append(gene_names, CONTROL_GENE)
+    n_all = len(all_genes)
+    lfc_all = np.vstack([lfc_gene, np.zeros((n_all - n_g, n_treat))])
+    hit_all = np.vstack([is_hit, np.zeros((n_all - n_g, n_treat), bool)])
+    c_all = np.vstack([groups.effect_of_gene, np.zeros((n_all - n_g, n_treat))])
+    group_label = groups.names[groups.of_gene] if use_groups else np.full(n_g, UNGROUPED, object)
+    group_all = np.append(group_label, [UNGROUPED] * (n_all - n_g)).astype(object)
+    genes_df = pd.DataFrame(
+        {
+            GENE: np.repeat(all_genes, n_treat),
+            TREATMENT: np.tile(np.asarray(treatments, dtype=object), n_all),
+            "lfc": lfc_all.reshape(-1),
+            "lfc_log2": lfc_all.reshape(-1) / np.log(2.0),
+            "is_hit": hit_all.reshape(-1),
+            "is_control": np.repeat(np.arange(n_all) >= n_g, n_treat),
+            GROUP: np.repeat(group_all, n_treat),
+            "group_effect": c_all.reshape(-1),
+            "baseline": np.repeat(np.append(a_gene, np.zeros(n_all - n_g)), n_treat),
+        }
+    )
+    sgrnas_df = pd.DataFrame(
+        {
+            SGRNA: guides.ids,
+            GENE: guides.genes,
+            "is_control": guides.is_control,
+            "baseline": guides.intercept,
+            "efficiency": guides.efficiency,
+            "phi": guides.phi,
+            "baseline_count": np.exp(guides.base),
+        }
+    )
+    for t_i, t in enumerate(treatments):
+        sgrnas_df[f"lfc_{t}"] = guides.lfc[:, t_i]
+    group_sizes = np.bincount(groups.of_gene, minlength=n_k) if use_groups else np.zeros(0, int)
+    groups_df = pd.DataFrame(
+        {
+            GROUP: np.repeat(groups.names, n_treat),
+            TREATMENT: np.tile(np.asarray(treatments, dtype=object), n_k),
+            "effect": groups.effect.reshape(-1),
+            "is_hit": groups.is_hit.reshape(-1),
+            "baseline": np.repeat(groups.intercept, n_treat),
+            "n_genes": np.repeat(group_sizes, n_treat),
+        }
+    )
+    samples_df = pd.DataFrame(
+        {
+            "sample": samples.names,
+            CONDITION: samples.conditions,
+            TREATMENT: pd.Categorical(samples.conditions, categories=samples.levels),
+            REPLICATE: np.asarray(samples.replicates, dtype=np.int64),
+            POOL: samples.pool,
+            "size_factor": true_sf,
+        }
+    )
+    return {"genes": genes_df, "sgrnas": sgrnas_df, "groups": groups_df, "samples": samples_df}
+
+
 # ------------------------------------------------------------------------ simulate
 def simulate_screen(
     n_genes: int = 200,
@@ -274,7 +676,7 @@ def simulate_screen(
         P[s,p] ~ NB(L_p * exp(alpha_pool + a_s), phi_pool)
 
     ``x_jt`` is the one-hot indicator of treatment ``t``; control samples are the
-    reference level. Without efficiencies the guide slope of MODEL.md is
+    reference level. Without efficiencies the guide slope of docs/MODEL.md is
     ``b + b_g + b_s`` exactly; with them the guide deviates from its gene by
     ``(e_s - 1) * LFC + b_{s,t}``.
 
@@ -406,42 +808,29 @@ def simulate_screen(
     >>> int(truth.genes["is_hit"].sum())
     10
     """
-    # ---------------------------------------------------------------- checks
-    treatments = [str(t) for t in ([treatments] if isinstance(treatments, str) else treatments)]
+    treatments, n_ctrl_rep, lo, hi = _check_arguments(
+        treatments,
+        n_genes=n_genes,
+        n_sgrnas_per_gene=n_sgrnas_per_gene,
+        n_replicates=n_replicates,
+        n_control_replicates=n_control_replicates,
+        n_pool_samples=n_pool_samples,
+        n_groups=n_groups,
+        n_controls=n_controls,
+        gene_effects=gene_effects,
+        hit_direction=hit_direction,
+        dispersion=dispersion,
+        frac_hits=frac_hits,
+        frac_group_hits=frac_group_hits,
+        hit_lfc=hit_lfc,
+        mean_count=mean_count,
+        depth_sd=depth_sd,
+        phi=phi,
+        phi_shape=phi_shape,
+        phi_pool=phi_pool,
+        group_spread=group_spread,
+    )
     n_treat = len(treatments)
-    if n_treat == 0:
-        raise ScreenFormulaError("simulate_screen needs at least one treatment")
-    if len(set(treatments)) != n_treat or {CONTROL_LEVEL, POOL_LEVEL} & set(treatments):
-        raise ScreenFormulaError("treatments must be distinct and not 'control' or 'pool'")
-    n_ctrl_rep = n_replicates if n_control_replicates is None else n_control_replicates
-    for name, value, low in (
-        ("n_genes", n_genes, 1),
-        ("n_sgrnas_per_gene", n_sgrnas_per_gene, 1),
-        ("n_replicates", n_replicates, 1),
-        ("n_control_replicates", n_ctrl_rep, 0),
-        ("n_pool_samples", n_pool_samples, 0),
-        ("n_groups", n_groups, 0),
-        ("n_controls", n_controls, 0),
-    ):
-        if int(value) != value or value < low:
-            raise ScreenFormulaError(f"{name} must be an integer >= {low}, got {value!r}")
-    if n_groups > n_genes:
-        raise ScreenFormulaError("n_groups cannot exceed n_genes")
-    if gene_effects not in ("hits", "normal"):
-        raise ScreenFormulaError(f"gene_effects must be 'hits' or 'normal', not {gene_effects!r}")
-    if hit_direction not in ("both", "negative", "positive"):
-        raise ScreenFormulaError("hit_direction must be 'both', 'negative' or 'positive'")
-    if dispersion not in ("sgrna", "shared"):
-        raise ScreenFormulaError(f"dispersion must be 'sgrna' or 'shared', not {dispersion!r}")
-    if not (0.0 <= frac_hits <= 1.0 and 0.0 <= frac_group_hits <= 1.0):
-        raise ScreenFormulaError("frac_hits and frac_group_hits must lie in [0, 1]")
-    lo, hi = (float(v) for v in hit_lfc)
-    if not 0.0 <= lo <= hi:
-        raise ScreenFormulaError("hit_lfc must be (low, high) with 0 <= low <= high")
-    if mean_count <= 0 or depth_sd < 0 or phi <= 0 or phi_shape <= 0 or phi_pool <= 0:
-        raise ScreenFormulaError("mean_count, phi, phi_shape, phi_pool must be > 0; depth_sd >= 0")
-    if group_spread < 0:
-        raise ScreenFormulaError("group_spread must be >= 0")
     b_t = np.broadcast_to(np.asarray(treatment_effects, dtype=float), (n_treat,)).copy()
     tau_g = _scales(tau_gene, n_treat, "tau_gene")
     tau_s = _scales(tau_sgrna, n_treat, "tau_sgrna")
@@ -452,213 +841,97 @@ def simulate_screen(
     (rng_gene, rng_group, rng_guide, rng_eff, rng_phi, rng_depth, rng_count, rng_pool) = (
         _generators(random_seed, 8)
     )
+    hits = {"lo": lo, "hi": hi, "hit_direction": hit_direction}
 
-    # ------------------------------------------------------------ gene level
+    # Genes and gene groups: the true gene LFC b_t + c_{k,t} + b_{g,t}.
     n_g = int(n_genes)
-    width = len(str(n_g))
-    gene_names = np.array([f"G{i + 1:0{width}d}" for i in range(n_g)], dtype=object)
-    z_gene = _correlated_normals(rng_gene, n_g, omega_g)
-    a_gene = tau_g[0] * z_gene[:, 0]
-    n_hits = int(round(frac_hits * n_g))
-    if gene_effects == "hits":
-        single_hit = _choose(rng_gene, n_g, n_hits, n_treat)
-        b_gene = np.where(single_hit, _hit_effects(z_gene[:, 1:], lo, hi, hit_direction), 0.0)
-    else:
-        b_gene = z_gene[:, 1:] * tau_g[1:]
-
-    # ----------------------------------------------------------- group level
+    gene_names, a_gene, b_gene = _gene_level(
+        rng_gene,
+        n_g,
+        n_treat,
+        omega=omega_g,
+        tau=tau_g,
+        gene_effects=gene_effects,
+        frac_hits=frac_hits,
+        **hits,
+    )
     use_groups = n_groups > 0
-    n_k = int(n_groups)
-    if use_groups:
-        kwidth = len(str(n_k))
-        group_names = np.array([f"GRP{k + 1:0{kwidth}d}" for k in range(n_k)], dtype=object)
-        group_of_gene = rng_group.permutation(np.arange(n_g) % n_k)
-        a_group = tau_k[0] * rng_group.standard_normal(n_k)
-        if gene_effects == "hits":
-            n_group_hits = int(round(frac_group_hits * n_k))
-            group_hit = _choose(rng_group, n_k, n_group_hits, n_treat)
-            u = rng_group.standard_normal((n_k, n_treat))
-            c_group = np.where(group_hit, _hit_effects(u, lo, hi, hit_direction), 0.0)
-            spread = group_spread * rng_group.standard_normal((n_g, n_treat))
-            b_gene = b_gene + np.where(group_hit[group_of_gene], spread, 0.0)
-        else:
-            c_group = rng_group.standard_normal((n_k, n_treat)) * tau_k[1:]
-            group_hit = np.abs(c_group) >= lo
-        c_gene = c_group[group_of_gene]
-        a_group_gene = a_group[group_of_gene]
-    else:
-        group_names = np.array([], dtype=object)
-        group_of_gene = np.zeros(n_g, dtype=int)
-        c_group = np.zeros((0, n_treat))
-        group_hit = np.zeros((0, n_treat), dtype=bool)
-        a_group = np.zeros(0)
-        c_gene = np.zeros((n_g, n_treat))
-        a_group_gene = np.zeros(n_g)
-
-    deviation = c_gene + b_gene  # gene effect beyond the population slope b_t
+    groups, b_gene = _group_level(
+        rng_group,
+        n_groups,
+        b_gene,
+        tau=tau_k,
+        gene_effects=gene_effects,
+        frac_group_hits=frac_group_hits,
+        group_spread=group_spread,
+        **hits,
+    )
+    deviation = groups.effect_of_gene + b_gene  # gene effect beyond the population slope b_t
     lfc_gene = b_t + deviation
     if gene_effects == "hits":
         is_hit = deviation != 0.0
     else:
         is_hit = np.abs(deviation) >= lo
 
-    # ----------------------------------------------------------- guide level
-    n_per = int(n_sgrnas_per_gene)
-    n_c = int(n_controls)
-    n_target = n_g * n_per
-    n_s = n_target + n_c
-    gene_idx = np.repeat(np.arange(n_g), n_per)
-    is_control = np.concatenate([np.zeros(n_target, bool), np.ones(n_c, bool)])
-    sgrna_ids = np.concatenate(
-        [
-            np.char.add(
-                np.char.add(gene_names[gene_idx].astype(str), "_"),
-                np.tile(np.arange(1, n_per + 1), n_g).astype(str),
-            ).astype(object),
-            np.array([f"{CONTROL_GENE}_{i + 1:0{len(str(n_c))}d}" for i in range(n_c)], object),
-        ]
-    )
-    sgrna_genes = np.concatenate([gene_names[gene_idx], np.full(n_c, CONTROL_GENE, object)])
-
-    z_guide = _correlated_normals(rng_guide, n_s, omega_s)
-    a_sgrna = tau_s[0] * z_guide[:, 0]
-    b_sgrna = z_guide[:, 1:] * tau_s[1:]
-    b_sgrna[is_control] = 0.0
-    if guide_efficiency:
-        efficiency = rng_eff.beta(*efficiency_beta, size=n_s)
-        efficiency[is_control] = 1.0
-    else:
-        efficiency = np.ones(n_s)
-
-    lfc_guide = np.zeros((n_s, n_treat))
-    lfc_guide[:n_target] = efficiency[:n_target, None] * lfc_gene[gene_idx] + b_sgrna[:n_target]
-
+    # Guides, on the scale that makes mean_count the average expected control count.
     alpha = float(np.log(mean_count) - 0.5 * (tau_g[0] ** 2 + tau_s[0] ** 2))
     if use_groups:
         alpha -= 0.5 * tau_k[0] ** 2
-    base = np.full(n_s, alpha) + a_sgrna
-    base[:n_target] += (a_gene + a_group_gene)[gene_idx]
+    guides = _guide_level(
+        rng_guide,
+        rng_eff,
+        rng_phi,
+        gene_names,
+        a_gene + groups.intercept_of_gene,
+        lfc_gene,
+        n_per=int(n_sgrnas_per_gene),
+        n_controls=n_controls,
+        omega=omega_s,
+        tau=tau_s,
+        alpha=alpha,
+        guide_efficiency=guide_efficiency,
+        efficiency_beta=efficiency_beta,
+        dispersion=dispersion,
+        phi=phi,
+        phi_shape=phi_shape,
+    )
 
-    if dispersion == "sgrna":
-        phi_s = rng_phi.gamma(phi_shape, phi / phi_shape, size=n_s)
-    else:
-        phi_s = np.full(n_s, float(phi))
-
-    # --------------------------------------------------------------- samples
+    # Samples, size factors and counts.
     n_pool = int(n_pool_samples)
-    conditions = (
-        [POOL_LEVEL] * n_pool
-        + [CONTROL_LEVEL] * n_ctrl_rep
-        + [t for t in treatments for _ in range(n_replicates)]
-    )
-    replicates = (
-        list(range(1, n_pool + 1))
-        + list(range(1, n_ctrl_rep + 1))
-        + list(range(1, n_replicates + 1)) * n_treat
-    )
-    sample_names = [f"{c}_{r}" for c, r in zip(conditions, replicates, strict=True)]
-    pool_flag = np.array([c == POOL_LEVEL for c in conditions])
-    levels = [CONTROL_LEVEL, *treatments] + ([POOL_LEVEL] if n_pool else [])
-    sheet = pd.DataFrame(
-        {
-            CONDITION: list(conditions),
-            TREATMENT: pd.Categorical(conditions, categories=levels),
-            REPLICATE: np.asarray(replicates, dtype=np.int64),
-            POOL: pool_flag,
-        },
-        index=pd.Index(sample_names),
-    )
-    n_j = len(sample_names)
-    log_l = depth_sd * rng_depth.standard_normal(n_j)
+    samples = _sample_layout(treatments, n_replicates, n_ctrl_rep, n_pool)
+    log_l = depth_sd * rng_depth.standard_normal(len(samples.names))
     true_sf = np.exp(log_l - log_l.mean())
-
-    # ---------------------------------------------------------------- counts
-    x = np.zeros((n_j, n_treat))
-    for j, c in enumerate(conditions):
-        if c in treatments:
-            x[j, treatments.index(c)] = 1.0
-    screen = ~pool_flag
-    mu = np.empty((n_s, n_j))
-    mu[:, screen] = true_sf[screen] * np.exp(base[:, None] + lfc_guide @ x[screen].T)
     a_pool = float(np.log(mean_count) - 0.5 * tau_s[0] ** 2) if alpha_pool is None else alpha_pool
-    if n_pool:
-        mu[:, pool_flag] = true_sf[pool_flag] * np.exp(a_pool + a_sgrna)[:, None]
-    counts = np.empty((n_s, n_j), dtype=np.int64)
-    counts[:, screen] = sample_negative_binomial(rng_count, mu[:, screen], phi_s[:, None])
-    if n_pool:
-        counts[:, pool_flag] = sample_negative_binomial(rng_pool, mu[:, pool_flag], phi_pool)
+    mu, counts = _draw_counts(
+        rng_count,
+        rng_pool,
+        guides,
+        samples,
+        treatments,
+        true_sf,
+        alpha_pool=a_pool,
+        phi_pool=phi_pool,
+    )
 
-    # ------------------------------------------------------------ ScreenData
     gene_groups = None
     if use_groups:
-        gene_groups = pd.Series(group_names[group_of_gene], index=gene_names, name=GROUP)
+        gene_groups = pd.Series(groups.names[groups.of_gene], index=gene_names, name=GROUP)
     seed_txt = random_seed if not isinstance(random_seed, np.random.Generator) else "generator"
     data = ScreenData(
         counts,
-        sgrna_ids,
-        sgrna_genes,
-        sheet,
+        guides.ids,
+        guides.genes,
+        samples.sheet,
         gene_groups=gene_groups,
-        controls=is_control,
+        controls=guides.is_control,
         size_factors=true_sf if size_factors == "true" else size_factors,
         source=f"simulate_screen(random_seed={seed_txt})",
     )
 
-    # ----------------------------------------------------------------- truth
-    all_genes = gene_names if n_c == 0 else np.append(gene_names, CONTROL_GENE)
-    n_all = len(all_genes)
-    lfc_all = np.vstack([lfc_gene, np.zeros((n_all - n_g, n_treat))])
-    hit_all = np.vstack([is_hit, np.zeros((n_all - n_g, n_treat), bool)])
-    c_all = np.vstack([c_gene, np.zeros((n_all - n_g, n_treat))])
-    group_label = group_names[group_of_gene] if use_groups else np.full(n_g, UNGROUPED, object)
-    group_all = np.append(group_label, [UNGROUPED] * (n_all - n_g)).astype(object)
-    genes_df = pd.DataFrame(
-        {
-            GENE: np.repeat(all_genes, n_treat),
-            TREATMENT: np.tile(np.asarray(treatments, dtype=object), n_all),
-            "lfc": lfc_all.reshape(-1),
-            "lfc_log2": lfc_all.reshape(-1) / np.log(2.0),
-            "is_hit": hit_all.reshape(-1),
-            "is_control": np.repeat(np.arange(n_all) >= n_g, n_treat),
-            GROUP: np.repeat(group_all, n_treat),
-            "group_effect": c_all.reshape(-1),
-            "baseline": np.repeat(np.append(a_gene, np.zeros(n_all - n_g)), n_treat),
-        }
+    tables = _truth_tables(
+        gene_names, a_gene, lfc_gene, is_hit, groups, guides, samples, treatments, true_sf
     )
-    sgrnas_df = pd.DataFrame(
-        {
-            SGRNA: sgrna_ids,
-            GENE: sgrna_genes,
-            "is_control": is_control,
-            "baseline": a_sgrna,
-            "efficiency": efficiency,
-            "phi": phi_s,
-            "baseline_count": np.exp(base),
-        }
-    )
-    for t_i, t in enumerate(treatments):
-        sgrnas_df[f"lfc_{t}"] = lfc_guide[:, t_i]
-    group_sizes = np.bincount(group_of_gene, minlength=n_k) if use_groups else np.zeros(0, int)
-    groups_df = pd.DataFrame(
-        {
-            GROUP: np.repeat(group_names, n_treat),
-            TREATMENT: np.tile(np.asarray(treatments, dtype=object), n_k),
-            "effect": c_group.reshape(-1),
-            "is_hit": group_hit.reshape(-1),
-            "baseline": np.repeat(a_group, n_treat),
-            "n_genes": np.repeat(group_sizes, n_treat),
-        }
-    )
-    samples_df = pd.DataFrame(
-        {
-            "sample": sample_names,
-            CONDITION: conditions,
-            TREATMENT: pd.Categorical(conditions, categories=levels),
-            REPLICATE: np.asarray(replicates, dtype=np.int64),
-            POOL: pool_flag,
-            "size_factor": true_sf,
-        }
-    )
+    phi_s = guides.phi
     names = ["intercept", *treatments]
     params: dict[str, Any] = {
         "alpha": alpha,
@@ -695,13 +968,6 @@ def simulate_screen(
         params["sd_gene_effect"] = dict(
             zip(treatments, np.sqrt(np.mean(b_gene**2, axis=0)).tolist(), strict=True)
         )
-    expected = pd.DataFrame(mu, index=pd.Index(sgrna_ids, name=SGRNA), columns=sample_names)
-    truth = SimulationTruth(
-        genes=genes_df,
-        sgrnas=sgrnas_df,
-        groups=groups_df,
-        samples=samples_df,
-        params=params,
-        expected_counts=expected,
-    )
+    expected = pd.DataFrame(mu, index=pd.Index(guides.ids, name=SGRNA), columns=samples.names)
+    truth = SimulationTruth(**tables, params=params, expected_counts=expected)
     return data, truth

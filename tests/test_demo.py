@@ -45,44 +45,6 @@ def test_leukemia_data_is_compared_as_mageck_compares_it():
     np.testing.assert_array_equal(data.counts, reference.counts)
 
 
-def test_compare_with_mageck():
-    ref = datasets.mageck_reference_output()
-    same = demo.compare_with_mageck(ref, ref)
-    assert same["n_genes"] == 99
-    assert same["overlap_top10"] == 10 and same["overlap_top20"] == 20
-    assert same["spearman_lfc"] == pytest.approx(1.0)
-    assert same["mageck_top20"][0] == "ACTR8"
-    # reversed depletion ranks: no overlap at the top, rank correlation -1
-    flipped = ref.assign(**{"neg|rank": len(ref) + 1 - ref["neg|rank"]})
-    out = demo.compare_with_mageck(flipped, ref)
-    assert out["overlap_top10"] == 0 and out["spearman_neg_rank"] == pytest.approx(-1.0)
-    # genes only one side has are left out (our table carries the AHNAK control gene)
-    extra = pd.concat([ref, ref.head(1).assign(id="AHNAK", **{"neg|rank": 0})])
-    assert demo.compare_with_mageck(extra, ref)["n_genes"] == 99
-
-
-def test_roc_auc():
-    positive = np.array([True, True, False, False])
-    assert demo.roc_auc(np.array([4.0, 3.0, 2.0, 1.0]), positive) == 1.0
-    assert demo.roc_auc(np.array([1.0, 2.0, 3.0, 4.0]), positive) == 0.0
-    assert demo.roc_auc(np.array([1.0, 1.0, 1.0, 1.0]), positive) == 0.5  # ties count half
-    assert demo.roc_auc(np.array([4.0, 2.0, 3.0, 1.0]), positive) == 0.75
-    with pytest.raises(ValueError):
-        demo.roc_auc(np.array([1.0, 2.0]), np.array([True, True]))
-
-
-def test_naive_gene_lfc():
-    data = demo.leukemia_data()
-    lfc = demo.naive_gene_lfc(data, "treatment", "final", "initial")
-    assert len(lfc) == 100 and np.isfinite(lfc).all()
-    guides = data.genes_of_sgrna == "ACTR8"
-    norm = data.counts[guides] / data.size_factors.to_numpy()
-    by_guide = np.log2(norm[:, 2:].mean(axis=1) + 0.5) - np.log2(norm[:, :2].mean(axis=1) + 0.5)
-    assert lfc["ACTR8"] == pytest.approx(by_guide.mean())
-    # the strongest MAGeCK genes are depleted by this measure too
-    assert (lfc[["ACTR8", "ACIN1", "ACLY"]] < lfc.median()).all()
-
-
 @pytest.mark.slow
 def test_fast_demo_end_to_end(tmp_path):
     out = tmp_path / "demo-output"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import time
 
 import numpy as np
@@ -361,3 +362,47 @@ def test_large_screen_is_fast():
     elapsed = time.perf_counter() - start
     assert data.counts.shape == (80_000, 7)
     assert elapsed < 5.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "digest", "total", "lfc_sum", "phi_sum"),
+    [
+        ({"random_seed": 1}, "13fc2fa0c13fed89", 1613453, -9.595223868990496, 15895.138232689336),
+        (
+            {
+                "n_genes": 60,
+                "n_sgrnas_per_gene": 3,
+                "treatments": ("a", "b"),
+                "n_groups": 5,
+                "n_controls": 7,
+                "guide_efficiency": True,
+                "random_seed": 11,
+            },
+            "9d6c8430a1f46d18",
+            594106,
+            2.9830852110668524,
+            3577.265021911967,
+        ),
+        (
+            {
+                "n_genes": 50,
+                "gene_effects": "normal",
+                "n_groups": 4,
+                "dispersion": "shared",
+                "random_seed": 5,
+            },
+            "4cb60ba1ba947d9c",
+            483919,
+            -6.401888675633622,
+            4000.0,
+        ),
+    ],
+)
+def test_fixed_seed_screen_is_unchanged(kwargs, digest, total, lfc_sum, phi_sum):
+    """A fixed seed gives the same counts and truth as when simulate_screen was split up."""
+    data, truth = simulate_screen(**kwargs)
+    counts = np.ascontiguousarray(data.counts, dtype="<i8")
+    assert hashlib.sha256(counts.tobytes()).hexdigest()[:16] == digest
+    assert int(counts.sum()) == total
+    assert float(truth.genes["lfc"].sum()) == pytest.approx(lfc_sum, rel=1e-12)
+    assert float(truth.sgrnas["phi"].sum()) == pytest.approx(phi_sum, rel=1e-12)

@@ -37,7 +37,7 @@
 # own *final vs initial* effect (`(1 + condition | gene)`), and every guide deviates a
 # little from its gene (`(1 + condition | gene:sgrna)`). Genes borrow strength from each
 # other through these hierarchical terms, which is what makes 2 replicates usable.
-# [`../shared/MODEL.md`](../../shared/MODEL.md) is the full specification.
+# [`docs/MODEL.md`](../docs/MODEL.md) is the full specification.
 
 # %% [markdown]
 # ## The whole analysis

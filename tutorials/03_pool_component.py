@@ -54,7 +54,7 @@ warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
 #
 # ## The modes
 #
-# `ScreenModel(..., pool=...)` (MODEL.md, "The pool component"):
+# `ScreenModel(..., pool=...)` (docs/MODEL.md, "The pool"):
 #
 # | `pool=` | what enters the model | cost | caveat |
 # | --- | --- | --- | --- |

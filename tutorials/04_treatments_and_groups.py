@@ -269,7 +269,7 @@ plotting.forest_plot(vs_plasmid.genes, top, contrast=["MOLM vs plasmid", "OCIAML
 # ## 3. The most enriched and most depleted gene group per line
 #
 # Without a `group` term in the formula, a group's effect is the posterior of the
-# **mean LFC of its genes** (MODEL.md, "Contrasts"), computed draw by draw. From the
+# **mean LFC of its genes** (docs/MODEL.md, "Contrasts"), computed draw by draw. From the
 # same draws come `prob_top`, the posterior probability that the group has the
 # *largest* effect of all groups in that contrast, and `prob_bottom`, the smallest: the
 # question "which group is most enriched?" answered directly, uncertainty included.

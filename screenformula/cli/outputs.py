@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from screenformula.errors import ScreenFormulaError
+from screenformula.io.atomic import move_into_place
 
 
 class OutputSet:
@@ -67,7 +67,7 @@ class OutputSet:
         for path, hint in getattr(self, "_keep", []):
             staged = self.staged(path)
             if staged.exists():
-                os.replace(staged, path)
+                move_into_place(staged, path)
                 kept.append((path, hint))
         return kept
 
@@ -83,7 +83,7 @@ class OutputSet:
             raise ScreenFormulaError(f"internal: {required[0].name} was not written")
         written = [p for p in self.paths if p not in missing]
         for path in written:
-            os.replace(self.staged(path), path)
+            move_into_place(self.staged(path), path)
         self.discard()
         return written
 

@@ -1,0 +1,1 @@
+"""Inference methods (NUTS, ADVI) that turn a PyMC model into a `ScreenFit`."""

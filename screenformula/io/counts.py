@@ -14,19 +14,21 @@ import pandas as pd
 from screenformula._constants import COUNT, GENE, SAMPLE, SGRNA
 from screenformula.errors import ScreenDataError
 from screenformula.io.sample_sheet import (
-    PathLike,
-    Where,
-    blank_rows,
-    clean_labels,
     default_sample_sheet,
-    format_names,
-    is_path,
-    open_text,
-    read_delimited,
     read_gene_groups,
     read_sample_sheet,
 )
 from screenformula.io.screen_data import ScreenData, empty_dropped
+from screenformula.io.text import (
+    PathLike,
+    Where,
+    blank_rows,
+    clean_labels,
+    format_names,
+    is_path,
+    open_text,
+    read_delimited,
+)
 
 LAYOUTS = ("auto", "wide", "long")
 NAN_POLICIES = ("error", "drop")

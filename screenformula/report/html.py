@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from screenformula.errors import ScreenFormulaError
+from screenformula.io.atomic import write_text_atomic
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -737,11 +738,4 @@ def write_report(
         + "\n</main>\n</body>\n</html>\n"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return write_text_atomic(path, page)

@@ -1,0 +1,1 @@
+"""Fitted screens: `ScreenFit`, contrasts, expected counts, diagnostics, MAGeCK files."""

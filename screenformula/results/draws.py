@@ -12,8 +12,8 @@ The contrast code has three layers, as arviz-stats lays them out:
    `screenformula.results.mageck`; `screenformula.results.expected` gives
    `expected_counts`, the "real" read counts.
 
-What a contrast is (MODEL.md, "Contrasts")
-------------------------------------------
+What a contrast is (docs/MODEL.md, "Contrasts")
+-----------------------------------------------
 Each level ``l`` of a sample-sheet factor (``treatment``) has a population coefficient
 ``b[treatment[l]]`` (0 for the reference level, which has none) and, in every
 guide-level group term that has that coefficient, a varying effect. For gene ``g``::

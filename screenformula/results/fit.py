@@ -18,6 +18,7 @@ import pandas as pd
 import xarray as xr
 
 from screenformula.errors import FitError
+from screenformula.io.atomic import atomic_path
 from screenformula.io.dataset import screen_data_to_dataset
 from screenformula.results.diagnostics import convergence_table
 from screenformula.results.guide_summary import SUMMARY_GROUP
@@ -175,13 +176,8 @@ class ScreenFit:
                 "versions": package_versions(),
             }
         )
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
+        with atomic_path(path) as tmp:
             tree.to_netcdf(tmp)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         return path
 
     # --------------------------------------------------------------- contrasts

@@ -18,6 +18,7 @@ import pandas as pd
 
 from screenformula._constants import GROUP
 from screenformula.errors import FitError
+from screenformula.io.atomic import atomic_path
 from screenformula.results.draws import Contrast, sample_roles
 
 if TYPE_CHECKING:
@@ -169,13 +170,8 @@ def write_mageck(
         probs = [c for c in MAGECK_PROBABILITY_COLUMNS if c in table.columns]
         table[probs] = table[probs].clip(lower=floor)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
+        with atomic_path(path) as tmp:
             table.to_csv(tmp, sep="\t", index=False, float_format="%.6g", na_rep="NA")
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
     return [p for p, _ in jobs]
 
 

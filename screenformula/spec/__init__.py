@@ -1,0 +1,1 @@
+"""Model specification without PyMC: formula parsing, terms, families, priors and `ModelSpec`."""

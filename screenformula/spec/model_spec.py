@@ -27,7 +27,7 @@ PoolMode = Literal["joint", "offset", "covariate"] | None
 POOL_MODES = ("joint", "offset", "covariate", None)
 DISPERSION_MODES = ("shared", "sgrna")
 
-#: Pseudo-count added to pool counts before taking logs (MODEL.md).
+#: Pseudo-count added to pool counts before taking logs (docs/MODEL.md, "The pool").
 POOL_PSEUDOCOUNT = 0.5
 
 #: Level names taken as the reference level of a text column, in this order.

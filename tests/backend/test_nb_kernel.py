@@ -7,7 +7,7 @@ import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 import pytest
-from conftest import FORMULA
+from _screens import FORMULA
 from scipy import special
 
 import screenformula as sf

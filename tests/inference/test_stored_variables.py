@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pymc as pm
-from conftest import FORMULA
+from _screens import FORMULA
 
 import screenformula as sf
 from screenformula.inference.nuts import sgrna_store_default, stored_variables

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import FORMULA
+from _screens import FORMULA
 
 import screenformula as sf
 from screenformula.errors import FitError

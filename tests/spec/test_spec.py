@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FORMULA
+from _screens import FORMULA
 
 import screenformula as sf
 from screenformula.errors import FormulaError

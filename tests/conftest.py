@@ -1,12 +1,10 @@
-"""Small simulated screens shared by the model tests."""
+"""Small simulated screens shared by the tests (spec, backend, inference, results, report)."""
 
 from __future__ import annotations
 
 import pytest
 
 import screenformula as sf
-
-FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
 
 
 @pytest.fixture(scope="session")

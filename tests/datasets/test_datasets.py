@@ -12,7 +12,7 @@ from screenformula import datasets
 from screenformula.errors import ScreenDataError
 
 SHARED = SHARED_DATA
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pymc as pm
 import pytensor
 import pytest
-from conftest import FORMULA
+from _screens import FORMULA
 
 import screenformula as sf
 
