@@ -242,24 +242,18 @@ def _print_top(title: str, rows: list[dict[str, Any]], n_draws: int) -> None:
 
 # --------------------------------------------------------------------- HAP1
 def approx_supported() -> bool:
-    """Whether `ScreenModel.fit` offers ``method="approx"`` in this installation."""
-    try:
-        from screenformula.inference import fit as fit_module
-    except Exception:  # noqa: BLE001 - a half-installed method counts as none
-        return False
-    return "approx" in getattr(fit_module, "METHODS", ())
+    """Whether the method registry offers ``method="approx"`` in this installation."""
+    from screenformula.inference.registry import available_methods
+
+    return any("approx" in (m.name, *m.aliases) for m in available_methods())
 
 
 def _iteration_limit(iterations: int) -> dict[str, int]:
     """The keyword that caps the approximate method's iterations, where it has one."""
-    import inspect
+    from screenformula.inference.registry import get_method
 
-    from screenformula.inference import approx
-
-    fit_advi = getattr(approx, "fit_advi", None)
-    if fit_advi is not None and "n" in inspect.signature(fit_advi).parameters:
-        return {"n": iterations}
-    return {}
+    keyword = get_method("approx").iteration_keyword
+    return {keyword: iterations} if keyword else {}
 
 
 def run_hap1(out: Path, settings: Settings) -> dict[str, Any]:

@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _cli_run import run_cli
 from _mageck_format import SGRNA_HEADER, read_gene_summary, read_sgrna_summary
 
 import screenformula as sf
 from screenformula import plotting
 from screenformula.cli import main
+from screenformula.cli.mageck_test import SUFFIXES
 
-SUFFIXES = (
-    ".gene_summary.txt",
-    ".sgrna_summary.txt",
-    ".genes.tsv",
-    ".fit.nc",
-    ".volcano.png",
-    ".rank.png",
-    ".log",
-)
 SAMPLES = ("-t", "T1,T2,T3", "-c", "C1,C2,C3", "--pool", "P0")
 
 
@@ -33,16 +24,6 @@ def write_table(path: Path, n_genes: int, seed: int) -> tuple[Path, int]:
     frame.columns = ["sgRNA", "Gene", "P0", "C1", "C2", "C3", "T1", "T2", "T3"]
     frame.to_csv(path, sep="\t", index=False)
     return path, len(frame)
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "screenformula.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
 
 
 def check_outputs(prefix: Path, n_guides: int, n_genes: int) -> dict:
@@ -63,7 +44,7 @@ def test_genome_wide_library_with_the_approximate_method(tmp_path):
     table, n_guides = write_table(tmp_path / "counts.txt", 20_000, seed=3)
     result = run_cli(
         "test", "-k", str(table), *SAMPLES, "--method", "approx", "--draws", "300",
-        "--max-iterations", "150", "-n", "gw", cwd=tmp_path,
+        "--max-iterations", "150", "-n", "gw", cwd=tmp_path, timeout=1200,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     log = check_outputs(tmp_path / "gw", n_guides, 20_000)
@@ -78,7 +59,7 @@ def test_thousand_genes_with_nuts_and_no_guide_draws(tmp_path):
     table, n_guides = write_table(tmp_path / "counts.txt", 1_000, seed=4)
     result = run_cli(
         "test", "-k", str(table), *SAMPLES, "--draws", "20", "--tune", "30", "--chains", "2",
-        "--keep-guide-draws", "no", "--seed", "2", "-n", "k1", cwd=tmp_path,
+        "--keep-guide-draws", "no", "--seed", "2", "-n", "k1", cwd=tmp_path, timeout=1200,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     log = check_outputs(tmp_path / "k1", n_guides, 1_000)
