@@ -125,6 +125,7 @@ class ScreenModel:
         progress: bool = True,
         store_sgrna: bool | str = "auto",
         log_likelihood: bool | str = "auto",
+        summary_deltas: tuple[float, ...] = (),
         **kwargs: Any,
     ) -> ScreenFit:
         """Fit the model and return a `ScreenFit`.
@@ -168,10 +169,19 @@ class ScreenModel:
             Show a progress bar.
         store_sgrna : bool or "auto"
             Keep the draws of guide-level variables. "auto" keeps them unless they would
-            take more than about 500 MB (a genome-wide library).
+            take more than about 500 MB (a genome-wide library). When they are not kept,
+            they go to a temporary folder (``$TMPDIR``) during the fit and every guide's
+            contrast statistics are computed from them there, a block of guides at a
+            time, and kept in the fit (``fit.sgrna_summary``): the guide table and
+            ``sgrna_summary.txt`` come from those (exact at the deltas and HDI
+            probabilities of `screenformula.results.guide_summary`, and at
+            ``summary_deltas``).
         log_likelihood : bool or "auto"
             Add the pointwise log-likelihood (for LOO); "auto" adds it when it fits in
             about 400 MB.
+        summary_deltas : tuple of float
+            More minimum effects (log2) at which guide statistics are kept when the guide
+            draws are not (the ``delta`` you will use, if it is not on the default grid).
         **kwargs
             Passed to the engine (e.g. ``maxdepth`` for nutpie).
         """
@@ -190,6 +200,7 @@ class ScreenModel:
             progress=progress,
             store_sgrna=store_sgrna,
             log_likelihood=log_likelihood,
+            summary_deltas=summary_deltas,
             **kwargs,
         )
 

@@ -45,8 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.run(args, say) or 0)
-    except KeyboardInterrupt:
-        print("screenformula: interrupted; no output was written", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        notes = getattr(err, "__notes__", [])
+        what = "only the fit was kept" if notes else "no output was written"
+        print(f"screenformula: interrupted; {what}", file=sys.stderr)
+        _print_notes(err)
         return 130
     except (ScreenFormulaError, FileNotFoundError, IsADirectoryError, PermissionError) as err:
         if args.debug:
@@ -55,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(err, FileNotFoundError) and err.filename:
             text = f"no such file: {err.filename}"
         print(f"screenformula: error: {text}", file=sys.stderr)
+        _print_notes(err)
         return 2
     except Exception as err:  # an internal failure: still one line unless --debug
         if args.debug:
@@ -64,7 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"screenformula: internal error: {type(err).__name__}: {first} (rerun with --debug)",
             file=sys.stderr,
         )
+        _print_notes(err)
         return 1
+
+
+def _print_notes(err: BaseException) -> None:
+    """Print the notes an error carries (e.g. that the fit was kept), one line each."""
+    for note in getattr(err, "__notes__", []):
+        print(f"screenformula: {note}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -137,6 +138,7 @@ def run(args: argparse.Namespace, say: Any) -> int:
     """Run ``screenformula fit``."""
     import screenformula as sf
     from screenformula.plotting import rank_plot, volcano_plot
+    from screenformula.results.diagnostics import describe_storage
 
     started = time.perf_counter()
     config = load_config(args.config)
@@ -183,9 +185,17 @@ def run(args: argparse.Namespace, say: Any) -> int:
             random_seed=f.seed,
             target_accept=f.target_accept,
             progress=not args.quiet,
+            summary_deltas=tuple(c.delta for c in config.contrasts),
         )
-        diagnostics = fit.diagnostics(warn=False)
         fit.save(out.staged(paths[0]), overwrite=True)
+        out.keep_on_failure(
+            paths[0],
+            f"; finish with: screenformula contrast {shlex.quote(str(paths[0]))} -n PREFIX "
+            "(per contrast)",
+        )
+        for line in describe_storage(fit.options):
+            say(line)
+        diagnostics = fit.diagnostics(warn=False)
         summary = {}
         for name, c in zip(names, config.contrasts, strict=True):
             result = fit.contrast(
@@ -200,6 +210,7 @@ def run(args: argparse.Namespace, say: Any) -> int:
             "config": json.loads(config.model_dump_json()),
             "method": fit.method,
             "options": fit.options,
+            "storage": describe_storage(fit.options),
             "divergences": diagnostics.attrs.get("divergences"),
             "convergence_problems": diagnostics.attrs.get("problems", []),
             "hits": summary,

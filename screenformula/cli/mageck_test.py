@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from screenformula.cli.outputs import OutputSet
-from screenformula.errors import ScreenDataError
+from screenformula.errors import ScreenDataError, ScreenFormulaError
 
 FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
 SUFFIXES = (
@@ -64,6 +65,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="nuts",
         help="nuts (default) or approx (fast ADVI)",
     )
+    p.add_argument(
+        "--max-iterations",
+        type=int,
+        default=None,
+        help="approx: at most this many optimisation steps (default 10000; stops earlier "
+        "when converged)",
+    )
+    p.add_argument(
+        "--keep-guide-draws",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="keep every guide-level draw in PREFIX.fit.nc (auto: when they take under about "
+        "500 MB); otherwise guide results come from summaries computed during the fit",
+    )
     p.add_argument("--draws", type=int, default=1000, help="posterior draws per chain")
     p.add_argument("--tune", type=int, default=1000, help="warm-up draws per chain")
     p.add_argument("--chains", type=int, default=4)
@@ -105,8 +120,17 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
     """Run ``screenformula test``."""
     import screenformula as sf
     from screenformula.plotting import rank_plot, volcano_plot
+    from screenformula.results.diagnostics import describe_storage
 
     started = time.perf_counter()
+    extra = {}
+    if args.max_iterations is not None:
+        if args.method != "approx":
+            raise ScreenFormulaError("--max-iterations applies to --method approx only")
+        if args.max_iterations < 1:
+            raise ScreenFormulaError("--max-iterations must be at least 1")
+        extra["n"] = args.max_iterations
+    keep = {"auto": "auto", "yes": True, "no": False}[args.keep_guide_draws]
     prefix = Path(args.output_prefix)
     outputs = [prefix.with_name(prefix.name + s) for s in SUFFIXES]
     with OutputSet(outputs, force=args.force) as out:
@@ -144,18 +168,28 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
         method = "nuts" if args.method == "nuts" else "approx"
         fit = model.fit(
             method,
+            store_sgrna=keep,
+            summary_deltas=(args.delta,),
             draws=args.draws,
             tune=args.tune,
             chains=args.chains,
             cores=args.threads,
             random_seed=args.seed,
             progress=not args.quiet,
+            **extra,
         )
+        fit.save(out.staged(outputs[3]), overwrite=True)
+        out.keep_on_failure(
+            outputs[3],
+            f"; finish with: screenformula contrast {shlex.quote(str(outputs[3]))} --ref control "
+            f"--delta {args.delta:g} --fdr {args.fdr:g} --mageck -n {shlex.quote(str(prefix))}",
+        )
+        for line in describe_storage(fit.options):
+            say(line)
         diagnostics = fit.diagnostics(warn=False)
         result = fit.contrast("treatment", ref="control", delta=args.delta, fdr_target=args.fdr)
         result.to_mageck(out.staged(prefix), overwrite=True)
         result.genes.to_csv(out.staged(outputs[2]), sep="\t", index=False)
-        fit.save(out.staged(outputs[3]), overwrite=True)
         volcano_plot(result.genes, path=out.staged(outputs[4]))
         rank_plot(result.genes, path=out.staged(outputs[5]))
         log = {
@@ -168,6 +202,7 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
             "formula": FORMULA,
             "method": fit.method,
             "options": fit.options,
+            "storage": describe_storage(fit.options),
             "divergences": diagnostics.attrs.get("divergences"),
             "convergence_problems": diagnostics.attrs.get("problems", []),
             "hits": int(result.genes["hit"].sum()),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +62,19 @@ def run_contrast(args: argparse.Namespace, say: Any) -> int:
     prefix = Path(args.output_prefix)
     genes = prefix.with_name(prefix.name + ".genes.tsv")
     paths = [genes]
+    guides = prefix.with_name(prefix.name + ".sgrna_summary.txt")
     if args.mageck:
-        paths += [
-            prefix.with_name(prefix.name + s) for s in (".gene_summary.txt", ".sgrna_summary.txt")
-        ]
-    with OutputSet(paths, force=args.force) as out:
+        paths += [prefix.with_name(prefix.name + ".gene_summary.txt"), guides]
+    # a fit saved without guide draws or guide summaries (before they existed) has no guides
+    with OutputSet(paths, force=args.force, optional=[guides]) as out:
         result = _contrast(args)
         result.genes.to_csv(out.staged(genes), sep="\t", index=False)
         if args.mageck:
-            result.to_mageck(out.staged(prefix), overwrite=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                result.to_mageck(out.staged(prefix), overwrite=True)
+            if result.sgrna_message:
+                say(f"no {guides.name}: {result.sgrna_message}")
         out.commit()
     say(result.genes.sort_values("rank").head(10).to_string(index=False))
     return 0

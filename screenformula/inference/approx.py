@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -135,6 +136,8 @@ def fit_advi(
     start_sigma: float | None = 0.1,
     backend: str | None = None,
     callbacks: list[Any] | None = None,
+    on_disk: tuple[str, ...] = (),
+    scratch: str | None = None,
 ) -> tuple[xr.DataTree, dict[str, Any]]:
     """Fit mean-field ADVI and draw ``draws`` samples of ``var_names`` from it.
 
@@ -174,6 +177,9 @@ def fit_advi(
         step function and of the function that maps draws to the stored variables.
     callbacks : list, optional
         More `pm.fit` callbacks, called after each iteration.
+    on_disk, scratch : tuple of str, str
+        Variables whose draws are written to memory-mapped files in folder ``scratch``
+        rather than held in memory (the guide-level ones of a genome-wide screen).
 
     Returns
     -------
@@ -232,7 +238,9 @@ def fit_advi(
     loss = np.asarray(approx.hist, dtype=float)
     start = time.perf_counter()
     mode = resolve_backend_compile_kwargs(backend, None).get("mode")
-    posterior = draw_from_meanfield(model, approx, var_names, draws, rng, mode=mode)
+    posterior = draw_from_meanfield(
+        model, approx, var_names, draws, rng, mode=mode, on_disk=on_disk, scratch=scratch
+    )
     draw_seconds = time.perf_counter() - start
     tail = loss[-max(1, len(loss) // 10) :]
     stats = {
@@ -270,12 +278,15 @@ def draw_from_meanfield(
     draws: int,
     rng: np.random.Generator,
     mode: Any = None,
+    on_disk: tuple[str, ...] = (),
+    scratch: str | None = None,
 ) -> xr.Dataset:
     """``draws`` draws of ``var_names`` from a fitted mean-field approximation.
 
     The draws are taken in the unconstrained space with NumPy, only for the value
     variables that ``var_names`` depend on, and mapped through one compiled function of
-    them, one draw at a time: nothing but the stored variables is held for all draws.
+    them, one draw at a time: nothing but the stored variables is held for all draws,
+    and those named in ``on_disk`` go to memory-mapped ``.npy`` files in ``scratch``.
     """
     group = approx.groups[0]
     mu = np.asarray(group.params_dict["mu"].get_value())
@@ -297,7 +308,10 @@ def draw_from_meanfield(
         ]
         out = fn(*args)
         if values is None:
-            values = [np.empty((1, draws, *np.shape(o))) for o in out]
+            values = [
+                _allocate(name, (1, draws, *np.shape(o)), name in on_disk, scratch)
+                for name, o in zip(var_names, out, strict=True)
+            ]
         for store, o in zip(values, out, strict=True):
             store[0, d] = o
     assert values is not None
@@ -315,3 +329,11 @@ def draw_from_meanfield(
         data[name] = (["chain", "draw", *dims], value)
     coords.update({"chain": [0], "draw": np.arange(draws)})
     return xr.Dataset(data, coords=coords)
+
+
+def _allocate(name: str, shape: tuple[int, ...], on_disk: bool, scratch: str | None) -> np.ndarray:
+    """An array for one variable's draws: in memory, or memory-mapped in ``scratch``."""
+    if not on_disk or scratch is None:
+        return np.empty(shape)
+    path = Path(scratch) / f"{name}.npy"
+    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=shape)

@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
+import numpy as np
 import xarray as xr
 
+from screenformula._constants import DIM_SGRNA
 from screenformula.backend.model import OBSERVED, OBSERVED_POOL
 from screenformula.errors import FitError
 from screenformula.inference.approx import APPROX_NOTICE, ApproximateWarning, fit_advi
 from screenformula.inference.log_likelihood import add_log_likelihood
-from screenformula.inference.nuts import sample_nuts, sgrna_store_default, stored_variables
+from screenformula.inference.nuts import (
+    SGRNA_STORE_BUDGET,
+    sample_nuts,
+    sgrna_draw_numbers,
+    sgrna_store_default,
+    sgrna_variables,
+    stored_variables,
+)
 from screenformula.results.fit import ScreenFit
+from screenformula.results.guide_summary import (
+    GUIDE_DELTAS,
+    SUMMARY_GROUP,
+    compute_guide_summaries,
+)
 
 if TYPE_CHECKING:
     from screenformula.model import ScreenModel
@@ -38,6 +57,7 @@ def fit_model(
     progress: bool = True,
     store_sgrna: bool | str = "auto",
     log_likelihood: bool | str = "auto",
+    summary_deltas: tuple[float, ...] = (),
     **kwargs: Any,
 ) -> ScreenFit:
     """Fit ``model``; see `ScreenModel.fit` for the parameters."""
@@ -45,76 +65,169 @@ def fit_model(
     if method in ("advi", "approx"):
         chains = 1  # one set of draws from the fitted approximation
     total_draws = draws * chains
+    sgrna_numbers = sgrna_draw_numbers(pymc_model, total_draws)
+    store_choice = store_sgrna
     if store_sgrna == "auto":
         store_sgrna = sgrna_store_default(pymc_model, total_draws)
     n_obs = model.spec.counts.size
+    log_lik_choice = log_likelihood
     if log_likelihood == "auto":
         log_likelihood = bool(store_sgrna) and n_obs * total_draws <= LOG_LIKELIHOOD_BUDGET
     if log_likelihood and not store_sgrna:
         raise FitError("log_likelihood=True needs store_sgrna=True (every draw of every guide)")
-    start = time.perf_counter()
-    match method:
-        case "nuts":
-            idata = sample_nuts(
-                pymc_model,
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                cores=cores,
-                random_seed=random_seed,
-                engine=engine,
-                var_names=stored_variables(pymc_model, bool(store_sgrna)),
-                progress=progress,
-                target_accept=target_accept,
-                **kwargs,
-            )
-        case "advi" | "approx":
-            # "approx" is an alias: mean-field ADVI is the approximate method chosen by
-            # measured agreement with NUTS (benchmarks/README.md, "Approximate inference")
-            method = "advi"
-            idata, vi_stats = fit_advi(
-                pymc_model,
-                stored_variables(pymc_model, bool(store_sgrna)),
-                draws=draws,
-                random_seed=random_seed,
-                progress=progress,
-                **kwargs,
-            )
-            warnings.warn(APPROX_NOTICE, ApproximateWarning, stacklevel=3)
-        case _:
-            raise FitError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-    elapsed = time.perf_counter() - start
-    for name in [n for n in idata.children if n.startswith("warmup")]:
-        del idata[name]
-    observed = {OBSERVED: pymc_model[OBSERVED]}
+    var_names = stored_variables(pymc_model, bool(store_sgrna))
+    streamed = [] if store_sgrna else summary_variables(pymc_model, model.spec)
+    var_names += [name for name in streamed if name not in var_names]
+    with _scratch_folder(bool(streamed)) as scratch:
+        start = time.perf_counter()
+        match method:
+            case "nuts":
+                idata = sample_nuts(
+                    pymc_model,
+                    draws=draws,
+                    tune=tune,
+                    chains=chains,
+                    cores=cores,
+                    random_seed=random_seed,
+                    engine=engine,
+                    var_names=var_names,
+                    progress=progress,
+                    target_accept=target_accept,
+                    zarr_dir=scratch if engine == "nutpie" else None,
+                    **kwargs,
+                )
+            case "advi" | "approx":
+                # "approx" is an alias: mean-field ADVI is the approximate method chosen by
+                # measured agreement with NUTS (benchmarks/README.md, "Approximate inference")
+                method = "advi"
+                idata, vi_stats = fit_advi(
+                    pymc_model,
+                    var_names,
+                    draws=draws,
+                    random_seed=random_seed,
+                    progress=progress,
+                    on_disk=tuple(streamed),
+                    scratch=scratch,
+                    **kwargs,
+                )
+                warnings.warn(APPROX_NOTICE, ApproximateWarning, stacklevel=3)
+            case _:
+                raise FitError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+        elapsed = time.perf_counter() - start
+        for name in [n for n in idata.children if n.startswith("warmup")]:
+            del idata[name]
+        _from_zarr(idata)
+        posterior = idata["posterior"].to_dataset()
+        extra = [name for name in posterior.data_vars if name not in var_names]
+        if extra:  # a zarr store keeps every variable; keep what was asked for
+            idata["posterior"] = xr.DataTree(posterior.drop_vars(extra))
+        idata["observed_data"] = xr.DataTree(_observed_data(pymc_model))
+        if log_likelihood:
+            add_log_likelihood(idata, pymc_model, _observed_names(pymc_model))
+        options = {
+            "draws": draws,
+            "tune": tune,
+            "chains": chains,
+            "random_seed": random_seed,
+            "engine": engine,
+            "target_accept": target_accept,
+            "store_sgrna": bool(store_sgrna),
+            "log_likelihood": bool(log_likelihood),
+            "wall_seconds": round(elapsed, 2),
+            "storage": {
+                "store_sgrna": _choice(store_choice, store_sgrna),
+                "sgrna_draws_bytes": int(sgrna_numbers * 8),
+                "sgrna_budget_bytes": int(SGRNA_STORE_BUDGET * 8),
+                "log_likelihood": _choice(log_lik_choice, log_likelihood),
+                "log_likelihood_bytes": int(n_obs * total_draws * 8),
+                "log_likelihood_budget_bytes": int(LOG_LIKELIHOOD_BUDGET * 8),
+            },
+        }
+        if method == "advi":
+            options.update(tune=None, engine="pymc.fit", target_accept=None, advi=vi_stats)
+        fit = ScreenFit(model, idata, method, options)
+        if streamed:
+            summary_start = time.perf_counter()
+            deltas = tuple(sorted({*GUIDE_DELTAS, *(float(d) for d in summary_deltas)}))
+            summary = compute_guide_summaries(fit, deltas=deltas)
+            posterior = idata["posterior"].to_dataset().drop_vars(streamed)
+            idata["posterior"] = xr.DataTree(posterior)
+            if summary is not None:
+                idata[SUMMARY_GROUP] = xr.DataTree(summary)
+            options["sgrna_summary_seconds"] = round(time.perf_counter() - summary_start, 2)
+        fit.idata = idata.load()  # nothing may still read from the scratch folder
+        fit.options = options
+    return fit
+
+
+def summary_variables(pymc_model: Any, spec: Any) -> list[str]:
+    """Guide-level variables the kept guide summaries are computed from.
+
+    ``r_<term>`` of every guide-level term, and the per-guide dispersion ``phi``.
+    """
+    per_guide = sgrna_variables(pymc_model)
+    names = [f"r_{t.name}" for t in spec.groups if t.level == DIM_SGRNA]
+    names.append("phi")
+    return [name for name in names if name in per_guide]
+
+
+def _choice(asked: bool | str, decided: bool) -> str:
+    return f"auto: {'yes' if decided else 'no'}" if asked == "auto" else "as asked"
+
+
+@contextmanager
+def _scratch_folder(needed: bool) -> Iterator[str | None]:
+    """A temporary folder for draws on disk (``$TMPDIR``), removed afterwards."""
+    if not needed:
+        yield None
+        return
+    folder = tempfile.mkdtemp(prefix="screenformula-draws-")
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _from_zarr(idata: Any) -> None:
+    """Undo what a zarr store does to names and strings.
+
+    Variable names come back percent-escaped (``t_gene__treatment%5Bdrug%5D``) and text
+    as NumPy's variable-width ``StringDType``, which netCDF cannot write: both are put back
+    as in-memory sampling gives them (plain names, fixed-width ``str`` arrays).
+    """
+    for group in list(idata.children):
+        ds = idata[group].to_dataset()
+        renames = {n: unquote(n) for n in ds.data_vars if unquote(n) != n}
+        renames.update({d: unquote(d) for d in ds.dims if unquote(d) != d and d not in renames})
+        text = [n for n in (*ds.coords, *ds.data_vars) if ds[n].dtype.kind == "T"]
+        if not renames and not text:
+            continue
+        ds = ds.assign({n: ds[n].copy(data=_fixed_width(ds[n].values)) for n in text})
+        idata[group] = xr.DataTree(ds.rename(renames))
+
+
+def _fixed_width(values: np.ndarray) -> np.ndarray:
+    """A ``StringDType`` array as a fixed-width ``str`` array."""
+    return np.array(values.tolist(), dtype=str).reshape(values.shape)
+
+
+def _observed_names(pymc_model: Any) -> list[str]:
+    names = [OBSERVED]
     if OBSERVED_POOL in pymc_model.named_vars:
-        observed[OBSERVED_POOL] = pymc_model[OBSERVED_POOL]
-    idata["observed_data"] = xr.DataTree(
-        xr.Dataset(
-            {
-                name: (pymc_model.named_vars_to_dims[name], var.data)
-                for name, var in ((n, pymc_model.rvs_to_values[v]) for n, v in observed.items())
-            },
-            coords={
-                d: list(pymc_model.coords[d])
-                for n in observed
-                for d in pymc_model.named_vars_to_dims[n]
-            },
-        )
+        names.append(OBSERVED_POOL)
+    return names
+
+
+def _observed_data(pymc_model: Any) -> xr.Dataset:
+    observed = {name: pymc_model[name] for name in _observed_names(pymc_model)}
+    return xr.Dataset(
+        {
+            name: (pymc_model.named_vars_to_dims[name], var.data)
+            for name, var in ((n, pymc_model.rvs_to_values[v]) for n, v in observed.items())
+        },
+        coords={
+            d: list(pymc_model.coords[d])
+            for n in observed
+            for d in pymc_model.named_vars_to_dims[n]
+        },
     )
-    if log_likelihood:
-        add_log_likelihood(idata, pymc_model, list(observed))
-    options = {
-        "draws": draws,
-        "tune": tune,
-        "chains": chains,
-        "random_seed": random_seed,
-        "engine": engine,
-        "target_accept": target_accept,
-        "store_sgrna": bool(store_sgrna),
-        "log_likelihood": bool(log_likelihood),
-        "wall_seconds": round(elapsed, 2),
-    }
-    if method == "advi":
-        options.update(tune=None, engine="pymc.fit", target_accept=None, advi=vi_stats)
-    return ScreenFit(model, idata, method, options)

@@ -79,11 +79,16 @@ def stored_variables(model: pm.Model, store_sgrna: bool) -> list[str]:
     ]
 
 
-def sgrna_store_default(model: pm.Model, n_draws_total: int) -> bool:
-    """Keep sgRNA-level draws when they take at most ``SGRNA_STORE_BUDGET`` numbers."""
+def sgrna_draw_numbers(model: pm.Model, n_draws_total: int) -> int:
+    """How many numbers every draw of every guide-level variable takes."""
     shapes = variable_shapes(model)
     size = sum(math.prod(shapes[name]) for name in sgrna_variables(model))
-    return size * n_draws_total <= SGRNA_STORE_BUDGET
+    return size * n_draws_total
+
+
+def sgrna_store_default(model: pm.Model, n_draws_total: int) -> bool:
+    """Keep sgRNA-level draws when they take at most ``SGRNA_STORE_BUDGET`` numbers."""
+    return sgrna_draw_numbers(model, n_draws_total) <= SGRNA_STORE_BUDGET
 
 
 def sample_nuts(
@@ -98,14 +103,22 @@ def sample_nuts(
     var_names: list[str],
     progress: bool,
     target_accept: float,
+    zarr_dir: str | None = None,
     **kwargs: Any,
 ) -> Any:
-    """Run NUTS and return the DataTree with posterior and sample_stats."""
+    """Run NUTS and return the DataTree with posterior and sample_stats.
+
+    With ``zarr_dir`` (nutpie only) the draws go to a zarr store in that folder as they
+    are made, and the returned DataTree reads them from there lazily (variable names
+    with brackets come back percent-escaped, as zarr keys).
+    """
     match engine:
         case "nutpie":
             import nutpie
 
             compiled = nutpie.compile_pymc_model(model, var_names=var_names)
+            if zarr_dir is not None:
+                kwargs["zarr_store"] = nutpie.zarr_store.LocalStore(str(zarr_dir))
             return nutpie.sample(
                 compiled,
                 draws=draws,

@@ -41,6 +41,7 @@ __all__ = [
     "as_draws",
     "evidence_order",
     "hdi",
+    "item_statistics",
     "lfsr",
     "local_errors",
     "mean_rank",
@@ -50,7 +51,9 @@ __all__ = [
     "prob_up",
     "qvalues",
     "rank_draws",
+    "reversed_statistics",
     "summarize",
+    "summary_from_statistics",
 ]
 
 #: Columns per block: small blocks keep the column sort in cache (64 columns x 4000 draws
@@ -207,6 +210,119 @@ def evidence_order(error: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.nd
     return ranks
 
 
+def item_statistics(
+    draws: np.ndarray,
+    *,
+    deltas: tuple[float, ...] = (0.0,),
+    hdi_probs: tuple[float, ...] = (0.94,),
+    chunk_size: int = CHUNK_SIZE,
+) -> dict[str, np.ndarray]:
+    """Per-item statistics from which `summary_from_statistics` gives every summary.
+
+    Everything `summarize` reports per item depends only on these numbers, so they can
+    be computed block by block (of items) while the draws exist and kept instead of the
+    draws; the q-values and ranks, which compare items, are computed from them later.
+
+    Parameters
+    ----------
+    draws : ndarray (draws x items)
+    deltas : tuple of float
+        Minimum effect sizes at which to count draws beyond ``+delta`` and ``-delta``.
+    hdi_probs : tuple of float
+        Probability masses of the HDIs to keep.
+    chunk_size : int
+        Columns per block.
+
+    Returns
+    -------
+    dict of ndarray
+        ``mean``, ``sd``, ``n_pos`` (draws > 0), ``n_neg`` (draws < 0), each of shape
+        ``(items,)``; ``n_above`` / ``n_below`` (draws > delta, < -delta) of shape
+        ``(len(deltas), items)``; ``hdi_low`` / ``hdi_high`` of shape
+        ``(len(hdi_probs), items)``; ``n_draws`` (a 0-d array).
+    """
+    x = as_draws(draws)
+    deltas = tuple(_check_delta(d) for d in deltas)
+    hdi_probs = tuple(_check_prob(p) for p in hdi_probs)
+    n, m = x.shape
+    out = {k: np.empty(m) for k in ("mean", "sd", "n_pos", "n_neg")}
+    for k in ("n_above", "n_below"):
+        out[k] = np.empty((len(deltas), m))
+    for k in ("hdi_low", "hdi_high"):
+        out[k] = np.empty((len(hdi_probs), m))
+    for start in _blocks(m, chunk_size):
+        block = np.sort(x[:, start : start + chunk_size], axis=0)
+        if not np.isfinite(block[[0, -1]]).all():
+            raise ValueError("draws contain NaN or infinite values")
+        cols = slice(start, start + block.shape[1])
+        mean = block.mean(axis=0)
+        out["mean"][cols] = mean
+        out["sd"][cols] = (
+            np.sqrt(np.sum((block - mean) ** 2, axis=0) / (n - 1)) if n > 1 else np.nan
+        )
+        for i, prob in enumerate(hdi_probs):
+            out["hdi_low"][i, cols], out["hdi_high"][i, cols] = _hdi_sorted(block, prob)
+        out["n_pos"][cols] = np.count_nonzero(block > 0, axis=0)
+        out["n_neg"][cols] = np.count_nonzero(block < 0, axis=0)
+        for i, delta in enumerate(deltas):
+            if delta > 0:
+                out["n_above"][i, cols] = np.count_nonzero(block > delta, axis=0)
+                out["n_below"][i, cols] = np.count_nonzero(block < -delta, axis=0)
+            else:
+                out["n_above"][i, cols] = out["n_pos"][cols]
+                out["n_below"][i, cols] = out["n_neg"][cols]
+    out["n_draws"] = np.asarray(n)
+    return out
+
+
+def reversed_statistics(stats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`item_statistics` of the negated draws (the contrast taken the other way round)."""
+    out = dict(stats)
+    out["mean"] = -stats["mean"]
+    out["n_pos"], out["n_neg"] = stats["n_neg"], stats["n_pos"]
+    out["n_above"], out["n_below"] = stats["n_below"], stats["n_above"]
+    out["hdi_low"], out["hdi_high"] = -stats["hdi_high"], -stats["hdi_low"]
+    return out
+
+
+def summary_from_statistics(
+    stats: dict[str, np.ndarray],
+    *,
+    delta_index: int = 0,
+    hdi_index: int = 0,
+    fdr_target: float = 0.05,
+) -> dict[str, np.ndarray]:
+    """`summarize`'s output from `item_statistics` (at one of its deltas and HDI probs).
+
+    ``delta_index`` / ``hdi_index`` pick the delta and HDI probability; an index of None
+    leaves the columns that depend on it as NaN.
+    """
+    if not 0.0 <= fdr_target <= 1.0:
+        raise ValueError(f"fdr_target must lie in [0, 1], got {fdr_target}")
+    n = float(stats["n_draws"])
+    m = stats["mean"].shape[0]
+    res = {"mean": stats["mean"], "sd": stats["sd"]}
+    for key in ("hdi_low", "hdi_high"):
+        res[key] = stats[key][hdi_index] if hdi_index is not None else np.full(m, np.nan)
+    res["prob_up"] = stats["n_pos"] / n
+    res["prob_down"] = stats["n_neg"] / n
+    res["lfsr"] = 1.0 - np.maximum(res["prob_up"], res["prob_down"])
+    if delta_index is None:
+        above = below = np.full(m, np.nan)
+    else:
+        above, below = stats["n_above"][delta_index], stats["n_below"][delta_index]
+    res["pep"] = (n - above - below) / n
+    res["error_down"] = 1.0 - below / n
+    res["error_up"] = 1.0 - above / n
+    res["error"] = np.minimum(res["error_down"], res["error_up"])
+    res["qvalue"] = qvalues(res["error"])
+    res["qvalue_down"] = qvalues(res["error_down"])
+    res["qvalue_up"] = qvalues(res["error_up"])
+    res["hit"] = res["qvalue"] <= fdr_target
+    res["rank"] = evidence_order(res["error"], res["mean"], res["sd"])
+    return res
+
+
 def summarize(
     draws: np.ndarray,
     *,
@@ -238,49 +354,10 @@ def summarize(
         error_up, error, qvalue, qvalue_down, qvalue_up, hit, rank`` (see the module
         docstring; ``rank`` 1 = smallest ``error``, ties by ``|mean| / sd``).
     """
-    x = as_draws(draws)
-    delta = _check_delta(delta)
-    hdi_prob = _check_prob(hdi_prob)
     if not 0.0 <= fdr_target <= 1.0:
         raise ValueError(f"fdr_target must lie in [0, 1], got {fdr_target}")
-    n, m = x.shape
-    keys = ("mean", "sd", "hdi_low", "hdi_high", "n_pos", "n_neg", "n_above", "n_below", "n_small")
-    out = {k: np.empty(m) for k in keys}
-    for start in _blocks(m, chunk_size):
-        block = np.sort(x[:, start : start + chunk_size], axis=0)
-        if not np.isfinite(block[[0, -1]]).all():
-            raise ValueError("draws contain NaN or infinite values")
-        cols = slice(start, start + block.shape[1])
-        mean = block.mean(axis=0)
-        out["mean"][cols] = mean
-        out["sd"][cols] = (
-            np.sqrt(np.sum((block - mean) ** 2, axis=0) / (n - 1)) if n > 1 else np.nan
-        )
-        out["hdi_low"][cols], out["hdi_high"][cols] = _hdi_sorted(block, hdi_prob)
-        out["n_pos"][cols] = np.count_nonzero(block > 0, axis=0)
-        out["n_neg"][cols] = np.count_nonzero(block < 0, axis=0)
-        if delta > 0:
-            out["n_above"][cols] = np.count_nonzero(block > delta, axis=0)
-            out["n_below"][cols] = np.count_nonzero(block < -delta, axis=0)
-            out["n_small"][cols] = n - out["n_above"][cols] - out["n_below"][cols]
-        else:
-            out["n_above"][cols] = out["n_pos"][cols]
-            out["n_below"][cols] = out["n_neg"][cols]
-            out["n_small"][cols] = n - out["n_pos"][cols] - out["n_neg"][cols]
-    res = {k: out[k] for k in ("mean", "sd", "hdi_low", "hdi_high")}
-    res["prob_up"] = out["n_pos"] / n
-    res["prob_down"] = out["n_neg"] / n
-    res["lfsr"] = 1.0 - np.maximum(res["prob_up"], res["prob_down"])
-    res["pep"] = out["n_small"] / n
-    res["error_down"] = 1.0 - out["n_below"] / n
-    res["error_up"] = 1.0 - out["n_above"] / n
-    res["error"] = np.minimum(res["error_down"], res["error_up"])
-    res["qvalue"] = qvalues(res["error"])
-    res["qvalue_down"] = qvalues(res["error_down"])
-    res["qvalue_up"] = qvalues(res["error_up"])
-    res["hit"] = res["qvalue"] <= fdr_target
-    res["rank"] = evidence_order(res["error"], res["mean"], res["sd"])
-    return res
+    stats = item_statistics(draws, deltas=(delta,), hdi_probs=(hdi_prob,), chunk_size=chunk_size)
+    return summary_from_statistics(stats, fdr_target=fdr_target)
 
 
 def _check_delta(delta: float) -> float:

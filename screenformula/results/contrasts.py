@@ -50,6 +50,7 @@ from screenformula.results.draws import (  # noqa F401: names re-exported from b
     sgrna_lfc_draws,
 )
 from screenformula.results.expected import expected_counts
+from screenformula.results.guide_summary import guide_statistics
 from screenformula.results.mageck import (
     MAGECK_GENE_COLUMNS,
     MAGECK_PROBABILITY_COLUMNS,  # noqa: F401
@@ -387,37 +388,26 @@ def compute_contrasts(
     genes = genes[[*GENE_COLUMNS, *([GROUP] if GROUP in genes.columns else [])]]
     draws = {GENE: _stack(gene_parts, GENE, data.gene_names, contrasts, factor=factor)}
 
-    # guides
+    # guides: from their draws, else from the summaries kept at fit time
     try:
         sgrna_parts = [ex.effect(c.weights, SGRNA) for c in contrasts]
     except _MissingDraws:
         sgrna_parts = None
-    if sgrna_parts is None:
+    if sgrna_parts is not None:
+        guide_summaries = [_summary_frame(guide, **opts)[1] for guide in sgrna_parts]
+        draws[SGRNA] = _stack(sgrna_parts, SGRNA, data.sgrnas, contrasts, factor=factor)
+    else:
+        guide_summaries = _kept_guide_summaries(fit, factor, contrasts, delta, opts)
+    if guide_summaries is None:
         sgrnas = _empty(SGRNA_COLUMNS, NO_SGRNA_DRAWS)
     else:
-        frames = []
-        for c, guide, gs in zip(contrasts, sgrna_parts, gene_summaries, strict=True):
-            frame, s = _summary_frame(guide, **opts)
-            frame = frame.drop(
-                columns=["pep", "hit", "rank", "error_down", "error_up", "qvalue_down", "qvalue_up"]
-            )
-            frame.insert(0, "contrast", c.label)
-            frame.insert(0, GENE, np.asarray(data.genes_of_sgrna, dtype=object))
-            frame.insert(0, SGRNA, np.asarray(data.sgrnas, dtype=object))
-            gene_mean = gs["mean"][data.gene_codes]
-            gene_lfsr = gs["lfsr"][data.gene_codes]
-            frame["gene_lfc"] = gene_mean * LOG2E
-            frame["deviation"] = (s["mean"] - gene_mean) * LOG2E
-            with np.errstate(divide="ignore", invalid="ignore"):
-                eff = s["mean"] / gene_mean
-            frame["efficiency"] = np.where(gene_lfsr <= EFFICIENCY_LFSR, eff, np.nan)
-            frame["prob_concordant"] = np.where(
-                gene_mean > 0, s["prob_up"], np.where(gene_mean < 0, s["prob_down"], np.nan)
-            )
-            frame["is_control"] = data.controls
-            frames.append(frame[list(SGRNA_COLUMNS)])
+        frames = [
+            _guide_frame(c, s, gs, data)
+            for c, s, gs in zip(contrasts, guide_summaries, gene_summaries, strict=True)
+        ]
         sgrnas = pd.concat(frames, ignore_index=True)
-        draws[SGRNA] = _stack(sgrna_parts, SGRNA, data.sgrnas, contrasts, factor=factor)
+        if sgrna_parts is None:
+            sgrnas.attrs["source"] = "guide summaries kept at fit time (no guide draws)"
 
     # gene groups
     if data.gene_groups is None:
@@ -454,8 +444,78 @@ def compute_contrasts(
         guide_genes=pd.Series(np.asarray(data.genes_of_sgrna, dtype=object), index=norm.index),
         size_factors=pd.Series(sf, index=pd.Index(samples, name="sample")),
         sample_levels=levels,
-        phi=_phi_means(ex),
+        phi=_phi_means(ex) if "phi" in ex.post else _kept_phi_means(fit),
     )
+
+
+def _kept_phi_means(fit: ScreenFit) -> pd.Series | None:
+    """Posterior mean dispersion per guide kept at fit time (None when not kept)."""
+    kept = fit.sgrna_summary
+    if kept is None or "phi_mean" not in kept:
+        return None
+    return pd.Series(
+        np.asarray(kept["phi_mean"].values, dtype=float),
+        index=np.asarray(fit.model.data.sgrnas, dtype=object),
+    )
+
+
+def _kept_guide_summaries(
+    fit: ScreenFit,
+    factor: str,
+    contrasts: list[Contrast],
+    delta: float,
+    opts: dict[str, float],
+) -> list[dict[str, np.ndarray]] | None:
+    """Guide summaries from the fit's kept statistics (None when it kept none of these)."""
+    kept = fit.sgrna_summary
+    if kept is None:
+        return None
+    out = []
+    for c in contrasts:
+        found = guide_statistics(kept, factor, c, delta, opts["hdi_prob"])
+        if found is None:
+            return None
+        stats, delta_index, hdi_index = found
+        out.append(
+            core.summary_from_statistics(
+                stats, delta_index=delta_index, hdi_index=hdi_index, fdr_target=opts["fdr_target"]
+            )
+        )
+    return out
+
+
+def _guide_frame(
+    c: Contrast, s: dict[str, np.ndarray], gs: dict[str, np.ndarray], data: Any
+) -> pd.DataFrame:
+    """The guide table of contrast ``c`` from its guide summary ``s`` and gene summary ``gs``."""
+    frame = pd.DataFrame(
+        {
+            "lfc": s["mean"] * LOG2E,
+            "lfc_ln": s["mean"],
+            "lfc_sd": s["sd"] * LOG2E,
+            "hdi_low": s["hdi_low"] * LOG2E,
+            "hdi_high": s["hdi_high"] * LOG2E,
+            "prob_up": s["prob_up"],
+            "prob_down": s["prob_down"],
+            "lfsr": s["lfsr"],
+            "qvalue": s["qvalue"],
+        }
+    )
+    frame.insert(0, "contrast", c.label)
+    frame.insert(0, GENE, np.asarray(data.genes_of_sgrna, dtype=object))
+    frame.insert(0, SGRNA, np.asarray(data.sgrnas, dtype=object))
+    gene_mean = gs["mean"][data.gene_codes]
+    gene_lfsr = gs["lfsr"][data.gene_codes]
+    frame["gene_lfc"] = gene_mean * LOG2E
+    frame["deviation"] = (s["mean"] - gene_mean) * LOG2E
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eff = s["mean"] / gene_mean
+    frame["efficiency"] = np.where(gene_lfsr <= EFFICIENCY_LFSR, eff, np.nan)
+    frame["prob_concordant"] = np.where(
+        gene_mean > 0, s["prob_up"], np.where(gene_mean < 0, s["prob_down"], np.nan)
+    )
+    frame["is_control"] = data.controls
+    return frame[list(SGRNA_COLUMNS)]
 
 
 def _group_table(

@@ -52,3 +52,35 @@ def convergence_table(
         divergences = int(idata["sample_stats"]["diverging"].sum())
     table.attrs["divergences"] = divergences
     return table
+
+
+def describe_storage(options: dict[str, Any]) -> list[str]:
+    """Lines saying what a fit kept of its guide-level draws and log-likelihood, and why."""
+    info = options.get("storage")
+    if not info:
+        return []
+    lines = []
+    size = _bytes(info["sgrna_draws_bytes"])
+    budget = _bytes(info["sgrna_budget_bytes"])
+    if options.get("store_sgrna"):
+        lines.append(f"guide-level draws kept ({info['store_sgrna']}): {size}")
+    else:
+        lines.append(
+            f"guide-level draws not kept ({info['store_sgrna']}: they would take {size}, "
+            f"budget {budget}); guide results come from summaries kept during the fit"
+        )
+    ll_size = _bytes(info["log_likelihood_bytes"])
+    state = "computed" if options.get("log_likelihood") else "not computed"
+    lines.append(
+        f"pointwise log-likelihood {state} ({info['log_likelihood']}): it takes {ll_size}, "
+        f"budget {_bytes(info['log_likelihood_budget_bytes'])}"
+        + ("" if options.get("store_sgrna") else ", and it needs the guide-level draws")
+    )
+    return lines
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"

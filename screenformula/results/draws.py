@@ -239,7 +239,9 @@ class _Extractor:
         )
         self._b: np.ndarray | None = None
 
-    def n_items(self, level: str) -> int:
+    def n_items(self, level: str, rows: slice | None = None) -> int:
+        if rows is not None:
+            return len(range(*rows.indices(self.data.n_sgrnas)))
         if level == GENE:
             return self.data.n_genes
         if level == SGRNA:
@@ -255,21 +257,37 @@ class _Extractor:
     def has_group_term(self) -> bool:
         return any(t.level == GROUP for t in self.terms)
 
-    def r(self, term: GroupTerm, coef: str) -> np.ndarray:
+    def r(self, term: GroupTerm, coef: str, rows: slice | None = None) -> np.ndarray:
+        """Draws of ``r_<term>`` for ``coef``; ``rows`` selects guides of a guide-level term."""
         name = f"r_{term.name}"
         if name not in self.post:
             raise _MissingDraws(name)
-        return _flat(self.post[name].sel({f"{term.name}_coef": coef}))
+        da = self.post[name].sel({f"{term.name}_coef": coef})
+        if rows is not None and term.level == SGRNA:
+            da = da.isel({SGRNA: rows})  # reads only these guides from a lazy store
+        return _flat(da)
 
-    def _mapping(self, term: GroupTerm, level: str) -> np.ndarray | None:
-        """Column of ``r_<term>`` for each item of ``level`` (None: the identity)."""
+    def _mapping(self, term: GroupTerm, level: str, rows: slice | None = None) -> np.ndarray | None:
+        """Column of ``r_<term>`` for each item of ``level`` (None: the identity).
+
+        With ``rows`` (guides ``rows`` of the SGRNA level), a guide-level term's draws are
+        already cut to those guides (`r`), so its mapping is the identity.
+        """
         if level == GROUP:
             return None
+        if rows is not None and level == SGRNA:
+            if term.level == SGRNA:
+                return None
+            return term.index[rows]
         idx = term.index[self.first_guide] if level == GENE else term.index
         return None if np.array_equal(idx, np.arange(idx.size)) else idx
 
-    def coefficient(self, coef: str, level: str) -> np.ndarray:
-        """Total effect of ``coef`` for every item of ``level`` (a new draws x items array)."""
+    def coefficient(self, coef: str, level: str, rows: slice | None = None) -> np.ndarray:
+        """Total effect of ``coef`` for every item of ``level`` (a new draws x items array).
+
+        ``rows`` (a slice of guides, with ``level="sgrna"``) restricts the items to those
+        guides, so that guide-level effects can be computed a block of guides at a time.
+        """
         terms = [
             t
             for t in self.terms
@@ -286,27 +304,28 @@ class _Extractor:
             b = self._b[:, names.index(coef)][:, None]
         total: np.ndarray | None = None
         for term in terms:
-            r = self.r(term, coef)
-            idx = self._mapping(term, level)
+            r = self.r(term, coef, rows)
+            idx = self._mapping(term, level, rows)
             piece = r if idx is None else r[:, idx]
             if total is None:
-                # never write into the posterior: copy unless indexing already did
-                shared = np.may_share_memory(piece, self.post[f"r_{term.name}"].values)
-                total = piece.copy() if shared else piece
+                # never write into the posterior: copy unless indexing made a new array
+                total = piece if piece.flags.owndata else piece.copy()
                 total += b
             else:
                 total += piece
         if total is None:
-            total = np.repeat(b, self.n_items(level), axis=1)
+            total = np.repeat(b, self.n_items(level, rows), axis=1)
         return total
 
-    def effect(self, weights: dict[str, float], level: str) -> np.ndarray:
-        """``sum_c w_c * coefficient(c)`` (draws x items)."""
+    def effect(
+        self, weights: dict[str, float], level: str, rows: slice | None = None
+    ) -> np.ndarray:
+        """``sum_c w_c * coefficient(c)`` (draws x items; ``rows`` as in `coefficient`)."""
         out: np.ndarray | None = None
         for coef, w in weights.items():
             if not w:
                 continue
-            part = self.coefficient(coef, level)
+            part = self.coefficient(coef, level, rows)
             if w != 1.0:
                 part *= w
             if out is None:
@@ -314,7 +333,7 @@ class _Extractor:
             else:
                 out += part
         if out is None:
-            out = np.zeros((self.n_draws, self.n_items(level)))
+            out = np.zeros((self.n_draws, self.n_items(level, rows)))
         return out
 
 

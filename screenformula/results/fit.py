@@ -20,6 +20,7 @@ import xarray as xr
 from screenformula.errors import FitError
 from screenformula.io.screen_data import ScreenData
 from screenformula.results.diagnostics import convergence_table
+from screenformula.results.guide_summary import SUMMARY_GROUP
 from screenformula.spec.priors import Prior
 
 if TYPE_CHECKING:
@@ -64,6 +65,17 @@ class ScreenFit:
         return self.idata["posterior"].to_dataset()
 
     @property
+    def sgrna_summary(self) -> xr.Dataset | None:
+        """Guide-level contrast statistics kept at fit time instead of guide draws, or None.
+
+        See `screenformula.results.guide_summary`: they give the guide table and
+        ``sgrna_summary.txt`` when the fit kept no guide-level draws.
+        """
+        if SUMMARY_GROUP not in self.idata.children:
+            return None
+        return self.idata[SUMMARY_GROUP].to_dataset()
+
+    @property
     def approximate(self) -> bool:
         """True when the posterior comes from an approximate method, not NUTS."""
         return self.method != "nuts"
@@ -100,9 +112,18 @@ class ScreenFit:
         -------
         DataFrame
             One row per variable: ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min``, ``ok``;
-            the divergence count is in ``.attrs["divergences"]``.
+            the divergence count is in ``.attrs["divergences"]``. Empty for an approximate
+            fit, whose draws are independent draws of the approximation (R-hat and ESS say
+            nothing about it); ``.attrs["problems"]`` says so.
         """
-        table = convergence_table(self.idata, var_names, rhat_max=rhat_max, ess_min=ess_min)
+        if self.approximate:  # independent draws of an approximation: nothing to check
+            table = pd.DataFrame(
+                columns=["rhat_max", "ess_bulk_min", "ess_tail_min", "ok"],
+                index=pd.Index([], name="variable"),
+            )
+            table.attrs["divergences"] = 0
+        else:
+            table = convergence_table(self.idata, var_names, rhat_max=rhat_max, ess_min=ess_min)
         problems = []
         if self.approximate:
             problems.append(f"{self.method} is approximate: R-hat/ESS do not apply")
@@ -141,7 +162,10 @@ class ScreenFit:
             ds = tree[group].to_dataset()
             drop = [v for v in ds.data_vars if ds[v].dtype == object]
             if drop:
-                tree[group] = xr.DataTree(ds.drop_vars(drop))
+                ds = ds.drop_vars(drop)
+            ds.attrs = _netcdf_attrs(ds.attrs)
+            tree[group] = xr.DataTree(ds)
+        tree.attrs = _netcdf_attrs(tree.attrs)
         tree[DATA_GROUP] = xr.DataTree(screen_data_to_dataset(self.model.data))
         tree.attrs["screenformula"] = json.dumps(
             {
@@ -269,6 +293,18 @@ def package_versions() -> dict[str, str]:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             out[pkg] = "not installed"
+    return out
+
+
+def _netcdf_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Attributes netCDF can hold: nested values (a sampler's settings) as JSON text."""
+    out = {}
+    for key, value in attrs.items():
+        if isinstance(value, dict | list | tuple) or value is None:
+            value = json.dumps(_jsonable(value))
+        elif isinstance(value, bool | np.bool_):
+            value = int(value)
+        out[key] = value
     return out
 
 
