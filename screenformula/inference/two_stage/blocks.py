@@ -155,7 +155,9 @@ def block_layout(pymc_model, spec) -> BlockLayout:  # noqa: ANN001
         if level is None and dims[:1] == (DIM_GENE,):
             level = "gene"
         if level is None:
-            if shape[:1] in ((n_sgrna,), (n_genes,)) and len(shape) >= 1 and shape[0] > 1:
+            # a variable with named dims that are neither gene nor sgrna is global (a
+            # coefficient vector may have as many entries as a small subset has genes)
+            if not dims and shape[:1] in ((n_sgrna,), (n_genes,)) and shape[0] > 1:
                 raise FitError(f"two-stage fit: cannot place variable {rv.name!r} in a gene block")
             globals_.append((value.name, tuple(np.shape(point[value.name]))))
         elif level == "gene":

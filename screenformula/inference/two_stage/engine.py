@@ -52,6 +52,8 @@ class TwoStageConfig:
         sizes are carried over).
     chunk_genes : int
         Genes per stage-2 chunk.
+    proposal_batch : int
+        Importance proposals drawn at a time (bounds the memory of their guide coordinates).
     newton_max_iter : int
     target_accept : float
         Stage 1's NUTS target acceptance.
@@ -61,14 +63,15 @@ class TwoStageConfig:
     stage1_draws: int = 500
     stage1_tune: int = 500
     stage1_chains: int = 2
-    n_global_draws: int = 20
-    proposal_factor: float = 2.0
+    n_global_draws: int = 4
+    proposal_factor: float = 1.0
     proposal_df: float = 7.0
     proposal_scale: float = 1.1
     khat_threshold: float = 0.7
     hmc_warmup: int = 150
     hmc_warmup_next: int = 40
-    chunk_genes: int = 4000
+    chunk_genes: int = 25000
+    proposal_batch: int = 20
     newton_max_iter: int = 50
     target_accept: float = 0.8
 
@@ -98,20 +101,38 @@ class ChunkResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _importance_round(density, glob, fit, m, S, config, rng):  # noqa: ANN001, ANN202
-    """Proposals, log-ratios, PSIS weights and ``m`` resampled draws for one global draw."""
+def _importance_round(density, glob, fit, m, S, config, rng, keep_guides):  # noqa: ANN001, ANN202
+    """Proposals, log-ratios, PSIS weights and ``m`` resampled draws for one global draw.
+
+    Proposals are drawn and scored ``config.proposal_batch`` at a time, so memory holds the
+    proposals' gene coordinates (``S x n_genes x a``) but never all their guide
+    coordinates; those are kept only when ``keep_guides`` (guide draws are returned).
+    """
     from screenformula.inference.two_stage.importance import ess, psis, systematic_resample
     from screenformula.inference.two_stage.laplace import sample_proposal
 
-    PG, PU, logq = sample_proposal(fit, S, rng, df=config.proposal_df, scale=config.proposal_scale)
-    lp = np.stack([density.logp(glob, PG[i], PU[i]) for i in range(S)])
-    log_ratio = (lp - logq).T  # (n_genes, S)
+    lay = density.layout
+    PG = np.empty((S, lay.n_genes, lay.a))
+    PU = np.empty((S, lay.n_sgrna, lay.c)) if keep_guides else None
+    log_ratio = np.empty((lay.n_genes, S))
+    for lo in range(0, S, config.proposal_batch):
+        hi = min(lo + config.proposal_batch, S)
+        bG, bU, logq = sample_proposal(
+            fit, hi - lo, rng, df=config.proposal_df, scale=config.proposal_scale
+        )
+        for i in range(hi - lo):
+            log_ratio[:, lo + i] = density.logp(glob, bG[i], bU[i]) - logq[i]
+        PG[lo:hi] = bG
+        if keep_guides:
+            PU[lo:hi] = bU
     lw, khat = psis(log_ratio)
     idx = systematic_resample(lw, m, rng)  # (n_genes, m)
-    gog = density.layout.gene_of_guide
     genes = np.arange(idx.shape[0])
     G = PG[idx.T, genes[None, :]]
-    U = PU[idx.T[:, gog], np.arange(len(gog))[None, :]]
+    U = None
+    if keep_guides:
+        gog = lay.gene_of_guide
+        U = PU[idx.T[:, gog], np.arange(len(gog))[None, :]]
     return G, U, log_ratio, khat, ess(lw)
 
 
@@ -134,7 +155,10 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     n_draws = len(task.draw_k)
     G0, U0 = lay.join(density.pymc_model.initial_point())
     outG = np.empty((n_draws, lay.n_genes, lay.a))
-    outU = np.empty((n_draws, lay.n_sgrna, lay.c))
+    # guide draws are kept only when guide-level variables are returned (at 80,000 guides
+    # and 1,000 draws they would take 1.9 GB)
+    keep_guides = bool(task.guide_names)
+    outU = np.empty((n_draws, lay.n_sgrna, lay.c)) if keep_guides else None
     pooled, khat_k, ess_k = [], [], []
     ok = np.ones(lay.n_genes, bool)
     iters = np.zeros(lay.n_genes)
@@ -153,9 +177,11 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         iters += fit.iterations
         S = max(int(math.ceil(config.proposal_factor * len(where))), 20)
         G, U, log_ratio, khat, ess = _importance_round(
-            density, glob, fit, len(where), S, config, rng
+            density, glob, fit, len(where), S, config, rng, keep_guides
         )
-        outG[where], outU[where] = G, U
+        outG[where] = G
+        if keep_guides:
+            outU[where] = U
         finite = np.where(np.isfinite(log_ratio), log_ratio, -np.inf)
         top = finite.max(axis=1, keepdims=True)
         norm = top + np.log(np.mean(np.exp(finite - top), axis=1, keepdims=True))
@@ -193,7 +219,8 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
                 sub, glob, fit, len(where), rng, n_warmup=warm, state=state
             )
             outG[np.ix_(where, np.flatnonzero(refit))] = hG
-            outU[np.ix_(where, rows)] = hU
+            if keep_guides:
+                outU[np.ix_(where, rows)] = hU
             acc.append(stats["accept"])
             div = div + stats["divergences"]
         diag["hmc_accept"][refit] = np.mean(acc, axis=0)
@@ -229,14 +256,16 @@ def _stored_draws(density, task, outG, outU):  # noqa: ANN001, ANN202
     fn = pytensor.function(values, outs, on_unused_input="ignore", mode="NUMBA")
     lay = density.layout
     shapes = {name: np.shape(x) for name, x in pm_model.initial_point().items()}
-    result = {n: [] for n in names}
+    stacked = {}
+    U0 = np.zeros((lay.n_sgrna, lay.c))  # guide values, unused by gene-level variables
     for i, k in enumerate(task.draw_k):
         point = dict(task.globals_unc[k])
-        point.update(lay.split(outG[i], outU[i]))
+        point.update(lay.split(outG[i], U0 if outU is None else outU[i]))
         args = [np.asarray(point[v.name], dtype=float).reshape(shapes[v.name]) for v in values]
         for n, val in zip(names, fn(*args), strict=True):
-            result[n].append(val)
-    stacked = {n: np.stack(v) for n, v in result.items()}
+            if n not in stacked:
+                stacked[n] = np.empty((len(task.draw_k),) + np.shape(val))
+            stacked[n][i] = val
     return (
         {n: stacked[n] for n in task.gene_names},
         {n: stacked[n] for n in task.guide_names},

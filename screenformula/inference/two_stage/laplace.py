@@ -154,11 +154,14 @@ def newton(
     max_iter: int = 50,
     tol: float = 1e-8,
     max_step: float = 5.0,
+    max_halvings: int = 6,
 ) -> LaplaceFit:
     """Maximise every gene's log-density at once by damped Newton steps.
 
     Each gene keeps its own Levenberg damping and backtracking step; a gene stops when its
-    Newton decrement ``g' P^-1 g / 2`` falls below ``tol``.
+    Newton decrement ``g' P^-1 g / 2`` falls below ``tol``. Each iteration tries at most
+    ``max_halvings`` step halvings (every trial is a log-density call over all genes); a
+    gene whose step is not accepted raises its damping for the next iteration instead.
     """
     lay = density.layout
     gog = lay.gene_of_guide
@@ -189,7 +192,7 @@ def newton(
         scale = np.where(done, 0.0, scale)
         step = scale.copy()
         accepted = done.copy()
-        for _ in range(30):
+        for _ in range(max_halvings):
             trial_G = G + step[:, None] * dG
             trial_U = U + step[gog, None] * dU
             lp_t = density.logp(glob, trial_G, trial_U)
