@@ -1,0 +1,209 @@
+"""Two-stage engine vs full NUTS on simulated screens, and its genome-wide timing.
+
+Usage::
+
+    python benchmarks/bench_two_stage.py --genes 500 --seeds 1 2 --timing-genes 20000
+
+For each seed: a screen of ``--genes`` genes (4 guides, pool + 3 control + 3 treated,
+10 % hits) fitted by full NUTS (``--nuts-chains`` x ``--nuts-draws``) and by
+`fit_two_stage`; compared on the gene LFC posterior (treated vs control): correlation of
+means, ratio of sds (median, 5-95 %), hit calls at q = 0.05 (q-value: running mean of the
+sorted local false sign rates), 90 % interval coverage of the true LFC. NUTS's own
+run-to-run agreement (its first half of chains against its second half) is the ceiling.
+Then the two-stage fit alone on ``--timing-genes`` genes. Writes
+``benchmarks/results/two_stage.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+import screenformula as sf  # noqa: E402
+from screenformula.inference.nuts import sample_nuts, stored_variables  # noqa: E402
+from screenformula.inference.two_stage.engine import fit_two_stage  # noqa: E402
+
+FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
+COEF = "treatment[treated]"
+OUT = Path(__file__).parent / "results"
+
+
+def lfc_draws(post) -> np.ndarray:  # noqa: ANN001
+    """(draws, genes) gene LFC draws from a posterior Dataset."""
+    lfc = post["b"].sel(b_coef=COEF) + post["r_gene"].sel(gene_coef=COEF)
+    return lfc.stack(s=("chain", "draw")).transpose("s", "gene").values
+
+
+def hits(draws: np.ndarray, q: float = 0.05) -> np.ndarray:
+    """Hit calls: genes whose lfsr q-value (running mean of sorted lfsr) is at most ``q``."""
+    pos = (draws > 0).mean(0)
+    lfsr = np.minimum(pos, 1 - pos)
+    order = np.argsort(lfsr)
+    qval = np.empty_like(lfsr)
+    qval[order] = np.cumsum(lfsr[order]) / np.arange(1, len(lfsr) + 1)
+    return qval <= q
+
+
+def compare(a: np.ndarray, b: np.ndarray, truth: np.ndarray) -> dict:
+    """Agreement of draws ``a`` (method) with reference draws ``b``."""
+    ratio = a.std(0) / b.std(0)
+    lo, hi = np.quantile(a, [0.05, 0.95], axis=0)
+    lo_b, hi_b = np.quantile(b, [0.05, 0.95], axis=0)
+    return {
+        "corr_means": float(np.corrcoef(a.mean(0), b.mean(0))[0, 1]),
+        "sd_ratio_median": float(np.median(ratio)),
+        "sd_ratio_5": float(np.quantile(ratio, 0.05)),
+        "sd_ratio_95": float(np.quantile(ratio, 0.95)),
+        "frac_sd_ratio_in_0.8_1.25": float(np.mean((ratio > 0.8) & (ratio < 1.25))),
+        "hit_agreement": float(np.mean(hits(a) == hits(b))),
+        "hits": int(hits(a).sum()),
+        "hits_ref": int(hits(b).sum()),
+        "coverage90": float(np.mean((truth >= lo) & (truth <= hi))),
+        "coverage90_ref": float(np.mean((truth >= lo_b) & (truth <= hi_b))),
+    }
+
+
+def run_seed(n_genes: int, seed: int, args: argparse.Namespace) -> dict:
+    """One simulated screen: NUTS and two-stage, compared."""
+    data, truth = sf.simulate_screen(n_genes=n_genes, random_seed=seed)
+    model = sf.ScreenModel(FORMULA, data)
+    true = truth.genes.set_index("gene").loc[list(map(str, data.gene_names)), "lfc"].to_numpy()
+    start = time.perf_counter()
+    nuts = sample_nuts(
+        model.pymc_model,
+        draws=args.nuts_draws,
+        tune=args.nuts_draws,
+        chains=args.nuts_chains,
+        cores=args.nuts_chains,
+        random_seed=seed,
+        engine="nutpie",
+        var_names=stored_variables(model.pymc_model, False),
+        progress=False,
+        target_accept=0.8,
+    )
+    t_nuts = time.perf_counter() - start
+    post = nuts["posterior"]
+    ref = lfc_draws(post)
+    half = args.nuts_chains // 2
+    first = lfc_draws(post.isel(chain=slice(0, half)))
+    second = lfc_draws(post.isel(chain=slice(half, None)))
+    start = time.perf_counter()
+    idata, options = fit_two_stage(
+        model, draws=args.draws, random_seed=seed, progress=False, **args.overrides
+    )
+    t_two = time.perf_counter() - start
+    two = lfc_draws(idata["posterior"].to_dataset())
+    return {
+        "seed": seed,
+        "n_genes": n_genes,
+        "nuts_seconds": round(t_nuts, 1),
+        "two_stage_seconds": round(t_two, 1),
+        "two_stage_vs_nuts": compare(two, ref, true),
+        "nuts_half_vs_half": compare(first, second, true),
+        "two_stage_options": {
+            k: options[k] for k in ("stage1", "khat", "n_hmc_genes", "hmc", "seconds")
+        },
+    }
+
+
+def run_timing(n_genes: int, args: argparse.Namespace) -> dict:
+    """The two-stage fit alone on a genome-scale screen."""
+    data, _ = sf.simulate_screen(n_genes=n_genes, n_controls=200, random_seed=7)
+    model = sf.ScreenModel(FORMULA, data)
+    start = time.perf_counter()
+    _, options = fit_two_stage(
+        model, draws=args.draws, random_seed=7, progress=False, **args.overrides
+    )
+    return {
+        "n_genes": n_genes,
+        "n_sgrnas": int(data.n_sgrnas),
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "options": {k: options[k] for k in ("stage1", "khat", "n_hmc_genes", "hmc", "seconds")},
+    }
+
+
+def markdown(result: dict) -> str:
+    """A table of the comparison."""
+    lines = [
+        "# Two-stage engine vs full NUTS (simulated, pool + 3 + 3)",
+        "",
+        f"NUTS: {result['nuts_chains']} x {result['nuts_draws']} draws; two-stage: "
+        f"{result['draws']} draws, settings {result['overrides'] or 'default'}.",
+        "",
+        "| seed | genes | who | corr means | sd ratio median [5-95 %] | in [0.8,1.25] "
+        "| hit agreement (hits) | coverage 90 % (NUTS) | HMC genes | k-hat>0.7 | s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["seeds"]:
+        for who, key in (
+            ("two-stage", "two_stage_vs_nuts"),
+            ("NUTS half/half", "nuts_half_vs_half"),
+        ):
+            c = r[key]
+            extra = (
+                f"{r['two_stage_options']['n_hmc_genes']} | "
+                f"{r['two_stage_options']['khat']['above_0.7']} | {r['two_stage_seconds']}"
+                if key == "two_stage_vs_nuts"
+                else f"- | - | {r['nuts_seconds']}"
+            )
+            lines.append(
+                f"| {r['seed']} | {r['n_genes']} | {who} | {c['corr_means']:.4f} | "
+                f"{c['sd_ratio_median']:.3f} [{c['sd_ratio_5']:.3f}, {c['sd_ratio_95']:.3f}] | "
+                f"{c['frac_sd_ratio_in_0.8_1.25']:.3f} | {c['hit_agreement']:.3f} "
+                f"({c['hits']}/{c['hits_ref']}) | {c['coverage90']:.3f} ({c['coverage90_ref']:.3f})"
+                f" | {extra} |"
+            )
+    if result.get("timing"):
+        t = result["timing"]
+        lines += [
+            "",
+            f"Genome-scale timing: {t['n_genes']:,} genes, {t['n_sgrnas']:,} guides: "
+            f"{t['wall_seconds']} s wall (stage 1 {t['options']['seconds']['stage1']} s, "
+            f"stage 2 {t['options']['seconds']['stage2']} s; parts "
+            f"{t['options']['seconds']['stage2_parts']}), HMC genes "
+            f"{t['options']['n_hmc_genes']}, k-hat {t['options']['khat']}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Run the benchmark and write the results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--genes", type=int, default=500)
+    parser.add_argument("--seeds", type=int, nargs="*", default=[1])
+    parser.add_argument("--nuts-draws", type=int, default=1000)
+    parser.add_argument("--nuts-chains", type=int, default=4)
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--timing-genes", type=int, default=0)
+    parser.add_argument("--set", nargs="*", default=[], help="config overrides, key=value")
+    parser.add_argument("--out", default=str(OUT / "two_stage"))
+    args = parser.parse_args()
+    args.overrides = {
+        k: float(v) if "." in v else int(v) for k, v in (s.split("=") for s in args.set)
+    }
+    result = {
+        "nuts_draws": args.nuts_draws,
+        "nuts_chains": args.nuts_chains,
+        "draws": args.draws,
+        "overrides": args.overrides,
+        "seeds": [run_seed(args.genes, seed, args) for seed in args.seeds],
+    }
+    if args.timing_genes:
+        result["timing"] = run_timing(args.timing_genes, args)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str))
+    out.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+"""Two-stage genome-scale inference.
+
+Global parameters by NUTS on a subsample of genes, then every gene's block given K draws of them
+(Laplace, Pareto-smoothed importance
+sampling, per-gene HMC where the Laplace proposal is poor). Entry point:
+`screenformula.inference.two_stage.engine.fit_two_stage`.
+"""

@@ -1,0 +1,159 @@
+"""The per-gene conditional log-density, compiled once from the model's own PyMC graph.
+
+For fixed global parameters the joint log-density is a sum over genes. `BlockDensity`
+compiles, from ``model.logp(sum=False)`` of a model built with the PyTensor NB expression
+(which has second derivatives), functions of (globals, ``G``, ``U``) returning
+
+- every gene's log-density (its gene-level prior terms plus its guides' prior and
+  likelihood terms, segment-summed to genes),
+- the gradient of their sum (separable: each gene's own gradient), and
+- Hessian-vector products, from which `hessian_blocks` gets every gene's Hessian with
+  ``a + c`` products in all: guides of one gene never interact directly, so probing
+  coordinate ``j`` of every gene at once, then coordinate ``q`` of every guide at once,
+  gives the gene blocks ``A``, the guide blocks ``D`` and the gene-guide cross terms
+  ``B`` (an "arrowhead" Hessian per gene).
+
+No derivative is written by hand, so any formula nested in gene works.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from pytensor.graph.replace import graph_replace
+
+from screenformula.inference.two_stage import _numba_ops  # noqa: F401 - registers tri_gamma
+from screenformula.inference.two_stage.blocks import BlockLayout, block_layout, expression_kernel
+
+#: PyTensor compile mode of the stage-2 functions (measured: see benchmarks/bench_two_stage.py).
+COMPILE_MODE = "NUMBA"
+
+
+class BlockDensity:
+    """Compiled per-gene log-density, gradient and Hessian blocks of one `ScreenModel`.
+
+    Parameters
+    ----------
+    model : ScreenModel
+        The model (its data define the genes of this density; a chunk of genes is a
+        `ScreenModel` on a subset, see `blocks.subset_model`).
+    mode : str
+        PyTensor compile mode.
+    """
+
+    def __init__(self, model: Any, mode: str = COMPILE_MODE) -> None:
+        from screenformula.backend.model import build_pymc_model
+
+        start = time.perf_counter()
+        with expression_kernel():
+            pm_model = build_pymc_model(model.spec)
+        self.pymc_model = pm_model
+        self.layout: BlockLayout = block_layout(pm_model, model.spec)
+        lay = self.layout
+        n_genes = lay.n_genes
+        gene_idx = pt.as_tensor_variable(lay.gene_of_guide)
+
+        self.G = pt.matrix("G")
+        self.U = pt.matrix("U")
+        values = {v.name: v for v in pm_model.value_vars}
+        self.global_inputs = [values[n] for n in lay.global_names]
+        local_values = {values[v.name]: v for v in (*lay.gene_vars, *lay.guide_vars)}
+
+        # one log-density term per free variable and observed variable
+        rvs = list(pm_model.free_RVs) + list(pm_model.observed_RVs)
+        terms = pm_model.logp(vars=rvs, sum=False, jacobian=True)
+        per_gene = pt.zeros(n_genes)
+        per_guide = pt.zeros(lay.n_sgrna)
+        value_names = {pm_model.rvs_to_values[rv].name: rv for rv in pm_model.free_RVs}
+        levels = {v.name: v.level for v in (*lay.gene_vars, *lay.guide_vars)}
+        for rv, term in zip(rvs, terms, strict=True):
+            value = pm_model.rvs_to_values[rv]
+            if rv in pm_model.observed_RVs:
+                level = "sgrna"
+            else:
+                level = levels.get(value.name)
+                assert value.name in value_names
+            if level is None:
+                continue  # a global prior: constant given the globals
+            flat = term.reshape((term.shape[0], -1)).sum(axis=1) if term.ndim > 1 else term
+            if level == "gene":
+                per_gene = per_gene + flat
+            else:
+                per_guide = per_guide + flat
+        per_gene = pt.inc_subtensor(per_gene[gene_idx], per_guide)
+
+        replace = {}
+        for value, v in local_values.items():
+            M = self.G if v.level == "gene" else self.U
+            block = M[:, v.start : v.start + v.width]
+            replace[value] = block.reshape(v.shape) if len(v.shape) > 1 else block[:, 0]
+        (lp,) = graph_replace([per_gene], replace, strict=False)
+        total = lp.sum()
+        gG, gU = pytensor.grad(total, [self.G, self.U])
+        self.VG = pt.matrix("VG")
+        self.VU = pt.matrix("VU")
+        hG, hU = pytensor.grad((gG * self.VG).sum() + (gU * self.VU).sum(), [self.G, self.U])
+        inputs = [*self.global_inputs, self.G, self.U]
+        kw = {"mode": mode, "on_unused_input": "ignore"}
+        self._logp = pytensor.function(inputs, lp, **kw)
+        self._logp_grad = pytensor.function(inputs, [lp, gG, gU], **kw)
+        self._hvp = pytensor.function([*inputs, self.VG, self.VU], [hG, hU], **kw)
+        self.compile_seconds = time.perf_counter() - start
+
+    # ------------------------------------------------------------------ calls
+    def logp(self, glob: list[np.ndarray], G: np.ndarray, U: np.ndarray) -> np.ndarray:
+        """Every gene's log-density (up to a constant of the globals)."""
+        return self._logp(*glob, G, U)
+
+    def logp_grad(
+        self, glob: list[np.ndarray], G: np.ndarray, U: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-gene log-density and its gradient in ``G`` and ``U``."""
+        return self._logp_grad(*glob, G, U)
+
+    def hessian_blocks(
+        self, glob: list[np.ndarray], G: np.ndarray, U: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every gene's Hessian of the log-density as arrowhead blocks.
+
+        Returns
+        -------
+        A : (n_genes, a, a)
+            Gene-coordinate block.
+        B : (n_sgrna, c, a)
+            Guide-by-gene cross terms.
+        D : (n_sgrna, c, c)
+            Guide blocks (guides of a gene do not interact).
+        """
+        lay = self.layout
+        a, c = lay.a, lay.c
+        A = np.empty((lay.n_genes, a, a))
+        B = np.empty((lay.n_sgrna, c, a))
+        D = np.empty((lay.n_sgrna, c, c))
+        zG, zU = np.zeros_like(G), np.zeros_like(U)
+        for j in range(a):
+            VG = zG.copy()
+            VG[:, j] = 1.0
+            hG, hU = self._hvp(*glob, G, U, VG, zU)
+            A[:, :, j] = hG
+            B[:, :, j] = hU
+        for q in range(c):
+            VU = zU.copy()
+            VU[:, q] = 1.0
+            _, hU = self._hvp(*glob, G, U, zG, VU)
+            D[:, :, q] = hU
+        # symmetrise rounding noise
+        A = 0.5 * (A + np.swapaxes(A, 1, 2))
+        D = 0.5 * (D + np.swapaxes(D, 1, 2))
+        return A, B, D
+
+    def global_list(self, values: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Global values (unconstrained, by value-variable name) in input order."""
+        return [
+            np.asarray(values[n], dtype=float).reshape(self.layout.global_shapes[n])
+            for n in self.layout.global_names
+        ]

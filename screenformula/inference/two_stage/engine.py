@@ -1,0 +1,522 @@
+"""The two-stage engine: `fit_two_stage`, and `run_chunk`, its pure per-chunk stage 2.
+
+Stage 1 samples the global parameters with NUTS on a subsample of genes. Stage 2 gives
+every gene's block its posterior given K of those draws: a Laplace fit per gene and
+global draw, importance-corrected with Pareto-smoothed weights, and per-gene HMC for the
+genes whose pooled k-hat exceeds a threshold. Output draw ``i`` uses global draw
+``i mod K`` for every gene, so gene effects and globals stay jointly consistent.
+
+Stage 2 runs over chunks of genes: `run_chunk` takes a `ChunkTask` (the chunk's counts as
+a `ScreenData`, the model settings, the K global draws) and returns a `ChunkResult` of
+arrays, with no shared state, so any executor with a ``map`` (a thread or process pool,
+later a Dask client) can run the chunks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from screenformula.inference.two_stage.blocks import check_supported, model_settings, subset_data
+
+
+@dataclass(frozen=True)
+class TwoStageConfig:
+    """Settings of a two-stage fit (defaults chosen by `benchmarks/bench_two_stage.py`).
+
+    Attributes
+    ----------
+    stage1_genes : int
+        Genes in the stage-1 subsample (all genes with a control guide are added on top
+        of the abundance-stratified draw when they exceed it).
+    stage1_draws, stage1_tune, stage1_chains : int
+        NUTS settings of stage 1.
+    n_global_draws : int
+        K, the stage-1 draws carried into stage 2.
+    proposal_factor : float
+        Importance proposals per kept draw (per gene and global draw).
+    proposal_df : float
+        Degrees of freedom of the Student-t proposal (``inf``: the Laplace Gaussian).
+    proposal_scale : float
+        Scale of the proposal relative to the Laplace covariance's square root.
+    khat_threshold : float
+        Genes with a pooled Pareto k-hat above it are refitted by HMC.
+    hmc_warmup, hmc_warmup_next : int
+        HMC warm-up iterations for the first global draw, and for each later one (step
+        sizes are carried over).
+    chunk_genes : int
+        Genes per stage-2 chunk.
+    proposal_batch : int
+        Importance proposals drawn at a time (bounds the memory of their guide coordinates).
+    newton_max_iter : int
+    target_accept : float
+        Stage 1's NUTS target acceptance.
+    """
+
+    stage1_genes: int = 1000
+    stage1_draws: int = 500
+    stage1_tune: int = 500
+    stage1_chains: int = 2
+    n_global_draws: int = 4
+    proposal_factor: float = 1.0
+    proposal_df: float = 7.0
+    proposal_scale: float = 1.1
+    khat_threshold: float = 0.7
+    hmc_warmup: int = 150
+    hmc_warmup_next: int = 40
+    chunk_genes: int = 25000
+    proposal_batch: int = 20
+    newton_max_iter: int = 50
+    target_accept: float = 0.8
+
+
+@dataclass
+class ChunkTask:
+    """Everything stage 2 needs for one chunk of genes (all picklable)."""
+
+    formula: str
+    settings: dict[str, Any]
+    data: Any  # ScreenData of the chunk's guides (full-screen size factors)
+    globals_unc: list[dict[str, np.ndarray]]  # K dicts: unconstrained global values
+    draw_k: np.ndarray  # global draw of every output draw
+    gene_names: list[str]  # stored gene-level variables to return
+    guide_names: list[str]  # stored guide-level variables to return (may be empty)
+    config: TwoStageConfig
+    seed: int
+
+
+@dataclass
+class ChunkResult:
+    """Stage-2 output of one chunk: draws of its stored variables and per-gene diagnostics."""
+
+    gene_draws: dict[str, np.ndarray]  # name -> (draws, n_genes_chunk, ...)
+    guide_draws: dict[str, np.ndarray]  # name -> (draws, n_sgrna_chunk, ...)
+    diagnostics: dict[str, np.ndarray]  # name -> (n_genes_chunk,)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _importance_round(density, glob, fit, m, S, config, rng, keep_guides):  # noqa: ANN001, ANN202
+    """Proposals, log-ratios, PSIS weights and ``m`` resampled draws for one global draw.
+
+    Proposals are drawn and scored ``config.proposal_batch`` at a time, so memory holds the
+    proposals' gene coordinates (``S x n_genes x a``) but never all their guide
+    coordinates; those are kept only when ``keep_guides`` (guide draws are returned).
+    """
+    from screenformula.inference.two_stage.importance import ess, psis, systematic_resample
+    from screenformula.inference.two_stage.laplace import sample_proposal
+
+    lay = density.layout
+    PG = np.empty((S, lay.n_genes, lay.a))
+    PU = np.empty((S, lay.n_sgrna, lay.c)) if keep_guides else None
+    log_ratio = np.empty((lay.n_genes, S))
+    for lo in range(0, S, config.proposal_batch):
+        hi = min(lo + config.proposal_batch, S)
+        bG, bU, logq = sample_proposal(
+            fit, hi - lo, rng, df=config.proposal_df, scale=config.proposal_scale
+        )
+        for i in range(hi - lo):
+            log_ratio[:, lo + i] = density.logp(glob, bG[i], bU[i]) - logq[i]
+        PG[lo:hi] = bG
+        if keep_guides:
+            PU[lo:hi] = bU
+    lw, khat = psis(log_ratio)
+    idx = systematic_resample(lw, m, rng)  # (n_genes, m)
+    genes = np.arange(idx.shape[0])
+    G = PG[idx.T, genes[None, :]]
+    U = None
+    if keep_guides:
+        gog = lay.gene_of_guide
+        U = PU[idx.T[:, gog], np.arange(len(gog))[None, :]]
+    return G, U, log_ratio, khat, ess(lw)
+
+
+def run_chunk(task: ChunkTask) -> ChunkResult:
+    """Stage 2 for one chunk of genes: a pure function of its task (arrays in, arrays out)."""
+    from screenformula.inference.two_stage.density import BlockDensity
+    from screenformula.inference.two_stage.hmc import hmc_chain
+    from screenformula.inference.two_stage.importance import psis
+    from screenformula.inference.two_stage.laplace import newton
+    from screenformula.model import ScreenModel
+
+    t0 = time.perf_counter()
+    config = task.config
+    rng = np.random.default_rng(task.seed)
+    model = ScreenModel(task.formula, task.data, **task.settings)
+    density = BlockDensity(model)
+    lay = density.layout
+    t_compile = time.perf_counter() - t0
+    K = len(task.globals_unc)
+    n_draws = len(task.draw_k)
+    G0, U0 = lay.join(density.pymc_model.initial_point())
+    outG = np.empty((n_draws, lay.n_genes, lay.a))
+    # guide draws are kept only when guide-level variables are returned (at 80,000 guides
+    # and 1,000 draws they would take 1.9 GB)
+    keep_guides = bool(task.guide_names)
+    outU = np.empty((n_draws, lay.n_sgrna, lay.c)) if keep_guides else None
+    pooled, khat_k, ess_k = [], [], []
+    ok = np.ones(lay.n_genes, bool)
+    iters = np.zeros(lay.n_genes)
+    t_newton = t_is = 0.0
+    for k in range(K):
+        where = np.flatnonzero(task.draw_k == k)
+        if not len(where):
+            continue
+        glob = density.global_list(task.globals_unc[k])
+        t = time.perf_counter()
+        fit = newton(density, glob, G0, U0, max_iter=config.newton_max_iter)
+        G0, U0 = fit.G, fit.U
+        t_newton += time.perf_counter() - t
+        t = time.perf_counter()
+        ok &= fit.ok
+        iters += fit.iterations
+        S = max(int(math.ceil(config.proposal_factor * len(where))), 20)
+        G, U, log_ratio, khat, ess = _importance_round(
+            density, glob, fit, len(where), S, config, rng, keep_guides
+        )
+        outG[where] = G
+        if keep_guides:
+            outU[where] = U
+        finite = np.where(np.isfinite(log_ratio), log_ratio, -np.inf)
+        top = finite.max(axis=1, keepdims=True)
+        norm = top + np.log(np.mean(np.exp(finite - top), axis=1, keepdims=True))
+        pooled.append(log_ratio - norm)
+        khat_k.append(khat)
+        ess_k.append(ess / S)
+        t_is += time.perf_counter() - t
+    _, khat = psis(np.concatenate(pooled, axis=1))
+    refit = (khat > config.khat_threshold) | ~ok
+    diag = {
+        "khat": khat,
+        "khat_max_per_draw": np.max(khat_k, axis=0),
+        "is_ess_fraction": np.mean(ess_k, axis=0),
+        "laplace_ok": ok,
+        "newton_iterations": iters / K,
+        "refit_hmc": refit,
+        "hmc_accept": np.full(lay.n_genes, np.nan),
+        "hmc_divergences": np.zeros(lay.n_genes, dtype=np.int64),
+    }
+    t = time.perf_counter()
+    if refit.any():
+        sub_data, rows = subset_data(task.data, np.flatnonzero(refit))
+        sub = BlockDensity(ScreenModel(task.formula, sub_data, **task.settings))
+        sG, sU = sub.layout.join(sub.pymc_model.initial_point())
+        state, acc, div = None, [], 0
+        for k in range(K):
+            where = np.flatnonzero(task.draw_k == k)
+            if not len(where):
+                continue
+            glob = sub.global_list(task.globals_unc[k])
+            fit = newton(sub, glob, sG, sU, max_iter=config.newton_max_iter)
+            sG, sU = fit.G, fit.U
+            warm = config.hmc_warmup if state is None else config.hmc_warmup_next
+            hG, hU, stats, state = hmc_chain(
+                sub, glob, fit, len(where), rng, n_warmup=warm, state=state
+            )
+            outG[np.ix_(where, np.flatnonzero(refit))] = hG
+            if keep_guides:
+                outU[np.ix_(where, rows)] = hU
+            acc.append(stats["accept"])
+            div = div + stats["divergences"]
+        diag["hmc_accept"][refit] = np.mean(acc, axis=0)
+        diag["hmc_divergences"][refit] = div
+    t_hmc = time.perf_counter() - t
+
+    t = time.perf_counter()
+    gene_draws, guide_draws = _stored_draws(density, task, outG, outU)
+    t_det = time.perf_counter() - t
+    return ChunkResult(
+        gene_draws,
+        guide_draws,
+        diag,
+        {
+            "compile": t_compile,
+            "newton": t_newton,
+            "importance": t_is,
+            "hmc": t_hmc,
+            "deterministics": t_det,
+            "total": time.perf_counter() - t0,
+        },
+    )
+
+
+def _stored_draws(density, task, outG, outU):  # noqa: ANN001, ANN202
+    """Values of the stored gene- (and guide-) level variables at every draw."""
+    import pytensor
+
+    pm_model = density.pymc_model
+    names = [*task.gene_names, *task.guide_names]
+    outs = pm_model.replace_rvs_by_values([pm_model[n] for n in names])
+    values = list(pm_model.value_vars)
+    fn = pytensor.function(values, outs, on_unused_input="ignore", mode="NUMBA")
+    lay = density.layout
+    shapes = {name: np.shape(x) for name, x in pm_model.initial_point().items()}
+    stacked = {}
+    U0 = np.zeros((lay.n_sgrna, lay.c))  # guide values, unused by gene-level variables
+    for i, k in enumerate(task.draw_k):
+        point = dict(task.globals_unc[k])
+        point.update(lay.split(outG[i], U0 if outU is None else outU[i]))
+        args = [np.asarray(point[v.name], dtype=float).reshape(shapes[v.name]) for v in values]
+        for n, val in zip(names, fn(*args), strict=True):
+            if n not in stacked:
+                stacked[n] = np.empty((len(task.draw_k),) + np.shape(val))
+            stacked[n][i] = val
+    return (
+        {n: stacked[n] for n in task.gene_names},
+        {n: stacked[n] for n in task.guide_names},
+    )
+
+
+def _serial_map(fn: Callable, tasks: Iterable) -> list:
+    return [fn(t) for t in tasks]
+
+
+def fit_two_stage(
+    model: Any,
+    *,
+    draws: int = 1000,
+    random_seed: int | None = None,
+    progress: bool = True,
+    store_sgrna: bool = False,
+    config: TwoStageConfig | None = None,
+    executor: Any = None,
+    **overrides: Any,
+) -> tuple[xr.DataTree, dict[str, Any]]:
+    """Fit a `ScreenModel` with the two-stage engine.
+
+    Parameters
+    ----------
+    model : ScreenModel
+        Every varying effect nested in gene (or at sample level); see
+        `blocks.check_supported`.
+    draws : int
+        Posterior draws returned (one chain).
+    random_seed : int, optional
+    progress : bool
+        Stage 1's progress bar.
+    store_sgrna : bool
+        Also return the guide-level variables (``r_<guide term>``, ``phi``, raw effects):
+        every stored variable of a NUTS fit with ``store_sgrna=True``.
+    config : TwoStageConfig, optional
+        Settings; keyword ``overrides`` replace single fields
+        (``fit_two_stage(m, n_global_draws=10)``).
+    executor : object with ``map``, optional
+        Runs `run_chunk` over the chunks (e.g. a ``concurrent.futures`` pool); default: in
+        process, one chunk after another.
+
+    Returns
+    -------
+    idata : DataTree
+        ``posterior``: the variables (names, dims) a NUTS fit stores (`stored_variables`),
+        chain dim of length 1; ``sample_stats``: ``global_draw`` (which stage-1 draw each
+        draw is conditioned on); ``gene_diagnostics``: per gene ``khat``,
+        ``khat_max_per_draw``, ``is_ess_fraction``, ``laplace_ok``, ``newton_iterations``,
+        ``refit_hmc``, ``hmc_accept``, ``hmc_divergences``; ``stage1_posterior``: the
+        stage-1 draws of the global variables.
+    options : dict
+        ``method``, ``draws``, ``random_seed``, ``config``, ``stage1`` (genes, seconds,
+        per-variable ``rhat_max``/``ess_bulk_min``/``ess_tail_min``, ``divergences``),
+        ``khat`` (quantiles and counts above 0.5/0.7/1), ``n_hmc_genes``, ``hmc``
+        (acceptance quantiles, divergences), ``seconds`` (per step).
+    """
+    from screenformula.inference.nuts import stored_variables
+    from screenformula.inference.two_stage.stage1 import (
+        choose_genes,
+        convergence,
+        run_stage1,
+        unconstrained,
+    )
+
+    config = replace(config or TwoStageConfig(), **overrides)
+    check_supported(model.spec)
+    t_start = time.perf_counter()
+    rng = np.random.default_rng(random_seed)
+    data = model.data
+    full = model.pymc_model
+    stored = stored_variables(full, bool(store_sgrna))
+    shapes = _shapes(full)
+    n_genes, n_sgrna = data.n_genes, data.n_sgrnas
+    level = {name: _level(full, name, shapes[name], n_genes, n_sgrna) for name in stored}
+    global_stored = [n for n in stored if level[n] is None]
+    gene_names = [n for n in stored if level[n] == "gene"]
+    guide_names = [n for n in stored if level[n] == "sgrna"]
+
+    # ---- stage 1
+    genes1 = choose_genes(data, config.stage1_genes, rng)
+    probe = _global_free_rvs(full, n_genes, n_sgrna, shapes)
+    idata1, sub1, t1 = run_stage1(
+        model,
+        genes1,
+        [rv for rv, _ in probe],
+        global_stored,
+        draws=config.stage1_draws,
+        tune=config.stage1_tune,
+        chains=config.stage1_chains,
+        random_seed=int(rng.integers(2**31)),
+        progress=progress,
+        target_accept=config.target_accept,
+    )
+    post1 = idata1["posterior"]
+    n_flat = post1.sizes["chain"] * post1.sizes["draw"]
+    K = min(config.n_global_draws, n_flat)
+    picks = np.linspace(0, n_flat - 1, K).round().astype(int)
+    globals_unc = unconstrained(sub1.pymc_model, [v for _, v in probe], post1, picks)
+    conv = convergence(post1, [rv for rv, _ in probe])
+    divergences = int(np.asarray(idata1["sample_stats"]["diverging"]).sum())
+
+    # ---- stage 2
+    draw_k = np.arange(draws) % K
+    settings = model_settings(model)
+    chunks = [
+        np.arange(s, min(s + config.chunk_genes, n_genes))
+        for s in range(0, n_genes, config.chunk_genes)
+    ]
+    tasks, rows = [], []
+    for genes in chunks:
+        sub, r = subset_data(data, genes)
+        rows.append(r)
+        tasks.append(
+            ChunkTask(
+                model.settings["formula"],
+                settings,
+                sub,
+                globals_unc,
+                draw_k,
+                gene_names,
+                guide_names,
+                config,
+                int(rng.integers(2**31)),
+            )
+        )
+    t2 = time.perf_counter()
+    mapper = _serial_map if executor is None else executor.map
+    results = list(mapper(run_chunk, tasks))
+    t_stage2 = time.perf_counter() - t2
+
+    # ---- assemble
+    post_vars = {}
+    flat1 = {n: post1[n].values.reshape((-1,) + post1[n].shape[2:])[picks] for n in global_stored}
+    for n in global_stored:
+        post_vars[n] = flat1[n][draw_k][None]
+    for n in gene_names:
+        post_vars[n] = np.concatenate([r.gene_draws[n] for r in results], axis=1)[None]
+    for n in guide_names:
+        arr = np.empty((draws,) + shapes[n])
+        for r, rr in zip(results, rows, strict=True):
+            arr[:, rr] = r.guide_draws[n]
+        post_vars[n] = arr[None]
+    posterior = _dataset(full, post_vars, shapes)
+    diag = {k: np.concatenate([r.diagnostics[k] for r in results]) for k in results[0].diagnostics}
+    gene_diag = xr.Dataset(
+        {k: (("gene",), v) for k, v in diag.items()},
+        coords={"gene": list(map(str, data.gene_names))},
+    )
+    stats = xr.Dataset(
+        {"global_draw": (("chain", "draw"), picks[draw_k][None])},
+        coords={"chain": [0], "draw": np.arange(draws)},
+    )
+    idata = xr.DataTree.from_dict(
+        {
+            "posterior": posterior,
+            "sample_stats": stats,
+            "gene_diagnostics": gene_diag,
+            "stage1_posterior": post1.to_dataset(),
+        }
+    )
+    khat = diag["khat"]
+    refit = diag["refit_hmc"]
+    seconds = {k: round(sum(r.seconds[k] for r in results), 2) for k in results[0].seconds}
+    options = {
+        "method": "two-stage",
+        "draws": draws,
+        "chains": 1,
+        "random_seed": random_seed,
+        "store_sgrna": bool(store_sgrna),
+        "config": asdict(config),
+        "stage1": {
+            "genes": int(len(genes1)),
+            "seconds": round(t1, 2),
+            "convergence": conv,
+            "rhat_max": max(v["rhat_max"] for v in conv.values()),
+            "ess_bulk_min": min(v["ess_bulk_min"] for v in conv.values()),
+            "divergences": divergences,
+        },
+        "n_global_draws": int(K),
+        "khat": {
+            "quantiles": dict(
+                zip(
+                    ("q50", "q90", "q99", "max"),
+                    np.nanquantile(khat, [0.5, 0.9, 0.99, 1.0]).round(3).tolist(),
+                    strict=True,
+                )
+            ),
+            "above_0.5": int(np.sum(khat > 0.5)),
+            "above_0.7": int(np.sum(khat > 0.7)),
+            "above_1": int(np.sum(khat > 1.0)),
+        },
+        "n_hmc_genes": int(refit.sum()),
+        "hmc": {
+            "accept_min": float(np.nanmin(diag["hmc_accept"])) if refit.any() else None,
+            "accept_median": float(np.nanmedian(diag["hmc_accept"])) if refit.any() else None,
+            "divergences": int(diag["hmc_divergences"].sum()),
+        },
+        "seconds": {
+            "stage1": round(t1, 2),
+            "stage2": round(t_stage2, 2),
+            "stage2_parts": seconds,
+            "total": round(time.perf_counter() - t_start, 2),
+        },
+        "n_chunks": len(tasks),
+    }
+    return idata, options
+
+
+def _shapes(pm_model: Any) -> dict[str, tuple[int, ...]]:
+    from screenformula.inference.nuts import variable_shapes
+
+    return variable_shapes(pm_model)
+
+
+def _level(pm_model: Any, name: str, shape: tuple, n_genes: int, n_sgrna: int) -> str | None:
+    """``"gene"``, ``"sgrna"`` or None (global) for a stored variable."""
+    dims = pm_model.named_vars_to_dims.get(name) or ()
+    if "sgrna" in dims:
+        return "sgrna"
+    if "gene" in dims:
+        return "gene"
+    if not dims and shape:
+        if shape[0] == n_sgrna and n_sgrna != n_genes:
+            return "sgrna"
+        if shape[0] == n_genes:
+            return "gene"
+    return None
+
+
+def _global_free_rvs(pm_model: Any, n_genes: int, n_sgrna: int, shapes: dict) -> list:
+    """(RV name, value-variable name) of every global free variable."""
+    out = []
+    for rv in pm_model.free_RVs:
+        if _level(pm_model, rv.name, shapes[rv.name], n_genes, n_sgrna) is None:
+            out.append((rv.name, pm_model.rvs_to_values[rv].name))
+    return out
+
+
+def _dataset(pm_model: Any, values: dict[str, np.ndarray], shapes: dict) -> xr.Dataset:
+    """A posterior Dataset with the dims and coords a NUTS fit gives these variables."""
+    data_vars, coords = {}, {}
+    for name, arr in values.items():
+        dims = pm_model.named_vars_to_dims.get(name)
+        if not dims:
+            dims = tuple(f"{name}_dim_{i}" for i in range(arr.ndim - 2))
+        for d in dims:
+            if d in pm_model.coords and pm_model.coords[d] is not None:
+                coords[d] = list(pm_model.coords[d])
+        data_vars[name] = (("chain", "draw", *dims), arr)
+    n_draws = next(iter(values.values())).shape[1]
+    coords.update({"chain": [0], "draw": np.arange(n_draws)})
+    return xr.Dataset(data_vars, coords=coords)

@@ -1,0 +1,108 @@
+"""Importance correction of per-gene Laplace proposals with Pareto-smoothed weights.
+
+`psis` is vectorised over genes: ArviZ's ``psislw`` fits the generalised Pareto tail one
+row at a time in Python (3.7 s for 2,000 genes x 250 proposals, most of stage 2's
+importance step); the same algorithm on whole blocks of rows takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp
+
+#: Rows fitted at once by `gpd_fit` (bounds its (rows, grid, tail) work array).
+_ROW_BLOCK = 2000
+
+
+def gpd_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised Pareto shape ``k`` and scale ``sigma`` of every row of ``x``.
+
+    Zhang & Stephens (2009) with the weakly informative prior of Vehtari et al. (as in
+    ArviZ's ``_gpdfit``); ``x`` holds non-negative exceedances, sorted ascending per row.
+    """
+    rows, n = x.shape
+    prior_bs, prior_k = 3.0, 10.0
+    m_est = 30 + int(n**0.5)
+    grid = 1 - np.sqrt(m_est / (np.arange(1, m_est + 1) - 0.5))  # (m,)
+    quart = x[:, int(n / 4 + 0.5) - 1]
+    far = quart <= x[:, 0]  # first quartile at the minimum: far from a Pareto tail
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b = grid[None, :] / (prior_bs * quart[:, None]) + 1 / x[:, -1:]  # (rows, m)
+        k = np.log1p(-b[:, :, None] * x[:, None, :]).mean(axis=2)  # (rows, m)
+        len_scale = n * (np.log(-(b / k)) - k - 1)
+        weights = 1 / np.exp(len_scale[:, None, :] - len_scale[:, :, None]).sum(axis=2)
+        weights = np.where(weights >= 10 * np.finfo(float).eps, weights, 0.0)
+        weights /= weights.sum(axis=1, keepdims=True)
+        b_post = (b * weights).sum(axis=1)
+        k_post = np.log1p(-b_post[:, None] * x).mean(axis=1)
+        sigma = -k_post / b_post
+    k_post = (n * k_post + prior_k * 0.5) / (n + prior_k)
+    k_post = np.where(np.isnan(k_post), np.inf, k_post)
+    return np.where(far, np.nan, k_post), np.where(far, np.nan, sigma)
+
+
+def psis(log_ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pareto-smoothed, normalised log weights and k-hat along the last axis.
+
+    ``log_ratio`` is ``log p - log q`` (target over proposal), shape (rows, n). The largest
+    ``floor(3 sqrt(n))`` ratios of each row (``floor(n / 5)`` for ``n <= 225``) are replaced
+    by the expected order statistics of a generalised Pareto fitted to them (Vehtari et
+    al. 2024), as ArviZ's ``psislw`` does one row at a time (same results to rounding).
+    """
+    lr = np.where(np.isfinite(log_ratio), log_ratio, -np.inf)
+    lr = lr - np.max(lr, axis=-1, keepdims=True)
+    lr = np.where(np.isfinite(lr), lr, -1e10)
+    rows, n = lr.shape
+    tail = int(np.floor(3 * np.sqrt(n))) if n > 225 else n // 5
+    khat = np.full(rows, np.inf)
+    if tail < 5:
+        return lr - logsumexp(lr, axis=-1, keepdims=True), khat
+    order = np.argsort(lr, axis=1)
+    srt = np.take_along_axis(lr, order, axis=1)
+    cutoff = srt[:, n - tail - 1]
+    exp_cut = np.exp(cutoff)[:, None]
+    x_tail = np.maximum(np.exp(srt[:, n - tail :]) - exp_cut, 0.0)
+    sigma = np.empty(rows)
+    for lo in range(0, rows, _ROW_BLOCK):
+        hi = min(lo + _ROW_BLOCK, rows)
+        khat[lo:hi], sigma[lo:hi] = gpd_fit(x_tail[lo:hi])
+    p = (np.arange(tail) + 0.5) / tail
+    good = np.isfinite(khat) & (sigma > 0)
+    kk = np.where(np.abs(khat) < np.finfo(float).eps, 1.0, khat)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        q = np.where(
+            np.abs(khat)[:, None] < np.finfo(float).eps,
+            -np.log1p(-p)[None, :],
+            np.expm1(-kk * np.log1p(-p)[None, :]) / kk,
+        )
+        smoothed = np.minimum(np.log(q * sigma[:, None] + exp_cut), 0.0)
+    new_tail = np.where(good[:, None], smoothed, srt[:, n - tail :])
+    out = lr.copy()
+    np.put_along_axis(out, order[:, n - tail :], new_tail, axis=1)
+    return out - logsumexp(out, axis=-1, keepdims=True), khat
+
+
+def ess(log_weights: np.ndarray) -> np.ndarray:
+    """Importance-sampling effective sample size of normalised log weights (last axis)."""
+    return np.exp(-logsumexp(2 * log_weights, axis=-1))
+
+
+def systematic_resample(log_weights: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` indices per row drawn by systematic resampling from normalised log weights.
+
+    Parameters
+    ----------
+    log_weights : (rows, n_proposals)
+    """
+    w = np.exp(log_weights)
+    cdf = np.cumsum(w, axis=-1)
+    cdf[:, -1] = 1.0
+    u = (rng.random((w.shape[0], 1)) + np.arange(n)[None, :]) / n
+    rows, m = w.shape
+    offset = np.arange(rows)[:, None]
+    flat = np.searchsorted((cdf + offset).ravel(), (u + offset).ravel(), side="right")
+    idx = flat.reshape(rows, n) - offset * m
+    idx = np.clip(idx, 0, m - 1)
+    # shuffle so that draws are not sorted by proposal
+    perm = np.argsort(rng.random(idx.shape), axis=1)
+    return np.take_along_axis(idx, perm, axis=1)

@@ -1,0 +1,124 @@
+"""Stage 1: NUTS on an abundance-stratified subsample of genes, for the global parameters."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytensor
+
+from screenformula.inference.two_stage.blocks import subset_model
+
+
+def choose_genes(
+    data: Any, n_genes: int, rng: np.random.Generator, n_strata: int = 10
+) -> np.ndarray:
+    """Codes of ``n_genes`` genes for stage 1.
+
+    Every gene with a control guide, the rest drawn at random within strata of mean log
+    normalised count (so both tails of abundance are present).
+    """
+    if n_genes >= data.n_genes:
+        return np.arange(data.n_genes)
+    codes = data.gene_codes
+    control = np.zeros(data.n_genes, bool)
+    control[codes[data.controls]] = True
+    norm = np.log1p(data.counts / data.size_factors.to_numpy()[None, :]).mean(axis=1)
+    abundance = np.bincount(codes, norm, minlength=data.n_genes) / np.bincount(
+        codes, minlength=data.n_genes
+    )
+    chosen = list(np.flatnonzero(control))
+    rest = np.flatnonzero(~control)
+    n_more = max(n_genes - len(chosen), 0)
+    if n_more and len(rest):
+        edges = np.quantile(abundance[rest], np.linspace(0, 1, n_strata + 1)[1:-1])
+        stratum = np.searchsorted(edges, abundance[rest])
+        share = n_more / len(rest)
+        for s in range(n_strata):
+            members = rest[stratum == s]
+            take = min(len(members), int(round(share * len(members))))
+            chosen.extend(rng.choice(members, size=take, replace=False))
+    return np.sort(np.asarray(chosen, dtype=np.int64))
+
+
+def run_stage1(
+    model: Any,
+    genes: np.ndarray,
+    global_rvs: list[str],
+    global_stored: list[str],
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    random_seed: int | None,
+    progress: bool,
+    target_accept: float,
+    engine: str = "nutpie",
+) -> tuple[Any, Any, float]:
+    """NUTS on the subsample; returns its DataTree, the subset `ScreenModel` and seconds."""
+    from screenformula.inference.nuts import sample_nuts
+
+    sub, _ = subset_model(model, genes)
+    start = time.perf_counter()
+    names = list(dict.fromkeys([*global_rvs, *global_stored]))
+    idata = sample_nuts(
+        sub.pymc_model,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        cores=chains,
+        random_seed=random_seed,
+        engine=engine,
+        var_names=names,
+        progress=progress,
+        target_accept=target_accept,
+    )
+    return idata, sub, time.perf_counter() - start
+
+
+def unconstrained(pymc_model: Any, value_names: list[str], post: Any, picks: np.ndarray) -> list:
+    """Unconstrained values of the global value variables at flat draw indices ``picks``.
+
+    ``post`` is the stage-1 posterior (constrained values, dims chain and draw).
+    """
+    by_value = {pymc_model.rvs_to_values[rv].name: rv for rv in pymc_model.free_RVs}
+    out = [dict() for _ in picks]
+    for name in value_names:
+        rv = by_value[name]
+        arr = post[rv.name].values
+        flat = arr.reshape((-1,) + arr.shape[2:])[picks]
+        tr = pymc_model.rvs_to_transforms.get(rv)
+        if tr is None:
+            for k, v in enumerate(flat):
+                out[k][name] = np.asarray(v, dtype=float)
+            continue
+        x = rv.type()
+        fn = pytensor.function(
+            [x], tr.forward(x, *rv.owner.inputs), on_unused_input="ignore", mode="FAST_COMPILE"
+        )
+        for k, v in enumerate(flat):
+            out[k][name] = np.asarray(fn(np.asarray(v, dtype=rv.dtype)), dtype=float)
+    return out
+
+
+def convergence(post: Any, names: list[str]) -> dict[str, dict[str, float]]:
+    """Max R-hat and min bulk/tail ESS of each named variable of the stage-1 posterior."""
+    from arviz_stats.base.array import array_stats
+
+    out = {}
+    for name in names:
+        arr = np.asarray(post[name].values, dtype=float)
+        arr = arr.reshape(arr.shape[:2] + (-1,))
+        arr = np.moveaxis(arr, 2, 0)  # (k, chain, draw)
+        rhat = np.asarray(array_stats.rhat(arr, chain_axis=-2, draw_axis=-1))
+        ess_b = np.asarray(array_stats.ess(arr, chain_axis=-2, draw_axis=-1, method="bulk"))
+        ess_t = np.asarray(
+            array_stats.ess(arr, chain_axis=-2, draw_axis=-1, method="tail", prob=(0.05, 0.95))
+        )
+        out[name] = {
+            "rhat_max": float(np.nanmax(rhat)),
+            "ess_bulk_min": float(np.nanmin(ess_b)),
+            "ess_tail_min": float(np.nanmin(ess_t)),
+        }
+    return out

@@ -1,0 +1,164 @@
+"""The two-stage engine: per-gene density, Laplace algebra, and agreement with full NUTS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import FORMULA
+
+import screenformula as sf
+from screenformula.inference.nuts import sample_nuts, stored_variables
+from screenformula.inference.two_stage.density import BlockDensity
+from screenformula.inference.two_stage.engine import fit_two_stage
+from screenformula.inference.two_stage.laplace import factor, newton, segment_matrix
+
+COEF = "treatment[treated]"
+
+
+@pytest.fixture(scope="module")
+def tiny_density():
+    data, _ = sf.simulate_screen(n_genes=5, n_controls=5, random_seed=11)
+    density = BlockDensity(sf.ScreenModel(FORMULA, data))
+    point = density.pymc_model.initial_point()
+    rng = np.random.default_rng(0)
+    glob = density.global_list(
+        {k: v + 0.1 * rng.normal(size=np.shape(v)) for k, v in point.items()}
+    )
+    G, U = density.layout.join(point)
+    return density, glob, G + 0.3 * rng.normal(size=G.shape), U + 0.3 * rng.normal(size=U.shape)
+
+
+def _flat(density, glob, G, U):
+    def grad(x):
+        _, gG, gU = density.logp_grad(
+            glob, x[: G.size].reshape(G.shape), x[G.size :].reshape(U.shape)
+        )
+        return np.concatenate([gG.ravel(), gU.ravel()])
+
+    return np.concatenate([G.ravel(), U.ravel()]), grad
+
+
+def test_arrowhead_hessian_matches_finite_differences(tiny_density):
+    density, glob, G, U = tiny_density
+    lay = density.layout
+    x0, grad = _flat(density, glob, G, U)
+    eps = 1e-5
+    numeric = np.array(
+        [(grad(x0 + eps * e) - grad(x0 - eps * e)) / (2 * eps) for e in np.eye(x0.size)]
+    )
+    A, B, D = density.hessian_blocks(glob, G, U)
+    a, c = lay.a, lay.c
+    H = np.zeros_like(numeric)
+    for g in range(lay.n_genes):
+        H[g * a : (g + 1) * a, g * a : (g + 1) * a] = A[g]
+    for s, g in enumerate(lay.gene_of_guide):
+        u = G.size + s * c
+        H[u : u + c, u : u + c] = D[s]
+        H[u : u + c, g * a : (g + 1) * a] = B[s]
+        H[g * a : (g + 1) * a, u : u + c] = B[s].T
+    np.testing.assert_allclose(H, numeric, atol=1e-5 * np.abs(numeric).max())
+    # genes are separable: moving one gene leaves the others' log-density alone
+    lp = density.logp(glob, G, U)
+    G2 = G.copy()
+    G2[1] += 1.0
+    moved = density.logp(glob, G2, U) - lp
+    assert abs(moved[1]) > 1e-6 and np.allclose(np.delete(moved, 1), 0, atol=1e-9)
+
+    # the arrowhead factor solves P x = g and its log-determinant is the dense one's
+    M = segment_matrix(lay.gene_of_guide, lay.n_genes)
+    f = factor(A, B, D, lay.gene_of_guide, M, lam=np.full(lay.n_genes, 1e3))
+    P = -H + 1e3 * np.eye(len(H))
+    g = np.random.default_rng(1).normal(size=len(H))
+    dG, dU = f.solve(g[: G.size].reshape(G.shape), g[G.size :].reshape(U.shape))
+    np.testing.assert_allclose(np.concatenate([dG.ravel(), dU.ravel()]), np.linalg.solve(P, g))
+    assert np.isclose(f.logdet.sum(), np.linalg.slogdet(P)[1])
+
+
+def test_newton_reaches_each_genes_mode(tiny_density):
+    density, glob, G, U = tiny_density
+    fit = newton(density, glob, G, U)
+    assert fit.ok.all()
+    _, gG, gU = density.logp_grad(glob, fit.G, fit.U)
+    assert np.abs(gG).max() < 1e-3 and np.abs(gU).max() < 1e-3
+
+
+@pytest.fixture(scope="module")
+def compared():
+    """NUTS (2 x 500) and two-stage fits of one 60-gene screen."""
+    data, _ = sf.simulate_screen(n_genes=60, random_seed=21)
+    model = sf.ScreenModel(FORMULA, data)
+    nuts = sample_nuts(
+        model.pymc_model,
+        draws=500,
+        tune=500,
+        chains=2,
+        cores=2,
+        random_seed=3,
+        engine="nutpie",
+        var_names=stored_variables(model.pymc_model, False),
+        progress=False,
+        target_accept=0.8,
+    )
+    return model, nuts["posterior"].to_dataset()
+
+
+def _lfc(post):
+    lfc = post["b"].sel(b_coef=COEF) + post["r_gene"].sel(gene_coef=COEF)
+    return lfc.stack(s=("chain", "draw")).transpose("s", "gene").values
+
+
+@pytest.mark.slow
+def test_two_stage_matches_nuts(compared):
+    model, ref = compared
+    idata, options = fit_two_stage(
+        model,
+        draws=1000,
+        random_seed=5,
+        progress=False,
+        stage1_genes=40,
+        stage1_draws=300,
+        stage1_tune=300,
+        n_global_draws=10,
+    )
+    post = idata["posterior"].to_dataset()
+    # the very variables and dims a NUTS fit stores
+    names = stored_variables(model.pymc_model, False)
+    assert set(post.data_vars) == set(names)
+    for name in names:
+        assert post[name].dims[2:] == ref[name].dims[2:], name
+    assert post.sizes["chain"] == 1 and post.sizes["draw"] == 1000
+    a, b = _lfc(post), _lfc(ref)
+    assert np.corrcoef(a.mean(0), b.mean(0))[0, 1] >= 0.99
+    ratio = a.std(0) / b.std(0)
+    assert 0.9 < np.median(ratio) < 1.1 and np.all((ratio > 0.7) & (ratio < 1.4))
+    diag = idata["gene_diagnostics"]
+    assert diag.sizes["gene"] == model.data.n_genes
+    assert options["stage1"]["rhat_max"] < 1.05 and options["n_global_draws"] == 10
+    assert options["khat"]["above_0.7"] == options["n_hmc_genes"]
+
+
+@pytest.mark.slow
+def test_poor_laplace_proposal_sends_genes_to_hmc(compared):
+    """A proposal far too narrow (0.3 x the Laplace scale) gives k-hat > 0.7: HMC refits."""
+    model, ref = compared
+    idata, options = fit_two_stage(
+        model,
+        draws=400,
+        random_seed=6,
+        progress=False,
+        stage1_genes=40,
+        stage1_draws=200,
+        stage1_tune=300,
+        n_global_draws=4,
+        proposal_scale=0.3,
+        proposal_df=np.inf,
+    )
+    diag = idata["gene_diagnostics"]
+    refit = diag["refit_hmc"].values
+    assert refit.mean() > 0.9 and options["n_hmc_genes"] == int(refit.sum())
+    assert np.all(diag["khat"].values[refit] > 0.7)
+    assert np.nanmedian(diag["hmc_accept"].values) > 0.6
+    a, b = _lfc(idata["posterior"].to_dataset()), _lfc(ref)
+    assert np.corrcoef(a.mean(0), b.mean(0))[0, 1] >= 0.99
+    ratio = a.std(0) / b.std(0)
+    assert 0.85 < np.median(ratio) < 1.15
