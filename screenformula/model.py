@@ -119,7 +119,7 @@ class ScreenModel:
 
     def fit(
         self,
-        method: str = "nuts",
+        method: str = "auto",
         *,
         draws: int = 1000,
         tune: int = 1000,
@@ -138,7 +138,9 @@ class ScreenModel:
 
         Parameters
         ----------
-        method : {"nuts", "advi", "approx"}
+        method : {"auto", "nuts", "two-stage", "advi", "approx"}
+            ``"auto"`` (the default) runs ``"nuts"`` up to 2,000 genes and the two-stage
+            engine above that, and prints which and why (``fit.options["auto"]``).
             ``"nuts"`` samples the posterior. ``"advi"`` is a fast, *approximate* first
             look: mean-field ADVI (PyMC's ``pm.fit``: Adam, step 0.1 halving every 200
             iterations down to 0.01, stopped when the window-averaged means move less

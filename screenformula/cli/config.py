@@ -44,7 +44,7 @@ class FitConfig(BaseModel):
     """How to fit."""
 
     model_config = ConfigDict(extra="forbid")
-    method: str = "nuts"
+    method: str = "auto"
     draws: int = Field(1000, gt=0)
     tune: int = Field(1000, ge=0)
     chains: int = Field(4, gt=0)

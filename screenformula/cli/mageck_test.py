@@ -63,9 +63,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--method",
         choices=method_names(),
-        default="nuts",
-        help="; ".join(f"{m.name}: {m.description}" for m in METHODS)
-        + " (default nuts; approx = advi)",
+        default="auto",
+        help="auto (default): nuts up to 2,000 genes, else two-stage; "
+        + "; ".join(f"{m.name}: {m.description}" for m in METHODS)
+        + " (approx = advi)",
     )
     p.add_argument(
         "--max-iterations",
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
     started = time.perf_counter()
     extra = {}
     if args.max_iterations is not None:
-        keyword = get_method(args.method).iteration_keyword
+        keyword = None if args.method == "auto" else get_method(args.method).iteration_keyword
         if keyword is None:
             raise ScreenFormulaError(f"--max-iterations does not apply to --method {args.method}")
         if args.max_iterations < 1:

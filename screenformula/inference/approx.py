@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from pytensor.graph.traversal import graph_inputs
 
 from screenformula.errors import FitError
 from screenformula.inference.registry import FitRequest
+from screenformula.inference.scratch import draw_array
 
 #: The notice every approximate fit emits (an `ApproximateWarning`, a `UserWarning`).
 APPROX_NOTICE = (
@@ -311,7 +311,7 @@ def draw_from_meanfield(
         out = fn(*args)
         if values is None:
             values = [
-                _allocate(name, (1, draws, *np.shape(o)), name in on_disk, scratch)
+                draw_array(name, (1, draws, *np.shape(o)), scratch if name in on_disk else None)
                 for name, o in zip(var_names, out, strict=True)
             ]
         for store, o in zip(values, out, strict=True):
@@ -331,14 +331,6 @@ def draw_from_meanfield(
         data[name] = (["chain", "draw", *dims], value)
     coords.update({"chain": [0], "draw": np.arange(draws)})
     return xr.Dataset(data, coords=coords)
-
-
-def _allocate(name: str, shape: tuple[int, ...], on_disk: bool, scratch: str | None) -> np.ndarray:
-    """An array for one variable's draws: in memory, or memory-mapped in ``scratch``."""
-    if not on_disk or scratch is None:
-        return np.empty(shape)
-    path = Path(scratch) / f"{name}.npy"
-    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=shape)
 
 
 def run_advi(model: Any, request: FitRequest) -> tuple[xr.DataTree, dict[str, Any]]:

@@ -29,7 +29,7 @@ from screenformula.inference.nuts import (
     sgrna_variables,
     stored_variables,
 )
-from screenformula.inference.registry import FitRequest, get_method, method_names
+from screenformula.inference.registry import FitRequest, choose_method, get_method, method_names
 from screenformula.results.fit import ScreenFit
 from screenformula.results.guide_summary import (
     GUIDE_DELTAS,
@@ -50,7 +50,7 @@ LOG_LIKELIHOOD_BUDGET = 50_000_000
 
 def fit_model(
     model: ScreenModel,
-    method: str = "nuts",
+    method: str = "auto",
     *,
     draws: int = 1000,
     tune: int = 1000,
@@ -66,7 +66,12 @@ def fit_model(
     **kwargs: Any,
 ) -> ScreenFit:
     """Fit ``model``; see `ScreenModel.fit` for the parameters."""
-    chosen = get_method(method)
+    if method == "auto":
+        chosen, reason = choose_method(model.data.n_genes)
+        if progress:
+            print(reason, flush=True)
+    else:
+        chosen, reason = get_method(method), None
     method = chosen.name
     pymc_model = model.pymc_model
     if chosen.single_chain:
@@ -133,6 +138,9 @@ def fit_model(
             },
         }
         options.update(method_options)
+        options["approximate"] = chosen.approximate
+        if reason is not None:
+            options["auto"] = reason
         fit = ScreenFit(model, idata, method, options)
         if streamed:
             summary_start = time.perf_counter()

@@ -26,6 +26,7 @@ __all__ = [
     "FitRequest",
     "InferenceMethod",
     "available_methods",
+    "choose_method",
     "get_method",
     "method_names",
 ]
@@ -100,6 +101,14 @@ METHODS: tuple[InferenceMethod, ...] = (
         description="full NUTS (nutpie by default; engine='pymc' or 'numpyro')",
     ),
     InferenceMethod(
+        "two-stage",
+        "screenformula.inference.two_stage.runner:run_two_stage",
+        approximate=False,
+        description="NUTS on a gene subsample for the global parameters, then every gene's "
+        "posterior given them (Laplace, importance sampling, per-gene HMC): genome scale",
+        single_chain=True,
+    ),
+    InferenceMethod(
         "advi",
         "screenformula.inference.approx:run_advi",
         approximate=True,
@@ -111,17 +120,42 @@ METHODS: tuple[InferenceMethod, ...] = (
 )
 
 
+#: ``method="auto"``: full NUTS up to this many genes (minutes on 2 cores: 2,000 genes took
+#: 158 s of sampling, benchmarks/README.md), the two-stage engine above it.
+AUTO_NUTS_MAX_GENES = 2_000
+
+
+def choose_method(n_genes: int) -> tuple[InferenceMethod, str]:
+    """What ``method="auto"`` runs for a screen of ``n_genes`` genes, and why (one line)."""
+    nuts = get_method("nuts")
+    if n_genes <= AUTO_NUTS_MAX_GENES:
+        return nuts, (
+            f"method='auto' runs full NUTS: {n_genes:,} genes (<= {AUTO_NUTS_MAX_GENES:,}) "
+            "take minutes"
+        )
+    names = {m.name for m in METHODS}
+    if "two-stage" not in names:
+        return nuts, f"method='auto' runs full NUTS ({n_genes:,} genes): no two-stage engine"
+    return get_method("two-stage"), (
+        f"method='auto' runs the two-stage engine: {n_genes:,} genes (> "
+        f"{AUTO_NUTS_MAX_GENES:,}); full NUTS would take hours at this size "
+        "(method='nuts' runs it anyway)"
+    )
+
+
 def get_method(name: str) -> InferenceMethod:
     """The method called ``name`` (or one of its aliases)."""
     for method in METHODS:
         if name == method.name or name in method.aliases:
             return method
-    raise FitError(f"unknown method {name!r}: choose one of {', '.join(method_names())}")
+    raise FitError(
+        f"unknown method {name!r}: choose one of {', '.join(method_names()[1:])} (or auto)"
+    )
 
 
 def method_names() -> list[str]:
-    """Every name ``fit(method=...)`` accepts, aliases included."""
-    return [n for m in METHODS for n in (m.name, *m.aliases)]
+    """Every name ``fit(method=...)`` accepts: ``"auto"``, then each method and its aliases."""
+    return ["auto", *(n for m in METHODS for n in (m.name, *m.aliases))]
 
 
 def available_methods() -> list[InferenceMethod]:

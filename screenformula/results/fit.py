@@ -27,6 +27,12 @@ if TYPE_CHECKING:
     from screenformula.model import ScreenModel
 
 DATA_GROUP = "screen_data"
+#: Groups of a two-stage fit: its stage-1 (NUTS on a gene subsample) draws and per-gene
+#: diagnostics of stage 2.
+STAGE1_GROUP = "stage1_posterior"
+GENE_DIAGNOSTICS_GROUP = "gene_diagnostics"
+#: Pareto k-hat above which an importance-sampling correction is not to be trusted.
+KHAT_MAX = 0.7
 FORMAT_VERSION = 1
 
 
@@ -77,8 +83,12 @@ class ScreenFit:
 
     @property
     def approximate(self) -> bool:
-        """True when the posterior comes from an approximate method, not NUTS."""
-        return self.method != "nuts"
+        """True when the posterior comes from an approximate method (ADVI).
+
+        The method registry says which methods are (``fit.options["approximate"]``); a fit
+        saved before it recorded that counts every method but NUTS as approximate.
+        """
+        return bool(self.options.get("approximate", self.method != "nuts"))
 
     def __repr__(self) -> str:
         post = self.posterior
@@ -122,12 +132,18 @@ class ScreenFit:
                 index=pd.Index([], name="variable"),
             )
             table.attrs["divergences"] = 0
+        elif STAGE1_GROUP in self.idata.children:  # two-stage: its NUTS stage is what mixes
+            stage1 = xr.DataTree.from_dict({"posterior": self.idata[STAGE1_GROUP].to_dataset()})
+            if "stage1_sample_stats" in self.idata.children:
+                stage1["sample_stats"] = self.idata["stage1_sample_stats"]
+            table = convergence_table(stage1, var_names, rhat_max=rhat_max, ess_min=ess_min)
         else:
             table = convergence_table(self.idata, var_names, rhat_max=rhat_max, ess_min=ess_min)
         problems = []
         if self.approximate:
             problems.append(f"{self.method} is approximate: R-hat/ESS do not apply")
         else:
+            problems += self._gene_problems()
             bad = table.index[~table["ok"]].tolist()
             if bad:
                 problems.append(
@@ -146,6 +162,26 @@ class ScreenFit:
                 stacklevel=2,
             )
         return table
+
+    def _gene_problems(self) -> list[str]:
+        """Per-gene checks of the two-stage engine: importance k-hat and per-gene HMC."""
+        if GENE_DIAGNOSTICS_GROUP not in self.idata.children:
+            return []
+        genes = self.idata[GENE_DIAGNOSTICS_GROUP].to_dataset()
+        problems = []
+        if "khat" in genes and "refit_hmc" in genes:
+            poor = (genes["khat"].values > KHAT_MAX) & ~genes["refit_hmc"].values.astype(bool)
+            if poor.any():
+                problems.append(
+                    f"{int(poor.sum())} genes with importance k-hat > {KHAT_MAX} were not "
+                    "refitted with HMC"
+                )
+        if "hmc_divergences" in genes and int(genes["hmc_divergences"].values.sum()):
+            problems.append(
+                f"{int(genes['hmc_divergences'].values.sum())} divergent transitions in the "
+                "per-gene HMC"
+            )
+        return problems
 
     # ---------------------------------------------------------------- save/load
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:

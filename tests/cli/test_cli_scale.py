@@ -72,7 +72,7 @@ def test_max_iterations_is_for_the_approximate_method(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "screenformula: error: --max-iterations does not apply to --method nuts"
+        "screenformula: error: --max-iterations does not apply to --method auto"
     )
 
 

@@ -285,6 +285,8 @@ def fit_two_stage(
     store_sgrna: bool = False,
     config: TwoStageConfig | None = None,
     executor: Any = None,
+    var_names: list[str] | None = None,
+    allocate: Callable[[str, tuple[int, ...]], np.ndarray] | None = None,
     **overrides: Any,
 ) -> tuple[xr.DataTree, dict[str, Any]]:
     """Fit a `ScreenModel` with the two-stage engine.
@@ -338,8 +340,11 @@ def fit_two_stage(
     rng = np.random.default_rng(random_seed)
     data = model.data
     full = model.pymc_model
-    stored = stored_variables(full, bool(store_sgrna))
     shapes = _shapes(full)
+    if var_names is None:
+        stored = stored_variables(full, bool(store_sgrna))
+    else:  # exactly these (the method registry's request), known to the model
+        stored = [n for n in var_names if n in shapes]
     n_genes, n_sgrna = data.n_genes, data.n_sgrnas
     level = {name: _level(full, name, shapes[name], n_genes, n_sgrna) for name in stored}
     global_stored = [n for n in stored if level[n] is None]
@@ -406,10 +411,12 @@ def fit_two_stage(
     for n in gene_names:
         post_vars[n] = np.concatenate([r.gene_draws[n] for r in results], axis=1)[None]
     for n in guide_names:
-        arr = np.empty((draws,) + shapes[n])
+        shape = (1, draws, *shapes[n])
+        arr = np.empty(shape) if allocate is None else allocate(n, shape)
         for r, rr in zip(results, rows, strict=True):
-            arr[:, rr] = r.guide_draws[n]
-        post_vars[n] = arr[None]
+            arr[0][:, rr] = r.guide_draws[n]
+            r.guide_draws[n] = None  # one copy at a time
+        post_vars[n] = arr
     posterior = _dataset(full, post_vars, shapes)
     diag = {k: np.concatenate([r.diagnostics[k] for r in results]) for k in results[0].diagnostics}
     gene_diag = xr.Dataset(

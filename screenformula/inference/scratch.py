@@ -1,0 +1,20 @@
+"""Arrays of draws that live on disk while a fit runs (guide-level draws at genome scale)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["draw_array"]
+
+
+def draw_array(name: str, shape: tuple[int, ...], scratch: str | None) -> np.ndarray:
+    """An array for one variable's draws: memory-mapped in folder ``scratch``, else in memory.
+
+    `screenformula.inference.fit` removes the folder once the guide summaries are made.
+    """
+    if scratch is None:
+        return np.empty(shape)
+    path = Path(scratch) / f"{name}.npy"
+    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=shape)
