@@ -122,10 +122,13 @@ def run_timing(n_genes: int, args: argparse.Namespace) -> dict:
     _, options = fit_two_stage(
         model, draws=args.draws, random_seed=7, progress=False, **args.overrides
     )
+    import resource
+
     return {
         "n_genes": n_genes,
         "n_sgrnas": int(data.n_sgrnas),
         "wall_seconds": round(time.perf_counter() - start, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "options": {k: options[k] for k in ("stage1", "khat", "n_hmc_genes", "hmc", "seconds")},
     }
 
@@ -166,7 +169,8 @@ def markdown(result: dict) -> str:
         lines += [
             "",
             f"Genome-scale timing: {t['n_genes']:,} genes, {t['n_sgrnas']:,} guides: "
-            f"{t['wall_seconds']} s wall (stage 1 {t['options']['seconds']['stage1']} s, "
+            f"{t['wall_seconds']} s wall, peak RSS {t.get('peak_rss_mb')} MB "
+            f"(stage 1 {t['options']['seconds']['stage1']} s, "
             f"stage 2 {t['options']['seconds']['stage2']} s; parts "
             f"{t['options']['seconds']['stage2_parts']}), HMC genes "
             f"{t['options']['n_hmc_genes']}, k-hat {t['options']['khat']}.",
