@@ -133,10 +133,12 @@ def block_layout(pymc_model, spec) -> BlockLayout:  # noqa: ANN001
     if spec.dispersion.predictor is not None:
         terms += list(spec.dispersion.predictor.groups)
     raw_level = {}
+    hyper = set()  # every term's LKJ Cholesky factor is global, whatever its shape
     for term in terms:
+        hyper.add(term.names.chol)
         if term.level in LOCAL_LEVELS:
-            raw_level[f"z_{term.name}"] = term.level
-            raw_level[f"t_{term.name}__"] = term.level
+            raw_level[term.names.raw] = term.level
+            raw_level[term.names.raw_centered(())] = term.level
     n_genes = spec.data.n_genes
     n_sgrna = spec.data.n_sgrnas
     shapes = variable_shapes(pymc_model)
@@ -157,7 +159,12 @@ def block_layout(pymc_model, spec) -> BlockLayout:  # noqa: ANN001
         if level is None:
             # a variable with named dims that are neither gene nor sgrna is global (a
             # coefficient vector may have as many entries as a small subset has genes)
-            if not dims and shape[:1] in ((n_sgrna,), (n_genes,)) and shape[0] > 1:
+            if (
+                not dims
+                and rv.name not in hyper
+                and shape[:1] in ((n_sgrna,), (n_genes,))
+                and shape[0] > 1
+            ):
                 raise FitError(f"two-stage fit: cannot place variable {rv.name!r} in a gene block")
             globals_.append((value.name, tuple(np.shape(point[value.name]))))
         elif level == "gene":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import FORMULA
+from _screens import FORMULA
 
 import screenformula as sf
 from screenformula.inference.nuts import sample_nuts, stored_variables
@@ -162,3 +162,42 @@ def test_poor_laplace_proposal_sends_genes_to_hmc(compared):
     assert np.corrcoef(a.mean(0), b.mean(0))[0, 1] >= 0.99
     ratio = a.std(0) / b.std(0)
     assert 0.85 < np.median(ratio) < 1.15
+
+
+def test_auto_chooses_nuts_for_small_screens_and_two_stage_for_large():
+    from screenformula.inference.registry import AUTO_NUTS_MAX_GENES, choose_method
+
+    small, why_small = choose_method(500)
+    large, why_large = choose_method(AUTO_NUTS_MAX_GENES + 1)
+    assert small.name == "nuts" and "500 genes" in why_small
+    assert large.name == "two-stage" and "full NUTS would take hours" in why_large
+
+
+@pytest.mark.slow
+def test_two_stage_through_fit_keeps_guide_summaries(tmp_path):
+    """method="two-stage" gives the same ScreenFit as the others: contrasts, guides, save/load."""
+    data, truth = sf.simulate_screen(n_genes=40, random_seed=3)
+    model = sf.ScreenModel(FORMULA, data)
+    fit = model.fit(
+        "two-stage",
+        draws=100,
+        random_seed=1,
+        progress=False,
+        store_sgrna=False,
+        stage1_genes=30,
+        stage1_draws=100,
+        stage1_tune=100,
+    )
+    assert fit.method == "two-stage" and not fit.approximate
+    assert {"gene_diagnostics", "stage1_posterior", "sgrna_summary"} <= set(fit.idata.children)
+    assert fit.options["stage1"]["genes"] == 30 and "khat" in fit.options
+    table = fit.diagnostics(warn=False)
+    assert "Intercept" in table.index  # stage 1's convergence
+    result = fit.contrast(delta=0.5)
+    assert len(result.sgrnas) == data.n_sgrnas
+    assert result.sgrnas.attrs["source"].startswith("guide summaries")
+    true = truth.lfc_table(log2=True)["treated"].reindex(result.genes["gene"]).to_numpy()
+    assert np.corrcoef(result.genes["lfc"], true)[0, 1] > 0.9
+    again = sf.load_fit(fit.save(tmp_path / "two_stage.nc"))
+    assert again.method == "two-stage"
+    np.testing.assert_allclose(again.contrast(delta=0.5).genes["lfc"], result.genes["lfc"])
