@@ -45,7 +45,7 @@ def test_every_registered_method_has_a_runner():
     assert [m.name for m in registry.available_methods()] == [m.name for m in registry.METHODS]
     assert registry.get_method("approx").name == "advi"
     assert registry.get_method("advi").approximate and not registry.get_method("nuts").approximate
-    with pytest.raises(FitError, match="unknown method 'gibbs': choose one of nuts, advi"):
+    with pytest.raises(FitError, match="unknown method 'gibbs': choose one of nuts, two-stage"):
         registry.get_method("gibbs")
 
 
