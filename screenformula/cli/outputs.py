@@ -64,7 +64,7 @@ class OutputSet:
 
     def _keep_staged(self) -> list[tuple[Path, str]]:
         kept = []
-        for path, hint in getattr(self, "_keep", []):
+        for path, hint in self._keep:
             staged = self.staged(path)
             if staged.exists():
                 move_into_place(staged, path)

@@ -341,7 +341,7 @@ def run_advi(model: Any, request: FitRequest) -> tuple[xr.DataTree, dict[str, An
         draws=request.draws,
         random_seed=request.random_seed,
         progress=request.progress,
-        on_disk=request.on_disk if request.scratch else (),
+        on_disk=request.on_disk,
         scratch=request.scratch,
         **request.kwargs,
     )

@@ -25,7 +25,6 @@ from screenformula.inference.log_likelihood import add_log_likelihood
 from screenformula.inference.nuts import (
     SGRNA_STORE_BUDGET,
     sgrna_draw_numbers,
-    sgrna_store_default,
     sgrna_variables,
     stored_variables,
 )
@@ -79,8 +78,8 @@ def fit_model(
     total_draws = draws * chains
     sgrna_numbers = sgrna_draw_numbers(pymc_model, total_draws)
     store_choice = store_sgrna
-    if store_sgrna == "auto":
-        store_sgrna = sgrna_store_default(pymc_model, total_draws)
+    if store_sgrna == "auto":  # sgrna_store_default, from the count just made
+        store_sgrna = sgrna_numbers <= SGRNA_STORE_BUDGET
     n_obs = model.spec.counts.size
     log_lik_choice = log_likelihood
     if log_likelihood == "auto":
@@ -150,9 +149,8 @@ def fit_model(
             idata["posterior"] = xr.DataTree(posterior)
             if summary is not None:
                 idata[SUMMARY_GROUP] = xr.DataTree(summary)
-            options["sgrna_summary_seconds"] = round(time.perf_counter() - summary_start, 2)
+            fit.options["sgrna_summary_seconds"] = round(time.perf_counter() - summary_start, 2)
         fit.idata = idata.load()  # nothing may still read from the scratch folder
-        fit.options = options
     return fit
 
 

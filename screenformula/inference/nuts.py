@@ -171,7 +171,7 @@ def run_nuts(model: Any, request: FitRequest) -> tuple[Any, dict[str, Any]]:
         var_names=request.var_names,
         progress=request.progress,
         target_accept=request.target_accept,
-        zarr_dir=request.scratch if request.engine == "nutpie" and request.on_disk else None,
+        zarr_dir=request.scratch if request.engine == "nutpie" else None,
         **request.kwargs,
     )
     return idata, {}

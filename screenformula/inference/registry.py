@@ -85,11 +85,14 @@ class InferenceMethod:
     single_chain: bool = False
     iteration_keyword: str | None = None
 
+    def runner_function(self) -> Callable[..., tuple[Any, dict[str, Any]]]:
+        """The runner, imported."""
+        module, _, function = self.runner.partition(":")
+        return getattr(import_module(module), function)
+
     def run(self, model: Any, request: FitRequest) -> tuple[Any, dict[str, Any]]:
         """Import the runner and run it."""
-        module, _, function = self.runner.partition(":")
-        runner: Callable[..., tuple[Any, dict[str, Any]]] = getattr(import_module(module), function)
-        return runner(model, request)
+        return self.runner_function()(model, request)
 
 
 #: Every method, in the order help texts list them.
@@ -163,8 +166,7 @@ def available_methods() -> list[InferenceMethod]:
     out = []
     for method in METHODS:
         try:
-            module, _, function = method.runner.partition(":")
-            getattr(import_module(module), function)
+            method.runner_function()
         except Exception:  # noqa: BLE001 - a half-installed method counts as none
             continue
         out.append(method)

@@ -134,8 +134,6 @@ class ScreenFit:
             table.attrs["divergences"] = 0
         elif STAGE1_GROUP in self.idata.children:  # two-stage: its NUTS stage is what mixes
             stage1 = xr.DataTree.from_dict({"posterior": self.idata[STAGE1_GROUP].to_dataset()})
-            if "stage1_sample_stats" in self.idata.children:
-                stage1["sample_stats"] = self.idata["stage1_sample_stats"]
             table = convergence_table(stage1, var_names, rhat_max=rhat_max, ess_min=ess_min)
         else:
             table = convergence_table(self.idata, var_names, rhat_max=rhat_max, ess_min=ess_min)

@@ -112,10 +112,10 @@ def compute_guide_summaries(
         dispersion, when the model has one; ``attrs["n_draws"]``.
     """
     contrasts = [item for f in summary_factors(fit) for item in _contrasts_of(fit, f)]
-    ex = PosteriorEffects(fit)
-    n_sgrna = ex.data.n_sgrnas
     if not contrasts:
         return None
+    ex = PosteriorEffects(fit)
+    n_sgrna = ex.data.n_sgrnas
     deltas_ln = tuple(float(d) / LOG2E for d in deltas)
     n_draws = ex.n_draws
     block = max(64, int(block_bytes // (8 * n_draws * 2)))
