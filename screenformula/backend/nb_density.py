@@ -18,7 +18,10 @@ def nb_logp_elementwise(
 ) -> pt.TensorVariable:
     """Elementwise NB log-probability of ``value`` (``Var = mu + mu^2 / phi``)."""
     log_phi = pt.log(phi)
-    log_mu_phi = pt.logaddexp(log_mu, log_phi)
+    # log(mu + phi), written elementwise: PyTensor's `logaddexp` is an OpFromGraph with
+    # fixed input types, which pins the data's sizes into graphs that lift them to inputs
+    # (`inference.two_stage.density.lift_constants`)
+    log_mu_phi = pt.maximum(log_mu, log_phi) + pt.log1p(pt.exp(-pt.abs(log_mu - log_phi)))
     return (
         pt.gammaln(value + phi)
         - pt.gammaln(phi)

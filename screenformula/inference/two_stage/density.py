@@ -14,6 +14,13 @@ compiles, from ``model.logp(sum=False)`` of a model built with the PyTensor NB e
   ``B`` (an "arrowhead" Hessian per gene).
 
 No derivative is written by hand, so any formula nested in gene works.
+
+The screen's data (counts, size factors, design rows, guide-to-gene indices) enter the
+compiled functions as inputs, not as constants: PyTensor's numba cache keys a compiled
+graph by its constants, and refuses to cache one holding an array over 1 MB, so with
+data baked in every screen, chunk and gene subset paid the full numba compile (about
+30 s per function set on HAP1). Lifted, one compiled graph serves every chunk and the
+HMC subset of a run, and the next run on the same machine loads it from the cache.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from typing import Any
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
-from pytensor.graph.replace import graph_replace
+from pytensor.graph.replace import clone_replace, graph_replace
+from pytensor.graph.traversal import graph_inputs
 
 from screenformula.inference.two_stage import _numba_ops  # noqa: F401 - registers tri_gamma
 from screenformula.inference.two_stage.blocks import BlockLayout, block_layout, expression_kernel
@@ -54,7 +62,6 @@ class BlockDensity:
         self.pymc_model = pm_model
         self.layout: BlockLayout = block_layout(pm_model, model.spec)
         lay = self.layout
-        n_genes = lay.n_genes
         gene_idx = pt.as_tensor_variable(lay.gene_of_guide)
 
         self.G = pt.matrix("G")
@@ -66,8 +73,8 @@ class BlockDensity:
         # one log-density term per free variable and observed variable
         rvs = list(pm_model.free_RVs) + list(pm_model.observed_RVs)
         terms = pm_model.logp(vars=rvs, sum=False, jacobian=True)
-        per_gene = pt.zeros(n_genes)
-        per_guide = pt.zeros(lay.n_sgrna)
+        per_gene = pt.zeros((self.G.shape[0],))
+        per_guide = pt.zeros((self.U.shape[0],))
         value_names = {pm_model.rvs_to_values[rv].name: rv for rv in pm_model.free_RVs}
         levels = {v.name: v.level for v in (*lay.gene_vars, *lay.guide_vars)}
         for rv, term in zip(rvs, terms, strict=True):
@@ -92,12 +99,13 @@ class BlockDensity:
             block = M[:, v.start : v.start + v.width]
             replace[value] = block.reshape(v.shape) if len(v.shape) > 1 else block[:, 0]
         (lp,) = graph_replace([per_gene], replace, strict=False)
+        lp, self.data_inputs, self.data_values = lift_constants(lp, (lay.n_genes, lay.n_sgrna))
         total = lp.sum()
         gG, gU = pytensor.grad(total, [self.G, self.U])
         self.VG = pt.matrix("VG")
         self.VU = pt.matrix("VU")
         hG, hU = pytensor.grad((gG * self.VG).sum() + (gU * self.VU).sum(), [self.G, self.U])
-        inputs = [*self.global_inputs, self.G, self.U]
+        inputs = [*self.global_inputs, self.G, self.U, *self.data_inputs]
         kw = {"mode": mode, "on_unused_input": "ignore"}
         self._logp = pytensor.function(inputs, lp, **kw)
         self._logp_grad = pytensor.function(inputs, [lp, gG, gU], **kw)
@@ -107,13 +115,13 @@ class BlockDensity:
     # ------------------------------------------------------------------ calls
     def logp(self, glob: list[np.ndarray], G: np.ndarray, U: np.ndarray) -> np.ndarray:
         """Every gene's log-density (up to a constant of the globals)."""
-        return self._logp(*glob, G, U)
+        return self._logp(*glob, G, U, *self.data_values)
 
     def logp_grad(
         self, glob: list[np.ndarray], G: np.ndarray, U: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-gene log-density and its gradient in ``G`` and ``U``."""
-        return self._logp_grad(*glob, G, U)
+        return self._logp_grad(*glob, G, U, *self.data_values)
 
     def hessian_blocks(
         self, glob: list[np.ndarray], G: np.ndarray, U: np.ndarray
@@ -138,13 +146,13 @@ class BlockDensity:
         for j in range(a):
             VG = zG.copy()
             VG[:, j] = 1.0
-            hG, hU = self._hvp(*glob, G, U, VG, zU)
+            hG, hU = self._hvp(*glob, G, U, *self.data_values, VG, zU)
             A[:, :, j] = hG
             B[:, :, j] = hU
         for q in range(c):
             VU = zU.copy()
             VU[:, q] = 1.0
-            _, hU = self._hvp(*glob, G, U, zG, VU)
+            _, hU = self._hvp(*glob, G, U, *self.data_values, zG, VU)
             D[:, :, q] = hU
         # symmetrise rounding noise
         A = 0.5 * (A + np.swapaxes(A, 1, 2))
@@ -157,3 +165,47 @@ class BlockDensity:
             np.asarray(values[n], dtype=float).reshape(self.layout.global_shapes[n])
             for n in self.layout.global_names
         ]
+
+
+def lift_constants(
+    output: pt.TensorVariable, sizes: tuple[int, ...] = ()
+) -> tuple[pt.TensorVariable, list[pt.TensorVariable], list[np.ndarray]]:
+    """Replace the data constants of ``output``'s graph by input variables.
+
+    Every array constant (any dtype, any size) becomes an input keeping its dtype, number
+    of dimensions and length-1 (broadcast) dimensions, with other lengths left free; an
+    integer scalar equal to one of ``sizes`` (the numbers of genes and guides, used as
+    shapes) becomes an int64 scalar input. Other scalars stay constants: they are the
+    model's structure (0.5, 2 pi); a data-derived number such as a mean log size factor
+    is a 1 x 1 array in PyMC's graphs. The compiled graph then depends on no data value,
+    and on sizes only through their integer dtype (PyTensor types ``pt.zeros(n)``'s ``n``
+    by magnitude: int16 below 32,768).
+
+    Returns the new output, the inputs and their values (in the same order).
+    """
+    sizes = {int(n) for n in sizes if n > 2}
+    inputs, values, replace = [], [], {}
+    for v in graph_inputs([output]):
+        if not isinstance(v, pt.TensorConstant):
+            continue
+        data = np.asarray(v.data)
+        if v.ndim > 0:
+            shape = tuple(1 if n == 1 else None for n in data.shape)
+            var = pt.tensor(dtype=data.dtype, shape=shape, name=f"data_{len(inputs)}")
+        elif data.dtype.kind in "iu" and int(data) in sizes:
+            var = pt.scalar(dtype="int64", name=f"size_{len(inputs)}")
+            replace[v] = pt.cast(var, data.dtype)  # same type: only its value is free
+            inputs.append(var)
+            values.append(np.asarray(int(data), dtype=np.int64))
+            continue
+        else:
+            continue
+        replace[v] = var
+        inputs.append(var)
+        values.append(data)
+    if not replace:
+        return output, [], []
+    # rebuilt node by node (not `graph_replace`, which pins the old static shapes with
+    # SpecifyShape, sizes included)
+    lifted = clone_replace(output, replace, rebuild_strict=False)
+    return lifted, inputs, values
