@@ -98,8 +98,9 @@ class BlockDensity:
             M = self.G if v.level == "gene" else self.U
             block = M[:, v.start : v.start + v.width]
             replace[value] = block.reshape(v.shape) if len(v.shape) > 1 else block[:, 0]
+        self._local_values = replace
         (lp,) = graph_replace([per_gene], replace, strict=False)
-        lp, self.data_inputs, self.data_values = lift_constants(lp, (lay.n_genes, lay.n_sgrna))
+        (lp,), self.data_inputs, self.data_values = lift_constants([lp], (lay.n_genes, lay.n_sgrna))
         total = lp.sum()
         gG, gU = pytensor.grad(total, [self.G, self.U])
         self.VG = pt.matrix("VG")
@@ -110,7 +111,32 @@ class BlockDensity:
         self._logp = pytensor.function(inputs, lp, **kw)
         self._logp_grad = pytensor.function(inputs, [lp, gG, gU], **kw)
         self._hvp = pytensor.function([*inputs, self.VG, self.VU], [hG, hU], **kw)
+        self._mode = mode
         self.compile_seconds = time.perf_counter() - start
+
+    def stored_function(self, names: list[str]) -> Any:
+        """A function ``(globals, G, U) -> [values of the named model variables]``.
+
+        ``globals`` maps the global value-variable names to unconstrained values; the
+        variables are those a fit stores (``r_gene``, ``phi``, ...), on this density's
+        genes and guides.
+        """
+        pm_model = self.pymc_model
+        outs = pm_model.replace_rvs_by_values([pm_model[n] for n in names])
+        outs = graph_replace(outs, self._local_values, strict=False)
+        lay = self.layout
+        outs, data_inputs, data_values = lift_constants(outs, (lay.n_genes, lay.n_sgrna))
+        fn = pytensor.function(
+            [*self.global_inputs, self.G, self.U, *data_inputs],
+            outs,
+            mode=self._mode,
+            on_unused_input="ignore",
+        )
+
+        def values(globals_unc: dict, G: np.ndarray, U: np.ndarray) -> list[np.ndarray]:
+            return fn(*self.global_list(globals_unc), G, U, *data_values)
+
+        return values
 
     # ------------------------------------------------------------------ calls
     def logp(self, glob: list[np.ndarray], G: np.ndarray, U: np.ndarray) -> np.ndarray:
@@ -168,9 +194,9 @@ class BlockDensity:
 
 
 def lift_constants(
-    output: pt.TensorVariable, sizes: tuple[int, ...] = ()
-) -> tuple[pt.TensorVariable, list[pt.TensorVariable], list[np.ndarray]]:
-    """Replace the data constants of ``output``'s graph by input variables.
+    outputs: list[pt.TensorVariable], sizes: tuple[int, ...] = ()
+) -> tuple[list[pt.TensorVariable], list[pt.TensorVariable], list[np.ndarray]]:
+    """Replace the data constants of the ``outputs``' graph by input variables.
 
     Every array constant (any dtype, any size) becomes an input keeping its dtype, number
     of dimensions and length-1 (broadcast) dimensions, with other lengths left free; an
@@ -181,11 +207,11 @@ def lift_constants(
     and on sizes only through their integer dtype (PyTensor types ``pt.zeros(n)``'s ``n``
     by magnitude: int16 below 32,768).
 
-    Returns the new output, the inputs and their values (in the same order).
+    Returns the new outputs, the inputs and their values (in the same order).
     """
     sizes = {int(n) for n in sizes if n > 2}
     inputs, values, replace = [], [], {}
-    for v in graph_inputs([output]):
+    for v in graph_inputs(outputs):
         if not isinstance(v, pt.TensorConstant):
             continue
         data = np.asarray(v.data)
@@ -204,8 +230,8 @@ def lift_constants(
         inputs.append(var)
         values.append(data)
     if not replace:
-        return output, [], []
+        return list(outputs), [], []
     # rebuilt node by node (not `graph_replace`, which pins the old static shapes with
     # SpecifyShape, sizes included)
-    lifted = clone_replace(output, replace, rebuild_strict=False)
+    lifted = clone_replace(list(outputs), replace, rebuild_strict=False)
     return lifted, inputs, values

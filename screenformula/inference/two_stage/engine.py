@@ -14,9 +14,11 @@ later a Dask client) can run the chunks.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -51,7 +53,14 @@ class TwoStageConfig:
         HMC warm-up iterations for the first global draw, and for each later one (step
         sizes are carried over).
     chunk_genes : int
-        Genes per stage-2 chunk.
+        Most genes in one stage-2 chunk.
+    workers : int or None
+        Processes running stage 2's chunks; None: one per core when the screen has at
+        least ``parallel_min_genes`` genes, else in this process (0 or 1: in this process).
+    parallel_min_genes : int
+        From this many genes stage 2 has at least two chunks. The chunks depend on the
+        genes and these settings only, never on the workers, so a seed gives the same
+        fit on any executor.
     proposal_batch : int
         Importance proposals drawn at a time (bounds the memory of their guide coordinates).
     newton_max_iter : int
@@ -70,7 +79,9 @@ class TwoStageConfig:
     khat_threshold: float = 0.7
     hmc_warmup: int = 150
     hmc_warmup_next: int = 40
-    chunk_genes: int = 25000
+    chunk_genes: int = 10000
+    workers: int | None = None
+    parallel_min_genes: int = 3000
     proposal_batch: int = 20
     newton_max_iter: int = 50
     target_accept: float = 0.8
@@ -89,6 +100,9 @@ class ChunkTask:
     guide_names: list[str]  # stored guide-level variables to return (may be empty)
     config: TwoStageConfig
     seed: int
+    # name -> (path of a .npy file of shape (1, draws, n_sgrna_full, ...), the chunk's rows
+    # in it): guide draws are written there as they are made instead of being returned
+    guide_sinks: dict[str, tuple[str, np.ndarray]] | None = None
 
 
 @dataclass
@@ -96,7 +110,7 @@ class ChunkResult:
     """Stage-2 output of one chunk: draws of its stored variables and per-gene diagnostics."""
 
     gene_draws: dict[str, np.ndarray]  # name -> (draws, n_genes_chunk, ...)
-    guide_draws: dict[str, np.ndarray]  # name -> (draws, n_sgrna_chunk, ...)
+    guide_draws: dict[str, np.ndarray]  # name -> (draws, n_sgrna_chunk, ...); {} with sinks
     diagnostics: dict[str, np.ndarray]  # name -> (n_genes_chunk,)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -137,7 +151,12 @@ def _importance_round(density, glob, fit, m, S, config, rng, keep_guides):  # no
 
 
 def run_chunk(task: ChunkTask) -> ChunkResult:
-    """Stage 2 for one chunk of genes: a pure function of its task (arrays in, arrays out)."""
+    """Stage 2 for one chunk of genes: a pure function of its task (arrays in, arrays out).
+
+    Guide-level variables are computed as each global draw's draws are made and written
+    to ``task.guide_sinks`` (files on this machine) when given, else returned: the chunk
+    never holds all its guides' draws in memory.
+    """
     from screenformula.inference.two_stage.density import BlockDensity
     from screenformula.inference.two_stage.hmc import hmc_chain
     from screenformula.inference.two_stage.importance import psis
@@ -150,19 +169,17 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     model = ScreenModel(task.formula, task.data, **task.settings)
     density = BlockDensity(model)
     lay = density.layout
+    targets = _GuideTargets(task, lay.n_sgrna)
+    writer = _GuideWriter(density, task.guide_names, targets) if task.guide_names else None
     t_compile = time.perf_counter() - t0
     K = len(task.globals_unc)
     n_draws = len(task.draw_k)
     G0, U0 = lay.join(density.pymc_model.initial_point())
     outG = np.empty((n_draws, lay.n_genes, lay.a))
-    # guide draws are kept only when guide-level variables are returned (at 80,000 guides
-    # and 1,000 draws they would take 1.9 GB)
-    keep_guides = bool(task.guide_names)
-    outU = np.empty((n_draws, lay.n_sgrna, lay.c)) if keep_guides else None
     pooled, khat_k, ess_k = [], [], []
     ok = np.ones(lay.n_genes, bool)
     iters = np.zeros(lay.n_genes)
-    t_newton = t_is = 0.0
+    t_newton = t_is = t_det = 0.0
     for k in range(K):
         where = np.flatnonzero(task.draw_k == k)
         if not len(where):
@@ -177,11 +194,9 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         iters += fit.iterations
         S = max(int(math.ceil(config.proposal_factor * len(where))), 20)
         G, U, log_ratio, khat, ess = _importance_round(
-            density, glob, fit, len(where), S, config, rng, keep_guides
+            density, glob, fit, len(where), S, config, rng, writer is not None
         )
         outG[where] = G
-        if keep_guides:
-            outU[where] = U
         finite = np.where(np.isfinite(log_ratio), log_ratio, -np.inf)
         top = finite.max(axis=1, keepdims=True)
         norm = top + np.log(np.mean(np.exp(finite - top), axis=1, keepdims=True))
@@ -189,8 +204,19 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         khat_k.append(khat)
         ess_k.append(ess / S)
         t_is += time.perf_counter() - t
+        if writer is not None:
+            t = time.perf_counter()
+            writer.write(task.globals_unc[k], where, G, U)
+            t_det += time.perf_counter() - t
+        del G, U
     _, khat = psis(np.concatenate(pooled, axis=1))
     refit = (khat > config.khat_threshold) | ~ok
+    if refit.sum() == 1 and lay.n_genes > 1:
+        # never a one-gene subset: its data arrays would have length-1 dimensions, and
+        # PyTensor's numba cache has served a graph compiled for other broadcast patterns
+        # under the same key ("Could not broadcast dimensions"); a second gene sampled by
+        # HMC is as valid as its importance draws
+        refit[np.flatnonzero(~refit)[0]] = True
     diag = {
         "khat": khat,
         "khat_max_per_draw": np.max(khat_k, axis=0),
@@ -205,6 +231,9 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     if refit.any():
         sub_data, rows = subset_data(task.data, np.flatnonzero(refit))
         sub = BlockDensity(ScreenModel(task.formula, sub_data, **task.settings))
+        sub_writer = (
+            _GuideWriter(sub, task.guide_names, targets, rows) if writer is not None else None
+        )
         sG, sU = sub.layout.join(sub.pymc_model.initial_point())
         state, acc, div = None, [], 0
         for k in range(K):
@@ -219,8 +248,8 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
                 sub, glob, fit, len(where), rng, n_warmup=warm, state=state
             )
             outG[np.ix_(where, np.flatnonzero(refit))] = hG
-            if keep_guides:
-                outU[np.ix_(where, rows)] = hU
+            if sub_writer is not None:
+                sub_writer.write(task.globals_unc[k], where, hG, hU)
             acc.append(stats["accept"])
             div = div + stats["divergences"]
         diag["hmc_accept"][refit] = np.mean(acc, axis=0)
@@ -228,11 +257,11 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     t_hmc = time.perf_counter() - t
 
     t = time.perf_counter()
-    gene_draws, guide_draws = _stored_draws(density, task, outG, outU)
-    t_det = time.perf_counter() - t
+    gene_draws = _gene_level_draws(density, task, outG)
+    t_det += time.perf_counter() - t
     return ChunkResult(
         gene_draws,
-        guide_draws,
+        targets.returned(),
         diag,
         {
             "compile": t_compile,
@@ -245,35 +274,122 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     )
 
 
-def _stored_draws(density, task, outG, outU):  # noqa: ANN001, ANN202
-    """Values of the stored gene- (and guide-) level variables at every draw."""
-    import pytensor
+class _GuideTargets:
+    """Where a chunk's guide-level draws go: the task's sink files, else arrays returned."""
 
-    pm_model = density.pymc_model
-    names = [*task.gene_names, *task.guide_names]
-    outs = pm_model.replace_rvs_by_values([pm_model[n] for n in names])
-    values = list(pm_model.value_vars)
-    fn = pytensor.function(values, outs, on_unused_input="ignore", mode="NUMBA")
-    lay = density.layout
-    shapes = {name: np.shape(x) for name, x in pm_model.initial_point().items()}
-    stacked = {}
-    U0 = np.zeros((lay.n_sgrna, lay.c))  # guide values, unused by gene-level variables
+    def __init__(self, task: ChunkTask, n_sgrna: int) -> None:
+        from screenformula.inference.scratch import open_draws
+
+        self.arrays: dict[str, np.ndarray] = {}
+        self.rows: dict[str, np.ndarray] = {}
+        self.files = bool(task.guide_sinks)
+        for name in task.guide_names:
+            if task.guide_sinks:
+                path, rows = task.guide_sinks[name]
+                self.arrays[name] = open_draws(path)[0]  # (draws, n_sgrna_full, ...)
+                self.rows[name] = np.asarray(rows)
+            else:
+                self.arrays[name] = None  # made at the first write (shape known then)
+                self.rows[name] = np.arange(n_sgrna)
+        self.n_draws = len(task.draw_k)
+
+    def write(self, name: str, draw: int, rows: np.ndarray | None, value: np.ndarray) -> None:
+        """Draw ``draw`` of variable ``name`` at chunk guides ``rows`` (None: all)."""
+        if self.arrays[name] is None:
+            self.arrays[name] = np.empty((self.n_draws, len(self.rows[name]), *value.shape[1:]))
+        where = self.rows[name] if rows is None else self.rows[name][rows]
+        self.arrays[name][draw, where] = value
+
+    def flush(self) -> None:
+        """Write file-backed draws through and let their pages go (bounded memory)."""
+        from screenformula.inference.scratch import release
+
+        if self.files:
+            for arr in self.arrays.values():
+                release(arr)
+
+    def returned(self) -> dict[str, np.ndarray]:
+        self.flush()
+        return {} if self.files else dict(self.arrays)
+
+
+class _GuideWriter:
+    """Stored guide-level variables of one density's draws, computed as they are made."""
+
+    def __init__(
+        self,
+        density: Any,
+        names: list[str],
+        targets: _GuideTargets,
+        rows: np.ndarray | None = None,
+    ) -> None:
+        self.density = density
+        self.names = names
+        self.targets = targets
+        self.rows = rows  # the density's guides among the chunk's (None: all of them)
+        self.fn = density.stored_function(names)
+
+    def write(self, globals_unc: dict, where: np.ndarray, G: np.ndarray, U: np.ndarray) -> None:
+        for i, d in enumerate(where):
+            for name, value in zip(self.names, self.fn(globals_unc, G[i], U[i]), strict=True):
+                self.targets.write(name, int(d), self.rows, value)
+        self.targets.flush()
+
+
+def _gene_level_draws(density: Any, task: ChunkTask, outG: np.ndarray) -> dict[str, np.ndarray]:
+    """Values of the stored gene-level variables at every draw."""
+    if not task.gene_names:
+        return {}
+    fn = density.stored_function(task.gene_names)
+    U0 = np.zeros((density.layout.n_sgrna, density.layout.c))  # unused by these variables
+    out: dict[str, np.ndarray] = {}
     for i, k in enumerate(task.draw_k):
-        point = dict(task.globals_unc[k])
-        point.update(lay.split(outG[i], U0 if outU is None else outU[i]))
-        args = [np.asarray(point[v.name], dtype=float).reshape(shapes[v.name]) for v in values]
-        for n, val in zip(names, fn(*args), strict=True):
-            if n not in stacked:
-                stacked[n] = np.empty((len(task.draw_k),) + np.shape(val))
-            stacked[n][i] = val
-    return (
-        {n: stacked[n] for n in task.gene_names},
-        {n: stacked[n] for n in task.guide_names},
+        for n, val in zip(task.gene_names, fn(task.globals_unc[k], outG[i], U0), strict=True):
+            if n not in out:
+                out[n] = np.empty((len(task.draw_k), *np.shape(val)))
+            out[n][i] = val
+    return out
+
+
+def _workers(config: TwoStageConfig, n_genes: int) -> int:
+    """Processes for stage 2 (1: in this process)."""
+    if config.workers is not None:
+        return max(int(config.workers), 1)
+    if n_genes < config.parallel_min_genes:
+        return 1
+    return max(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1, 1)
+
+
+@contextlib.contextmanager
+def _process_pool(workers: int) -> Iterator[Any]:
+    """A pool of ``workers`` processes, each limited to one BLAS / OpenMP thread.
+
+    Forked on Linux, as PyMC does: a spawned child re-imports the user's ``__main__``,
+    which breaks every script that calls ``fit`` without an ``if __name__ ==
+    "__main__":`` guard; elsewhere spawned. The chunks are the parallelism: threaded
+    BLAS on busy cores slowed a gradient many-fold (``../shared/ENGINE.md``).
+    """
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context(method), initializer=_one_thread
     )
+    with pool:
+        yield pool
 
 
-def _serial_map(fn: Callable, tasks: Iterable) -> list:
-    return [fn(t) for t in tasks]
+def _one_thread() -> None:
+    """Worker start-up: one thread in every BLAS / OpenMP library already loaded."""
+    for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[key] = "1"  # for libraries loaded from here on
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency of scikit-learn, not ours
+        return
+    threadpool_limits(1)
 
 
 def fit_two_stage(
@@ -308,8 +424,8 @@ def fit_two_stage(
         Settings; keyword ``overrides`` replace single fields
         (``fit_two_stage(m, n_global_draws=10)``).
     executor : object with ``map``, optional
-        Runs `run_chunk` over the chunks (e.g. a ``concurrent.futures`` pool); default: in
-        process, one chunk after another.
+        Runs `run_chunk` over the chunks (e.g. a ``concurrent.futures`` pool); default:
+        ``config.workers`` spawned processes (see `TwoStageConfig`), or this process.
 
     Returns
     -------
@@ -377,10 +493,17 @@ def fit_two_stage(
     # ---- stage 2
     draw_k = np.arange(draws) % K
     settings = model_settings(model)
-    chunks = [
-        np.arange(s, min(s + config.chunk_genes, n_genes))
-        for s in range(0, n_genes, config.chunk_genes)
-    ]
+    workers = _workers(config, n_genes)
+    n_chunks = max(
+        math.ceil(n_genes / config.chunk_genes), 2 if n_genes >= config.parallel_min_genes else 1
+    )
+    chunks = np.array_split(np.arange(n_genes), n_chunks)
+    guide_arrays = {}
+    for n in guide_names:
+        shape = (1, draws, *shapes[n])
+        guide_arrays[n] = np.empty(shape) if allocate is None else allocate(n, shape)
+    files = {n: getattr(a, "filename", None) for n, a in guide_arrays.items()}
+    on_disk = bool(files) and all(files.values())
     tasks, rows = [], []
     for genes in chunks:
         sub, r = subset_data(data, genes)
@@ -396,11 +519,20 @@ def fit_two_stage(
                 guide_names,
                 config,
                 int(rng.integers(2**31)),
+                {n: (str(files[n]), r) for n in guide_names} if on_disk else None,
             )
         )
+    for arr in guide_arrays.values():  # written by the chunks from here on
+        if on_disk:
+            arr.flush()
     t2 = time.perf_counter()
-    mapper = _serial_map if executor is None else executor.map
-    results = list(mapper(run_chunk, tasks))
+    if executor is not None:
+        results = list(executor.map(run_chunk, tasks))
+    elif workers > 1:
+        with _process_pool(workers) as pool:
+            results = list(pool.map(run_chunk, tasks))
+    else:
+        results = [run_chunk(t) for t in tasks]
     t_stage2 = time.perf_counter() - t2
 
     # ---- assemble
@@ -411,11 +543,11 @@ def fit_two_stage(
     for n in gene_names:
         post_vars[n] = np.concatenate([r.gene_draws[n] for r in results], axis=1)[None]
     for n in guide_names:
-        shape = (1, draws, *shapes[n])
-        arr = np.empty(shape) if allocate is None else allocate(n, shape)
-        for r, rr in zip(results, rows, strict=True):
-            arr[0][:, rr] = r.guide_draws[n]
-            r.guide_draws[n] = None  # one copy at a time
+        arr = guide_arrays[n]
+        if not on_disk:
+            for r, rr in zip(results, rows, strict=True):
+                arr[0][:, rr] = r.guide_draws[n]
+                r.guide_draws[n] = None  # one copy at a time
         post_vars[n] = arr
     posterior = _dataset(full, post_vars, shapes)
     diag = {k: np.concatenate([r.diagnostics[k] for r in results]) for k in results[0].diagnostics}
@@ -479,6 +611,7 @@ def fit_two_stage(
             "total": round(time.perf_counter() - t_start, 2),
         },
         "n_chunks": len(tasks),
+        "workers": workers,
     }
     return idata, options
 
