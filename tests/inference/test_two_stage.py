@@ -203,3 +203,34 @@ def test_two_stage_through_fit_keeps_guide_summaries(tmp_path):
     again = sf.load_fit(fit.save(tmp_path / "two_stage.nc"))
     assert again.method == "two-stage"
     np.testing.assert_allclose(again.contrast(delta=0.5).genes["lfc"], result.genes["lfc"])
+
+
+@pytest.mark.slow
+def test_stage2_in_worker_processes_writing_to_disk_equals_in_process(tmp_path):
+    """Two forked workers writing guide draws into on-disk arrays give the in-process fit."""
+    from screenformula.inference.scratch import draw_array
+
+    data, _ = sf.simulate_screen(n_genes=40, random_seed=8)
+    model = sf.ScreenModel(FORMULA, data)
+    settings = dict(
+        draws=60,
+        random_seed=4,
+        progress=False,
+        store_sgrna=True,
+        stage1_genes=30,
+        stage1_draws=60,
+        stage1_tune=100,
+        parallel_min_genes=20,  # two chunks
+    )
+    serial, opt1 = fit_two_stage(model, workers=1, **settings)
+    files, opt2 = fit_two_stage(
+        model,
+        workers=2,
+        allocate=lambda name, shape: draw_array(name, shape, str(tmp_path)),
+        **settings,
+    )
+    assert opt1["n_chunks"] == opt2["n_chunks"] == 2 and opt2["workers"] == 2
+    guide_level = [n for n in serial["posterior"].data_vars if "sgrna" in serial["posterior"][n].dims]
+    assert "phi" in guide_level and list(tmp_path.glob("*.npy"))
+    for name, values in serial["posterior"].data_vars.items():
+        np.testing.assert_array_equal(np.asarray(files["posterior"][name]), values.values)

@@ -32,7 +32,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 from pytensor.graph.replace import clone_replace, graph_replace
-from pytensor.graph.traversal import graph_inputs
+from pytensor.graph.traversal import graph_inputs, io_toposort
 
 from screenformula.inference.two_stage import _numba_ops  # noqa: F401 - registers tri_gamma
 from screenformula.inference.two_stage.blocks import BlockLayout, block_layout, expression_kernel
@@ -51,9 +51,13 @@ class BlockDensity:
         `ScreenModel` on a subset, see `blocks.subset_model`).
     mode : str
         PyTensor compile mode.
+    like : BlockDensity, optional
+        A density of the same model on other genes (the chunk an HMC subset comes from):
+        its compiled functions are reused wherever this density's graph is the same
+        (same operations, same data-input types), so only the data differ.
     """
 
-    def __init__(self, model: Any, mode: str = COMPILE_MODE) -> None:
+    def __init__(self, model: Any, mode: str = COMPILE_MODE, like: Any = None) -> None:
         from screenformula.backend.model import build_pymc_model
 
         start = time.perf_counter()
@@ -107,12 +111,35 @@ class BlockDensity:
         self.VU = pt.matrix("VU")
         hG, hU = pytensor.grad((gG * self.VG).sum() + (gU * self.VU).sum(), [self.G, self.U])
         inputs = [*self.global_inputs, self.G, self.U, *self.data_inputs]
-        kw = {"mode": mode, "on_unused_input": "ignore"}
-        self._logp = pytensor.function(inputs, lp, **kw)
-        self._logp_grad = pytensor.function(inputs, [lp, gG, gU], **kw)
-        self._hvp = pytensor.function([*inputs, self.VG, self.VU], [hG, hU], **kw)
         self._mode = mode
+        self._functions: dict[tuple, Any] = {} if like is None else like._functions
+        self._logp = self._compile(inputs, lp)
+        self._logp_grad = self._compile(inputs, [lp, gG, gU])
+        self._hvp = self._compile([*inputs, self.VG, self.VU], [hG, hU])
         self.compile_seconds = time.perf_counter() - start
+
+    def _compile(self, inputs: list, outputs: Any) -> Any:
+        """``pytensor.function(inputs, outputs)``, or the one already compiled for this graph.
+
+        The key is the graph's operations in order and its inputs' types: two densities of
+        one model on different genes share it, as their data are inputs.
+        """
+        outs = outputs if isinstance(outputs, list) else [outputs]
+        key = (
+            tuple(str(i.type) for i in inputs),
+            len(outs),
+            tuple(str(node.op) for node in io_toposort(inputs, outs)),
+        )
+        fn = self._functions.get(key)
+        if fn is None:
+            fn = pytensor.function(
+                inputs,
+                outputs,
+                mode=self._mode,
+                on_unused_input="ignore",
+            )
+            self._functions[key] = fn
+        return fn
 
     def stored_function(self, names: list[str]) -> Any:
         """A function ``(globals, G, U) -> [values of the named model variables]``.
@@ -126,12 +153,7 @@ class BlockDensity:
         outs = graph_replace(outs, self._local_values, strict=False)
         lay = self.layout
         outs, data_inputs, data_values = lift_constants(outs, (lay.n_genes, lay.n_sgrna))
-        fn = pytensor.function(
-            [*self.global_inputs, self.G, self.U, *data_inputs],
-            outs,
-            mode=self._mode,
-            on_unused_input="ignore",
-        )
+        fn = self._compile([*self.global_inputs, self.G, self.U, *data_inputs], list(outs))
 
         def values(globals_unc: dict, G: np.ndarray, U: np.ndarray) -> list[np.ndarray]:
             return fn(*self.global_list(globals_unc), G, U, *data_values)

@@ -230,7 +230,7 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     t = time.perf_counter()
     if refit.any():
         sub_data, rows = subset_data(task.data, np.flatnonzero(refit))
-        sub = BlockDensity(ScreenModel(task.formula, sub_data, **task.settings))
+        sub = BlockDensity(ScreenModel(task.formula, sub_data, **task.settings), like=density)
         sub_writer = (
             _GuideWriter(sub, task.guide_names, targets, rows) if writer is not None else None
         )
