@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from screenformula.io.memmap import release
+
 __all__ = ["draw_array", "open_draws", "release"]
 
 
@@ -23,23 +25,3 @@ def draw_array(name: str, shape: tuple[int, ...], scratch: str | None) -> np.nda
 def open_draws(path: str) -> np.ndarray:
     """A `draw_array` file opened for writing (in another process, say)."""
     return np.lib.format.open_memmap(path, mode="r+")
-
-
-def release(arr: np.ndarray) -> None:
-    """Write a memory-mapped array's changes to its file and drop its pages from memory.
-
-    Pages written through a shared file mapping count in the process's resident memory
-    until the kernel reclaims them; without this, filling a 1 GB array of guide draws
-    shows as 1 GB more peak memory. Arrays in memory are left as they are.
-    """
-    import mmap
-
-    base = arr
-    while base is not None and not isinstance(base, np.memmap):
-        base = base.base
-    if base is None:
-        return
-    base.flush()
-    handle = getattr(base, "_mmap", None)
-    if handle is not None and hasattr(handle, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-        handle.madvise(mmap.MADV_DONTNEED)

@@ -23,6 +23,7 @@ import numpy as np
 import xarray as xr
 
 from screenformula._constants import SGRNA
+from screenformula.io.memmap import release_dataset
 from screenformula.results import contrast_core as core
 from screenformula.results.draws import (
     LOG2E,
@@ -128,6 +129,7 @@ def compute_guide_summaries(
             for key, value in stats.items():
                 if key != "n_draws":
                     per_contrast[k].setdefault(key, []).append(value)
+        release_dataset(fit.posterior)  # the block's pages of draws kept on disk
     joined = [{k: np.concatenate(v, axis=-1) for k, v in d.items()} for d in per_contrast]
     stack = {k: np.stack([d[k] for d in joined]) for k in joined[0]}
     ds = xr.Dataset(
@@ -164,6 +166,7 @@ def _phi_mean(fit: ScreenFit, n_sgrna: int, block: int) -> np.ndarray | None:
     for start in range(0, n_sgrna, block):
         rows = slice(start, min(start + block, n_sgrna))
         out[rows] = post[PHI].isel({SGRNA: rows}).mean(dim=["chain", "draw"]).values
+        release_dataset(post)
     return out
 
 

@@ -1,0 +1,36 @@
+"""Memory-mapped arrays whose pages are let go once written or read."""
+
+from __future__ import annotations
+
+import mmap
+from typing import Any
+
+import numpy as np
+
+__all__ = ["release", "release_dataset"]
+
+
+def release(arr: Any) -> None:
+    """Write a memory-mapped array's changes to its file and drop its pages from memory.
+
+    Pages of a shared file mapping, written or read, count in the process's resident
+    memory until the kernel reclaims them: filling, or summarising, a 1 GB array of guide
+    draws showed as 1 GB more peak memory. Anything not memory-mapped is left alone.
+    """
+    base = arr
+    while base is not None and not isinstance(base, np.memmap):
+        base = getattr(base, "base", None)
+    if base is None:
+        return
+    base.flush()
+    handle = getattr(base, "_mmap", None)
+    if handle is not None and hasattr(handle, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        handle.madvise(mmap.MADV_DONTNEED)
+
+
+def release_dataset(ds: Any) -> None:
+    """`release` every memory-mapped variable of an xarray Dataset."""
+    for var in ds.data_vars.values():
+        data = var.variable._data  # the array itself: ``.values`` may copy a lazy one
+        if isinstance(data, np.ndarray):
+            release(data)
