@@ -230,7 +230,8 @@ def test_stage2_in_worker_processes_writing_to_disk_equals_in_process(tmp_path):
         **settings,
     )
     assert opt1["n_chunks"] == opt2["n_chunks"] == 2 and opt2["workers"] == 2
-    guide_level = [n for n in serial["posterior"].data_vars if "sgrna" in serial["posterior"][n].dims]
+    post = serial["posterior"]
+    guide_level = [n for n in post.data_vars if "sgrna" in post[n].dims]
     assert "phi" in guide_level and list(tmp_path.glob("*.npy"))
     for name, values in serial["posterior"].data_vars.items():
         np.testing.assert_array_equal(np.asarray(files["posterior"][name]), values.values)
