@@ -541,7 +541,12 @@ def fit_two_stage(
     for n in global_stored:
         post_vars[n] = flat1[n][draw_k][None]
     for n in gene_names:
-        post_vars[n] = np.concatenate([r.gene_draws[n] for r in results], axis=1)[None]
+        first = results[0].gene_draws[n]
+        arr = np.empty((1, draws, n_genes, *first.shape[2:]))
+        for r, genes in zip(results, chunks, strict=True):
+            arr[0][:, genes] = r.gene_draws[n]
+            r.gene_draws[n] = None  # one copy at a time
+        post_vars[n] = arr
     for n in guide_names:
         arr = guide_arrays[n]
         if not on_disk:
