@@ -440,7 +440,8 @@ def fit_two_stage(
         ``method``, ``draws``, ``random_seed``, ``config``, ``stage1`` (genes, seconds,
         per-variable ``rhat_max``/``ess_bulk_min``/``ess_tail_min``, ``divergences``),
         ``khat`` (quantiles and counts above 0.5/0.7/1), ``n_hmc_genes``, ``hmc``
-        (acceptance quantiles, divergences), ``seconds`` (per step).
+        (acceptance quantiles, divergences), ``seconds`` (per step; stage-2 parts are CPU
+        seconds summed over chunks), ``n_chunks``, ``workers``.
     """
     from screenformula.inference.nuts import stored_variables
     from screenformula.inference.two_stage.stage1 import (
