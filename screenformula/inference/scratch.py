@@ -6,9 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from screenformula.io.memmap import release
-
-__all__ = ["draw_array", "open_draws", "release"]
+__all__ = ["draw_array", "open_draws"]
 
 
 def draw_array(name: str, shape: tuple[int, ...], scratch: str | None) -> np.ndarray:

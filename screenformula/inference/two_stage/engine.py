@@ -302,7 +302,7 @@ class _GuideTargets:
 
     def flush(self) -> None:
         """Write file-backed draws through and let their pages go (bounded memory)."""
-        from screenformula.inference.scratch import release
+        from screenformula.io.memmap import release
 
         if self.files:
             for arr in self.arrays.values():
