@@ -71,11 +71,19 @@ def compare(a: np.ndarray, b: np.ndarray, truth: np.ndarray) -> dict:
     }
 
 
-def run_seed(n_genes: int, seed: int, args: argparse.Namespace) -> dict:
-    """One simulated screen: NUTS and two-stage, compared."""
-    data, truth = sf.simulate_screen(n_genes=n_genes, random_seed=seed)
-    model = sf.ScreenModel(FORMULA, data)
-    true = truth.genes.set_index("gene").loc[list(map(str, data.gene_names)), "lfc"].to_numpy()
+def nuts_reference(
+    model: sf.ScreenModel, n_genes: int, seed: int, args: argparse.Namespace
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Full NUTS's gene LFC draws (all chains, first half, second half) and its seconds.
+
+    With ``--nuts-cache DIR`` they are kept in ``DIR`` and reused by a later run with the
+    same screen and NUTS settings (the two-stage side can then be rerun alone).
+    """
+    key = f"nuts_g{n_genes}_s{seed}_c{args.nuts_chains}_d{args.nuts_draws}.npz"
+    cache = Path(args.nuts_cache) / key if args.nuts_cache else None
+    if cache is not None and cache.exists():
+        saved = np.load(cache)
+        return saved["ref"], saved["first"], saved["second"], float(saved["seconds"])
     start = time.perf_counter()
     nuts = sample_nuts(
         model.pymc_model,
@@ -89,12 +97,24 @@ def run_seed(n_genes: int, seed: int, args: argparse.Namespace) -> dict:
         progress=False,
         target_accept=0.8,
     )
-    t_nuts = time.perf_counter() - start
+    seconds = time.perf_counter() - start
     post = nuts["posterior"]
-    ref = lfc_draws(post)
     half = args.nuts_chains // 2
+    ref = lfc_draws(post)
     first = lfc_draws(post.isel(chain=slice(0, half)))
     second = lfc_draws(post.isel(chain=slice(half, None)))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, ref=ref, first=first, second=second, seconds=seconds)
+    return ref, first, second, seconds
+
+
+def run_seed(n_genes: int, seed: int, args: argparse.Namespace) -> dict:
+    """One simulated screen: NUTS and two-stage, compared."""
+    data, truth = sf.simulate_screen(n_genes=n_genes, random_seed=seed)
+    model = sf.ScreenModel(FORMULA, data)
+    true = truth.genes.set_index("gene").loc[list(map(str, data.gene_names)), "lfc"].to_numpy()
+    ref, first, second, t_nuts = nuts_reference(model, n_genes, seed, args)
     start = time.perf_counter()
     idata, options = fit_two_stage(
         model, draws=args.draws, random_seed=seed, progress=False, **args.overrides
@@ -189,6 +209,7 @@ def main() -> None:
     parser.add_argument("--timing-genes", type=int, default=0)
     parser.add_argument("--set", nargs="*", default=[], help="config overrides, key=value")
     parser.add_argument("--out", default=str(OUT / "two_stage"))
+    parser.add_argument("--nuts-cache", default="", help="folder keeping NUTS's draws")
     args = parser.parse_args()
     args.overrides = {
         k: float(v) if "." in v else int(v) for k, v in (s.split("=") for s in args.set)
@@ -198,14 +219,21 @@ def main() -> None:
         "nuts_chains": args.nuts_chains,
         "draws": args.draws,
         "overrides": args.overrides,
-        "seeds": [run_seed(args.genes, seed, args) for seed in args.seeds],
+        "seeds": [],
     }
-    if args.timing_genes:
-        result["timing"] = run_timing(args.timing_genes, args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str))
-    out.with_suffix(".md").write_text(markdown(result))
+
+    def write() -> None:
+        out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str))
+        out.with_suffix(".md").write_text(markdown(result))
+
+    for seed in args.seeds:  # written after each seed: a long run keeps what it finished
+        result["seeds"].append(run_seed(args.genes, seed, args))
+        write()
+    if args.timing_genes:
+        result["timing"] = run_timing(args.timing_genes, args)
+        write()
     print(markdown(result))
 
 
