@@ -53,10 +53,12 @@ def hits(draws: np.ndarray, q: float = 0.05) -> np.ndarray:
 
 
 def compare(a: np.ndarray, b: np.ndarray, truth: np.ndarray) -> dict:
-    """Agreement of draws ``a`` (method) with reference draws ``b``."""
+    """Agreement of draws ``a`` (method) with reference draws ``b`` (``truth``: or None)."""
     ratio = a.std(0) / b.std(0)
     lo, hi = np.quantile(a, [0.05, 0.95], axis=0)
     lo_b, hi_b = np.quantile(b, [0.05, 0.95], axis=0)
+    if truth is None:
+        truth = np.full(a.shape[1], np.nan)
     return {
         "corr_means": float(np.corrcoef(a.mean(0), b.mean(0))[0, 1]),
         "sd_ratio_median": float(np.median(ratio)),
@@ -72,14 +74,14 @@ def compare(a: np.ndarray, b: np.ndarray, truth: np.ndarray) -> dict:
 
 
 def nuts_reference(
-    model: sf.ScreenModel, n_genes: int, seed: int, args: argparse.Namespace
+    model: sf.ScreenModel, name: str, seed: int, args: argparse.Namespace
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Full NUTS's gene LFC draws (all chains, first half, second half) and its seconds.
 
     With ``--nuts-cache DIR`` they are kept in ``DIR`` and reused by a later run with the
     same screen and NUTS settings (the two-stage side can then be rerun alone).
     """
-    key = f"nuts_g{n_genes}_s{seed}_c{args.nuts_chains}_d{args.nuts_draws}.npz"
+    key = f"nuts_{name}_s{seed}_c{args.nuts_chains}_d{args.nuts_draws}.npz"
     cache = Path(args.nuts_cache) / key if args.nuts_cache else None
     if cache is not None and cache.exists():
         saved = np.load(cache)
@@ -114,7 +116,56 @@ def run_seed(n_genes: int, seed: int, args: argparse.Namespace) -> dict:
     data, truth = sf.simulate_screen(n_genes=n_genes, random_seed=seed)
     model = sf.ScreenModel(FORMULA, data)
     true = truth.genes.set_index("gene").loc[list(map(str, data.gene_names)), "lfc"].to_numpy()
-    ref, first, second, t_nuts = nuts_reference(model, n_genes, seed, args)
+    return compare_fits(model, f"g{n_genes}", seed, true, args)
+
+
+def hap1_reference_model() -> tuple[sf.ScreenModel, np.ndarray]:
+    """HAP1 TKOv3 restricted to its CEGv2 and NEGv1 genes (T18A-C vs T0), as `bench_real`.
+
+    Returns the model and, per gene, whether it is core-essential.
+    """
+    from screenformula import datasets
+    from screenformula.io.screen_data import ScreenData
+
+    raw = datasets.load_hap1_tkov3(t0_as_pool=False)
+    ref = datasets.load_reference_genes()
+    essential, nonessential = set(ref["essential"]), set(ref["nonessential"])
+    genes = np.asarray(raw.genes_of_sgrna, dtype=str)
+    keep = np.isin(genes, list(essential | nonessential))
+    sheet = raw.samples.copy()
+    sheet["treatment"] = np.where(sheet["condition"].astype(str) == "T0", "ctrl", "treated")
+    data = ScreenData(
+        np.asarray(raw.counts)[keep],
+        np.asarray(raw.sgrnas)[keep],
+        genes[keep],
+        sheet,
+        size_factors="median",
+    )
+    model = sf.ScreenModel(FORMULA, data, pool=None, reference={"treatment": "ctrl"})
+    return model, np.isin(np.asarray(data.gene_names, dtype=str), list(essential))
+
+
+def run_hap1_reference(args: argparse.Namespace) -> dict:
+    """The real screen's reference genes: NUTS and two-stage compared (no truth: no coverage)."""
+    from screenformula.evaluation import roc_auc
+
+    model, essential = hap1_reference_model()
+    out = compare_fits(model, "hap1ref", 1, None, args)
+    out["screen"] = "HAP1 CEGv2 + NEGv1 genes"
+    out["auc_nuts"] = round(roc_auc(-out.pop("_nuts_mean"), essential), 4)
+    out["auc_two_stage"] = round(roc_auc(-out.pop("_two_mean"), essential), 4)
+    return out
+
+
+def compare_fits(
+    model: sf.ScreenModel,
+    name: str,
+    seed: int,
+    true: np.ndarray | None,
+    args: argparse.Namespace,
+) -> dict:
+    """Full NUTS and the two-stage fit of ``model``, compared on the gene LFC posterior."""
+    ref, first, second, t_nuts = nuts_reference(model, name, seed, args)
     start = time.perf_counter()
     idata, options = fit_two_stage(
         model, draws=args.draws, random_seed=seed, progress=False, **args.overrides
@@ -123,7 +174,9 @@ def run_seed(n_genes: int, seed: int, args: argparse.Namespace) -> dict:
     two = lfc_draws(idata["posterior"].to_dataset())
     return {
         "seed": seed,
-        "n_genes": n_genes,
+        "n_genes": int(model.data.n_genes),
+        "_nuts_mean": ref.mean(0),
+        "_two_mean": two.mean(0),
         "nuts_seconds": round(t_nuts, 1),
         "two_stage_seconds": round(t_two, 1),
         "two_stage_vs_nuts": compare(two, ref, true),
@@ -161,11 +214,12 @@ def markdown(result: dict) -> str:
         f"NUTS: {result['nuts_chains']} x {result['nuts_draws']} draws; two-stage: "
         f"{result['draws']} draws, settings {result['overrides'] or 'default'}.",
         "",
-        "| seed | genes | who | corr means | sd ratio median [5-95 %] | in [0.8,1.25] "
+        "| screen | genes | who | corr means | sd ratio median [5-95 %] | in [0.8,1.25] "
         "| hit agreement (hits) | coverage 90 % (NUTS) | HMC genes | k-hat>0.7 | s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["seeds"]:
+        screen = r.get("screen", f"simulated, seed {r['seed']}")
         for who, key in (
             ("two-stage", "two_stage_vs_nuts"),
             ("NUTS half/half", "nuts_half_vs_half"),
@@ -178,11 +232,17 @@ def markdown(result: dict) -> str:
                 else f"- | - | {r['nuts_seconds']}"
             )
             lines.append(
-                f"| {r['seed']} | {r['n_genes']} | {who} | {c['corr_means']:.4f} | "
+                f"| {screen} | {r['n_genes']} | {who} | {c['corr_means']:.4f} | "
                 f"{c['sd_ratio_median']:.3f} [{c['sd_ratio_5']:.3f}, {c['sd_ratio_95']:.3f}] | "
                 f"{c['frac_sd_ratio_in_0.8_1.25']:.3f} | {c['hit_agreement']:.3f} "
                 f"({c['hits']}/{c['hits_ref']}) | {c['coverage90']:.3f} ({c['coverage90_ref']:.3f})"
                 f" | {extra} |"
+            )
+    for r in result["seeds"]:
+        if "auc_nuts" in r:
+            lines.append(
+                f"\n{r['screen']}: ROC AUC of the posterior mean LFC, CEGv2 vs NEGv1: NUTS "
+                f"{r['auc_nuts']}, two-stage {r['auc_two_stage']} (no truth: coverage n/a)."
             )
     if result.get("timing"):
         t = result["timing"]
@@ -210,6 +270,9 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="config overrides, key=value")
     parser.add_argument("--out", default=str(OUT / "two_stage"))
     parser.add_argument("--nuts-cache", default="", help="folder keeping NUTS's draws")
+    parser.add_argument(
+        "--hap1-reference", action="store_true", help="also HAP1's CEGv2 + NEGv1 genes"
+    )
     args = parser.parse_args()
     args.overrides = {
         k: float(v) if "." in v else int(v) for k, v in (s.split("=") for s in args.set)
@@ -229,7 +292,11 @@ def main() -> None:
         out.with_suffix(".md").write_text(markdown(result))
 
     for seed in args.seeds:  # written after each seed: a long run keeps what it finished
-        result["seeds"].append(run_seed(args.genes, seed, args))
+        entry = run_seed(args.genes, seed, args)
+        result["seeds"].append({k: v for k, v in entry.items() if not k.startswith("_")})
+        write()
+    if args.hap1_reference:
+        result["seeds"].append(run_hap1_reference(args))
         write()
     if args.timing_genes:
         result["timing"] = run_timing(args.timing_genes, args)

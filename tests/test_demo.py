@@ -30,6 +30,7 @@ def test_help():
     )
     assert done.returncode == 0, done.stderr
     assert "--fast" in done.stdout and "--out" in done.stdout and "--no-hap1" in done.stdout
+    assert "--hap1-method" in done.stdout and "two-stage" in done.stdout
 
 
 def test_leukemia_data_is_compared_as_mageck_compares_it():
