@@ -31,10 +31,19 @@ Cases (``--only``):
   AUC (MAGeCK per line for reference); each also with ``dispersion="shared"``, because
   per-guide dispersion with two samples a side can absorb a guide's depletion.
 
-Genome-wide fits use the approximate method (``method="approx"``: NUTS on 70,000 guides
-does not fit a benchmark run on 2 cores); ``rt112`` is small enough for NUTS too.
+"Ours" is one fit per case with ``--method`` (default ``"auto"``, the library's default:
+NUTS up to 2,000 genes, i.e. ``rt112``, ``hap1nuts`` and ``jacks``, and the two-stage engine
+above, i.e. the genome-wide HAP1 cases; ``two-stage``, ``approx`` and ``nuts`` force one),
+with the library's default draws, stored as ``ours_<method>`` (``ours_auto``,
+``ours_two_stage``, ...; results from before ``--method``, ``ours_approx``, still render).
+The child records the method that ran (``method_used``: what ``auto`` picked), its R-hat
+max (NUTS) or its stage-1 R-hat max (two-stage). The ``hap1nuts`` and ``rt112`` cases add
+a NUTS fit (2 chains x 500 draws after 500 tuning steps, ``ours_nuts``; not with
+``--quick``), the ``jacks`` cases the same method with ``dispersion="shared"``
+(``ours_<method>_shared``).
 
-    nice -n 5 .venv/bin/python benchmarks/bench_real.py            # everything (~1 h)
+    nice -n 5 .venv/bin/python benchmarks/bench_real.py            # everything, method auto
+    nice -n 5 .venv/bin/python benchmarks/bench_real.py --method approx   # as before (~1 h)
     .venv/bin/python benchmarks/bench_real.py --quick              # one seed, fewer levels
     .venv/bin/python benchmarks/bench_real.py --only rt112 --report-only
 
@@ -68,6 +77,9 @@ MAGECK_VENV = Path(os.environ.get("MAGECK_VENV", "/tmp/mageck-venv"))
 FDR = 0.05
 DELTA = 0.5
 NUTS = {"draws": 500, "tune": 500, "chains": 2}
+#: ``--method`` choices for the main fit (``auto`` is the library's default).
+METHODS = ("auto", "two-stage", "approx", "nuts")
+DISPERSIONS = ("sgrna", "shared")
 
 
 # ------------------------------------------------------------------------ the cases
@@ -258,6 +270,14 @@ def run_mageck(folder: Path, case: dict[str, Any], prefix: str, treated: list[st
     return measure(cmd, folder, mageck_env(exe))
 
 
+def fit_tag(method: str, dispersion: str = "sgrna") -> str:
+    """``auto`` -> ``auto``, ``two-stage`` -> ``two_stage``, + ``_shared``: file names, keys."""
+    if method not in METHODS or dispersion not in DISPERSIONS:
+        raise ValueError(f"unknown method {method!r} or dispersion {dispersion!r}")
+    tag = method.replace("-", "_")
+    return tag if dispersion == "sgrna" else f"{tag}_{dispersion}"
+
+
 def run_ours(
     folder: Path, method: str, args: argparse.Namespace, dispersion: str = "sgrna"
 ) -> dict:
@@ -267,7 +287,13 @@ def run_ours(
 
 
 def child(folder: Path, method: str, seed: int, dispersion: str = "sgrna") -> None:
-    """Table on disk -> gene tables on disk (run in its own process to be timed)."""
+    """Table on disk -> gene tables on disk (run in its own process to be timed).
+
+    Writes ``<tag>_genes.tsv`` and ``<tag>_genes_d0.tsv`` (`fit_tag`) and prints one JSON
+    line: the method that ran (``method_used``; what ``auto`` picked), NUTS's R-hat max,
+    the two-stage engine's stage-1 R-hat max.
+    """
+    tag = fit_tag(method, dispersion)
     import logging
     import warnings
 
@@ -285,9 +311,20 @@ def child(folder: Path, method: str, seed: int, dispersion: str = "sgrna") -> No
     fit = model.fit(method, log_likelihood=False, **kwargs)
     for delta, name in ((DELTA, "genes.tsv"), (0.0, "genes_d0.tsv")):
         genes = fit.contrast("treatment", ref="ctrl", delta=delta, fdr_target=FDR).genes
-        genes.to_csv(folder / f"{method}_{name}", sep="\t", index=False)
-    diag = fit.diagnostics() if method == "nuts" else None
-    print(json.dumps({"rhat_max": None if diag is None else _rhat_max(diag)}))
+        genes.to_csv(folder / f"{tag}_{name}", sep="\t", index=False)
+    used = str(fit.method)  # what ran: "nuts", "two-stage", "advi" (auto's choice)
+    diag = fit.diagnostics() if used == "nuts" else None
+    stage1 = (fit.options.get("stage1") or {}) if used == "two-stage" else {}
+    stage1_rhat = stage1.get("rhat_max")
+    print(
+        json.dumps(
+            {
+                "method_used": used,
+                "rhat_max": None if diag is None else _rhat_max(diag),
+                "stage1_rhat_max": None if stage1_rhat is None else round(float(stage1_rhat), 3),
+            }
+        )
+    )
 
 
 def _rhat_max(diag: Any) -> float | None:
@@ -378,23 +415,24 @@ def run_case(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         )
         sheet.to_csv(folder / "samples.tsv", sep="\t", index=False)
         ref = case["reference"]
-        methods = [("approx", "sgrna")]
-        methods += [("nuts", "sgrna")] if case.get("nuts") and not args.quick else []
-        methods += [("approx", "shared")] if case.get("group") == "jacks" else []
+        methods = [(args.method, "sgrna")]
+        if case.get("nuts") and not args.quick and args.method != "nuts":
+            methods.append(("nuts", "sgrna"))  # NUTS (2 x 500 draws) next to the main fit
+        methods += [(args.method, "shared")] if case.get("group") == "jacks" else []
         for method, dispersion in methods:
+            tag = fit_tag(method, dispersion)
             timing = run_ours(folder, method, args, dispersion)
             detail = json.loads((folder / "stdout.txt").read_text().strip().splitlines()[-1])
             entry = {**timing, **{k: v for k, v in detail.items() if v is not None}}
             if case.get("joint"):
                 entry["per_line"] = {
-                    line: score_ours(folder / f"{method}_genes.tsv", line, ref)
-                    for line in JACKS_LINES
+                    line: score_ours(folder / f"{tag}_genes.tsv", line, ref) for line in JACKS_LINES
                 }
             else:
-                entry["delta_0.5"] = score_ours(folder / f"{method}_genes.tsv", None, ref)
-                no_delta = score_ours(folder / f"{method}_genes_d0.tsv", None, ref)
+                entry["delta_0.5"] = score_ours(folder / f"{tag}_genes.tsv", None, ref)
+                no_delta = score_ours(folder / f"{tag}_genes_d0.tsv", None, ref)
                 entry["delta_0"] = {k: v for k, v in no_delta.items() if k.startswith("hits")}
-            key = f"ours_{method}" + ("" if dispersion == "sgrna" else f"_{dispersion}")
+            key = f"ours_{tag}"
             record[key] = entry
             _progress(case["name"], key, entry)
         if not case.get("joint"):
@@ -450,11 +488,19 @@ def main() -> None:
     parser.add_argument("--replicates", type=int, nargs="+", default=[3, 1])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--fit-seed", type=int, default=1)
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default="auto",
+        help="screenformula's main fit (stored as ours_<method>, '-' as '_'; default: auto)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "real.json")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
-    parser.add_argument("--dispersion", default="sgrna", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--dispersion", choices=DISPERSIONS, default="sgrna", help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.child:
         child(Path(args.child[0]), args.child[1], args.seed, args.dispersion)

@@ -4,7 +4,11 @@ For each simulated screen (``simulate_screen``: 4 guides per gene, one pool samp
 and treated samples), written as a MAGeCK count table, this runs back to back, each in its
 own process, from the table on disk to a gene table on disk:
 
-- screenformula ``method="approx"`` (ADVI; default model, ``pool="joint"``);
+- screenformula with ``--method`` (default ``"auto"``, the library's default: NUTS up to
+  2,000 genes and the two-stage engine above; ``two-stage`` or ``approx``, ADVI, force one),
+  with the library's default draws (default model, ``pool="joint"``), as the tool
+  ``screenformula <method>``; the row records the method that ran (``method_used``) and, for
+  the two-stage engine, its stage-1 R-hat max;
 - screenformula ``method="nuts"`` (nutpie, 2 chains x 500 draws after 500 tuning steps) up to
   ``--nuts-genes`` genes (NUTS at 20,000 genes takes hours on 2 cores: see
   ``bench_model.py``'s per-gradient cost);
@@ -17,7 +21,8 @@ descendants), as ratios to ``mageck2 test`` on the same table. The grid varies t
 of genes (500, 2,000, 20,000: guides grow with them) and, at 2,000 genes, the number of
 samples (3 + 3 and 6 + 6). The real HAP1 screen's timings are in ``bench_real.py``.
 
-    nice -n 5 .venv/bin/python benchmarks/bench_scale.py           # about 30 min
+    nice -n 5 .venv/bin/python benchmarks/bench_scale.py           # method auto
+    nice -n 5 .venv/bin/python benchmarks/bench_scale.py --method approx   # as before (~30 min)
     .venv/bin/python benchmarks/bench_scale.py --quick             # 500 and 2,000 genes
 """
 
@@ -41,6 +46,8 @@ from bench_real import ensure_mageck, environment, mageck_env, measure  # noqa: 
 RESULTS = HERE / "results"
 FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
 NUTS = {"draws": 500, "tune": 500, "chains": 2}
+#: ``--method`` choices for ``screenformula <method>`` (NUTS has its own column).
+METHODS = ("auto", "two-stage", "approx")
 
 
 def write_screen(n_genes: int, n_replicates: int, seed: int, folder: Path) -> dict[str, Any]:
@@ -73,7 +80,13 @@ def write_screen(n_genes: int, n_replicates: int, seed: int, folder: Path) -> di
 
 
 def child(folder: Path, method: str) -> None:
-    """Table on disk -> gene table on disk with screenformula (timed by the parent)."""
+    """Table on disk -> gene table on disk with screenformula (timed by the parent).
+
+    Prints one JSON line: the method that ran (``method_used``: what ``auto`` picked) and,
+    for the two-stage engine, its stage-1 R-hat max.
+    """
+    if method not in (*METHODS, "nuts"):
+        raise ValueError(f"unknown method {method!r}")
     import logging
     import warnings
 
@@ -87,7 +100,22 @@ def child(folder: Path, method: str) -> None:
     if method == "nuts":
         kwargs.update(NUTS)
     fit = model.fit(method, log_likelihood=False, **kwargs)
-    fit.contrast("treatment").genes.to_csv(folder / f"{method}_genes.tsv", sep="\t", index=False)
+    genes = fit.contrast("treatment").genes
+    genes.to_csv(folder / f"{method.replace('-', '_')}_genes.tsv", sep="\t", index=False)
+    used = str(fit.method)
+    stage1 = (fit.options.get("stage1") or {}) if used == "two-stage" else {}
+    rhat = stage1.get("rhat_max")
+    out = {"method_used": used, "stage1_rhat_max": None if rhat is None else round(float(rhat), 3)}
+    print(json.dumps(out))
+
+
+def child_detail(folder: Path) -> dict[str, Any]:
+    """The child's JSON line (its last line on stdout), without empty values."""
+    try:
+        detail = json.loads((folder / "stdout.txt").read_text().strip().splitlines()[-1])
+    except (OSError, IndexError, ValueError):
+        return {}
+    return {k: v for k, v in detail.items() if v is not None}
 
 
 def run_grid(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -103,7 +131,8 @@ def run_grid(args: argparse.Namespace) -> list[dict[str, Any]]:
             test = [str(exe), "test", "-k", "counts.tsv", "-t", ",".join(info["treated"])]
             test += ["-c", ",".join(info["control"]), "-n", "mageck"]
             mle = [str(exe), "mle", "-k", "counts.tsv", "-d", "design.txt", "-n", "mle"]
-            jobs = [("mageck2 test", test, env), ("screenformula approx", [*me, "approx"], None)]
+            ours = (f"screenformula {args.method}", [*me, args.method], None)
+            jobs = [("mageck2 test", test, env), ours]
             if n_genes <= args.nuts_genes:
                 jobs.append(("screenformula NUTS", [*me, "nuts"], None))
             if n_genes <= args.mle_genes:
@@ -111,6 +140,8 @@ def run_grid(args: argparse.Namespace) -> list[dict[str, Any]]:
             for tool, cmd, job_env in jobs:
                 try:
                     result = measure(cmd, folder, job_env)
+                    if tool.startswith("screenformula"):
+                        result.update(child_detail(folder))
                 except RuntimeError as err:
                     result = {"failed": str(err).splitlines()[0][:200]}
                 row = {**info, "replicates": reps, "tool": tool, **result}
@@ -155,9 +186,10 @@ def markdown(record: dict[str, Any]) -> str:
                 f"{row['wall_s']:.0f} | {row['cpu_s']:.0f} | {row['peak_gb']:.2f} | {ratio:.1f} |"
             )
         samples = f"1 + {row['replicates']} + {row['replicates']}"
-        lines.append(
-            f"| {row['n_genes']:,} | {row['n_sgrnas']:,} | {samples} | {row['tool']} | {cells}"
-        )
+        tool = row["tool"]
+        if tool == "screenformula auto" and row.get("method_used"):
+            tool += f" ({row['method_used']})"  # what auto ran
+        lines.append(f"| {row['n_genes']:,} | {row['n_sgrnas']:,} | {samples} | {tool} | {cells}")
     return "\n".join(lines) + "\n"
 
 
@@ -168,6 +200,12 @@ def main() -> None:
     parser.add_argument("--nuts-genes", type=int, default=500, help="NUTS up to this size")
     parser.add_argument("--mle-genes", type=int, default=500, help="mageck2 mle up to this")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default="auto",
+        help="screenformula's fit, the tool 'screenformula <method>' (default: auto)",
+    )
     parser.add_argument("--quick", action="store_true", help="500 and 2,000 genes only")
     parser.add_argument("--out", type=Path, default=RESULTS / "scale.json")
     parser.add_argument("--report-only", action="store_true")

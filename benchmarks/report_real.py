@@ -1,6 +1,11 @@
 """Markdown tables of ``bench_real.py``'s results (``results/real.json`` -> ``real.md``).
 
 Also gives ``headline_rows`` to ``update_readme.py``: the README's short table.
+
+"Ours" is each case's main fit: the first of ``ours_auto``, ``ours_two_stage`` and
+``ours_approx`` (results from before ``bench_real.py --method``) that it has
+(`main_key`), labelled with the method that ran (`method_label`: ``auto: two-stage``,
+``approx``); ``<key>_shared`` is its ``dispersion="shared"`` variant (JACKS).
 """
 
 from __future__ import annotations
@@ -9,6 +14,35 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+#: Where a case's main fit is stored, by preference (``ours_nuts`` last: the extra NUTS
+#: fit, main only in a ``--method nuts`` run).
+MAIN_KEYS = ("ours_auto", "ours_two_stage", "ours_approx", "ours_nuts")
+_NAMES = {"nuts": "NUTS", "two-stage": "two-stage", "advi": "approx", "approx": "approx"}
+
+
+def main_key(rec: dict[str, Any]) -> str | None:
+    """The key of ``rec``'s main fit (`MAIN_KEYS`), None when it has none."""
+    return next((key for key in MAIN_KEYS if key in rec), None)
+
+
+def method_label(key: str, entry: dict[str, Any] | None = None) -> str:
+    """``approx``, ``two-stage``, ``auto: NUTS`` (with what ``auto`` ran, when recorded)."""
+    method = key.removeprefix("ours_").removesuffix("_shared")
+    if method == "auto":
+        used = (entry or {}).get("method_used")
+        return f"auto: {_NAMES.get(used, used)}" if used else "auto"
+    return _NAMES.get(method.replace("_", "-"), method)
+
+
+def _labels(recs: list[dict[str, Any]]) -> str:
+    """The distinct labels of these records' main fits, in order ('approx' when none)."""
+    labels: list[str] = []
+    for rec in recs:
+        key = main_key(rec)
+        if key is not None and method_label(key, rec[key]) not in labels:
+            labels.append(method_label(key, rec[key]))
+    return ", ".join(labels) or "approx"
 
 
 def _f(value: Any, digits: int = 3) -> str:
@@ -44,11 +78,11 @@ def screen_rows(cases: dict[str, Any], names: list[str]) -> list[str]:
         if rec is None:
             continue
         ref = f"{rec['n_genes']:,} genes, {rec['n_sgrnas']:,} guides"
-        for key, label in (
-            ("ours_nuts", "screenformula NUTS"),
-            ("ours_approx", "screenformula approx"),
-            ("mageck", "mageck2 test"),
-        ):
+        main = main_key(rec)
+        tools = [("ours_nuts", "screenformula NUTS")]
+        if main is not None and main != "ours_nuts":
+            tools.append((main, f"screenformula {method_label(main, rec[main])}"))
+        for key, label in (*tools, ("mageck", "mageck2 test")):
             entry = rec.get(key)
             if entry is None:
                 continue
@@ -65,7 +99,8 @@ def screen_rows(cases: dict[str, Any], names: list[str]) -> list[str]:
 
 
 def lowdepth_summary(cases: dict[str, Any]) -> list[dict[str, Any]]:
-    """Means over seeds per (depth, replicates): ours approx vs mageck2."""
+    """Means over seeds per (depth, replicates): ours (each case's main fit, `main_key`;
+    under ``"ours"``, its `method_label` under ``"label"``) vs mageck2."""
     groups: dict[tuple[int, int], list[dict[str, Any]]] = {}
     for rec in cases.values():
         if rec.get("group") == "lowdepth":
@@ -75,17 +110,20 @@ def lowdepth_summary(cases: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for (level, reps), recs in sorted(groups.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
         row: dict[str, Any] = {"level": level, "replicates": reps, "seeds": len(recs)}
-        for key in ("ours_approx", "mageck"):
-            scores = [r[key].get("delta_0.5", r[key]) for r in recs if key in r]
-            if not scores:
+        for key, pick in (("ours", main_key), ("mageck", lambda r: "mageck")):
+            entries = [r[pick(r)] for r in recs if pick(r) in r]
+            if not entries:
                 continue
+            scores = [e.get("delta_0.5", e) for e in entries]
             row[key] = {
                 m: float(np.mean([s[m] for s in scores]))
                 for m in ("auc", "ap", "hits_essential", "hits_nonessential")
             }
-            row[key]["wall_s"] = float(np.mean([r[key]["wall_s"] for r in recs if key in r]))
+            row[key]["wall_s"] = float(np.mean([e["wall_s"] for e in entries]))
             row[key]["auc_min"] = float(min(s["auc"] for s in scores))
             row[key]["auc_max"] = float(max(s["auc"] for s in scores))
+        if "ours" in row:
+            row["label"] = _labels(recs)
         row["reads_per_guide"] = float(
             np.mean([sum(r["reads"].values()) / len(r["reads"]) / r["n_sgrnas"] for r in recs])
         )
@@ -101,7 +139,7 @@ def lowdepth_rows(cases: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in lowdepth_summary(cases):
-        o, m = row.get("ours_approx"), row.get("mageck")
+        o, m = row.get("ours"), row.get("mageck")
         if not (o and m):
             continue
         depth = "full" if row["level"] == 1 else f"1/{row['level']}"
@@ -126,14 +164,20 @@ def jacks_rows(cases: dict[str, Any]) -> list[str]:
         "MAGeCK (essential, non-essential) |",
         "|---|---|---|---|---|---|---|",
     ]
-    per_line = joint["ours_approx"]["per_line"]
-    for key, dispersion in (("ours_approx", "sgrna"), ("ours_approx_shared", "shared")):
+    main = main_key(joint)
+    if main is None:
+        return []
+    per_line = joint[main]["per_line"]
+    for key, dispersion in ((main, "sgrna"), (f"{main}_shared", "shared")):
         for line in per_line:
             alone = cases.get(f"jacks_{line}")
-            if alone is None or key not in joint or key not in alone:
+            alone_key = None if alone is None else main_key(alone)
+            if alone_key is not None and dispersion == "shared":
+                alone_key += "_shared"
+            if alone is None or key not in joint or alone_key not in alone:
                 continue
             score = joint[key]["per_line"][line]
-            a, m = alone[key]["delta_0.5"], alone["mageck"]
+            a, m = alone[alone_key]["delta_0.5"], alone["mageck"]
             rows.append(
                 f"| {line} | {score['n_essential']} / {score['n_nonessential']} | {dispersion} | "
                 f"{score['auc']:.4f} | {a['auc']:.4f} | {m['auc']:.4f} | "
@@ -141,11 +185,11 @@ def jacks_rows(cases: dict[str, Any]) -> list[str]:
                 f"{a['hits_essential']}, {a['hits_nonessential']} / "
                 f"{m['hits_essential']}, {m['hits_nonessential']} |"
             )
-    walls = [cases[f"jacks_{line}"]["ours_approx"]["wall_s"] for line in per_line]
+    alone_recs = [cases[f"jacks_{line}"] for line in per_line if f"jacks_{line}" in cases]
+    walls = [r[main_key(r)]["wall_s"] for r in alone_recs if main_key(r) is not None]
     rows += [
         "",
-        f"Wall time: joint {joint['ours_approx']['wall_s']:.0f} s; lines alone "
-        f"{sum(walls):.0f} s in all.",
+        f"Wall time: joint {joint[main]['wall_s']:.0f} s; lines alone {sum(walls):.0f} s in all.",
     ]
     return rows
 
@@ -170,29 +214,37 @@ def write_report(stored: dict[str, Any], path: Path) -> None:
         "",
         *screen_rows(cases, ["hap1", "rt112"]),
     ]
-    if any(rec.get("group") == "hap1nuts" for rec in cases.values()):
+    nuts_recs = [rec for rec in cases.values() if rec.get("group") == "hap1nuts"]
+    if nuts_recs:
+        ours = _labels(nuts_recs)
+        if ours == "approx":
+            ours = "the approximation"
+        else:
+            ours = f"the default fit ({ours})" if ours.startswith("auto") else ours
         lines += [
             "",
-            "## HAP1 on the reference genes only: NUTS, the approximation and MAGeCK",
+            f"## HAP1 on the reference genes only: NUTS, {ours} and MAGeCK",
             "",
             "The 1,443 CEGv2 / NEGv1 genes of HAP1 (about 5,800 guides), small enough for "
             "NUTS, at full depth and at 1/10 depth (one thinning seed).",
             "",
             *screen_rows(cases, ["hap1_refgenes", "hap1_refgenes_1of10"]),
         ]
-    low = lowdepth_rows(cases)
+    low, hap1 = lowdepth_rows(cases), cases.get("hap1")
     if len(low) > 2:
+        low_recs = [r for r in cases.values() if r.get("group") == "lowdepth" or r is hap1]
         lines += [
             "",
-            "## Low depth (HAP1, binomially thinned; ours = approx)",
+            f"## Low depth (HAP1, binomially thinned; ours = {_labels(low_recs)})",
             "",
             *low,
         ]
     jacks = jacks_rows(cases)
     if jacks:
+        jacks_recs = [r for r in cases.values() if r.get("group") == "jacks"]
         lines += [
             "",
-            "## Several conditions at once (JACKS AML example; ours = approx)",
+            f"## Several conditions at once (JACKS AML example; ours = {_labels(jacks_recs)})",
             "",
             *jacks,
         ]
@@ -208,18 +260,19 @@ def headline_rows(stored: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|",
     ]
     rec = cases.get("hap1")
-    if rec and "mageck" in rec:
-        o, m = rec["ours_approx"]["delta_0.5"], rec["mageck"]
-        label = "HAP1 TKOv3 genome-wide, full depth (approx)"
-        rows.append(_headline(label, o, m, rec["ours_approx"]["wall_s"], m["wall_s"]))
+    main = None if rec is None else main_key(rec)
+    if rec and main and "mageck" in rec:
+        o, m = rec[main]["delta_0.5"], rec["mageck"]
+        label = f"HAP1 TKOv3 genome-wide, full depth ({method_label(main, rec[main])})"
+        rows.append(_headline(label, o, m, rec[main]["wall_s"], m["wall_s"]))
     for row in lowdepth_summary(cases):
         if row["level"] == 1 and row["replicates"] == 3:
             continue  # the row above
-        if row["level"] in (10, 1) and "ours_approx" in row and "mageck" in row:
-            o, m = row["ours_approx"], row["mageck"]
+        if row["level"] in (10, 1) and "ours" in row and "mageck" in row:
+            o, m = row["ours"], row["mageck"]
             depth = "full depth" if row["level"] == 1 else "1/10 depth"
             reps = "1 day-18 replicate" if row["replicates"] == 1 else "3 day-18 replicates"
-            label = f"HAP1 at {depth}, {reps} (approx)"
+            label = f"HAP1 at {depth}, {reps} ({row['label']})"
             if row["seeds"] > 1:
                 label += f", mean of {row['seeds']} thinnings"
             rows.append(_headline(label, o, m, o["wall_s"], m["wall_s"]))
@@ -230,20 +283,21 @@ def headline_rows(stored: dict[str, Any]) -> list[str]:
             label = f"HAP1 CEGv2 + NEGv1 genes only, {depth} (NUTS)¹"
             rows.append(_headline(label, o, m, rec["ours_nuts"]["wall_s"], m["wall_s"]))
     rec = cases.get("rt112")
-    if rec and "mageck" in rec:
-        key = "ours_nuts" if "ours_nuts" in rec else "ours_approx"
+    main = None if rec is None else main_key(rec)
+    if rec and main and "mageck" in rec:
+        # the default fit (auto) when stored; else NUTS (2 x 500 draws) over the approximation
+        key = main if main == "ours_auto" or "ours_nuts" not in rec else "ours_nuts"
         o, m = rec[key]["delta_0.5"], rec["mageck"]
-        method = "NUTS" if key == "ours_nuts" else "approx"
-        label = f"RT112 (Evers et al.), 3 + 3 ({method})"
+        label = f"RT112 (Evers et al.), 3 + 3 ({method_label(key, rec[key])})"
         rows.append(_headline(label, o, m, rec[key]["wall_s"], m["wall_s"]))
     lines = [c for c in cases if c.startswith("jacks_") and c != "jacks_joint"]
-    alone = [cases[c] for c in lines if "ours_approx" in cases[c] and "mageck" in cases[c]]
+    alone = [cases[c] for c in lines if main_key(cases[c]) and "mageck" in cases[c]]
     if alone:
-        o = np.mean([r["ours_approx"]["delta_0.5"]["auc"] for r in alone])
+        o = np.mean([r[main_key(r)]["delta_0.5"]["auc"] for r in alone])
         m = np.mean([r["mageck"]["auc"] for r in alone])
         rows.append(
             f"| JACKS AML, {len(alone)} lines x 2 replicates vs plasmid, each line alone "
-            f"(approx): mean AUC² | {o:.3f} / {m:.3f} | | | |"
+            f"({_labels(alone)}): mean AUC² | {o:.3f} / {m:.3f} | | | |"
         )
     rows += [
         "",
