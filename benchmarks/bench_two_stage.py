@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -211,6 +213,7 @@ def markdown(result: dict) -> str:
     lines = [
         "# Two-stage engine vs full NUTS (simulated, pool + 3 + 3)",
         "",
+        *([f"Run: `{result['command']}` ({result['when']}).", ""] if "command" in result else []),
         f"NUTS: {result['nuts_chains']} x {result['nuts_draws']} draws; two-stage: "
         f"{result['draws']} draws, settings {result['overrides'] or 'default'}.",
         "",
@@ -278,6 +281,8 @@ def main() -> None:
         k: float(v) if "." in v else int(v) for k, v in (s.split("=") for s in args.set)
     }
     result = {
+        "command": "python benchmarks/bench_two_stage.py " + " ".join(sys.argv[1:]),
+        "when": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores",
         "nuts_draws": args.nuts_draws,
         "nuts_chains": args.nuts_chains,
         "draws": args.draws,
