@@ -133,10 +133,11 @@ def lowdepth_summary(cases: dict[str, Any]) -> list[dict[str, Any]]:
 
 def lowdepth_rows(cases: dict[str, Any]) -> list[str]:
     rows = [
-        "| depth | day-18 replicates | seeds | mean reads / guide / sample | AUC ours / MAGeCK "
-        "(range over seeds) | avg. precision ours / MAGeCK | essential at 5 % FDR ours / MAGeCK "
-        "| non-essential at 5 % FDR ours / MAGeCK | wall s ours / MAGeCK |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| depth | day-18 replicates | seeds | ours | mean reads / guide / sample | "
+        "AUC ours / MAGeCK (range over seeds) | avg. precision ours / MAGeCK | "
+        "essential at 5 % FDR ours / MAGeCK | non-essential at 5 % FDR ours / MAGeCK | "
+        "wall s ours / MAGeCK |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in lowdepth_summary(cases):
         o, m = row.get("ours"), row.get("mageck")
@@ -144,7 +145,8 @@ def lowdepth_rows(cases: dict[str, Any]) -> list[str]:
             continue
         depth = "full" if row["level"] == 1 else f"1/{row['level']}"
         rows.append(
-            f"| {depth} | {row['replicates']} | {row['seeds']} | {row['reads_per_guide']:.0f} | "
+            f"| {depth} | {row['replicates']} | {row['seeds']} | {row['label']} | "
+            f"{row['reads_per_guide']:.0f} | "
             f"{o['auc']:.4f} ({o['auc_min']:.4f}-{o['auc_max']:.4f}) / {m['auc']:.4f} "
             f"({m['auc_min']:.4f}-{m['auc_max']:.4f}) | {o['ap']:.3f} / {m['ap']:.3f} | "
             f"{o['hits_essential']:.1f} / {m['hits_essential']:.1f} | "
