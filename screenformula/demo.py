@@ -284,6 +284,8 @@ def run_hap1(out: Path, settings: Settings) -> dict[str, Any]:
     result = fit.contrast("treatment", ref="T0", delta=HAP1_DELTA, fdr_target=0.05)
     genes = result.genes
     print(f"  fitted in {fit_seconds:.1f} s ({fit.method})")
+    if fit.options.get("auto"):
+        print(f"  {fit.options['auto']}")
     checks = _convergence_lines(fit)
     for line in checks:
         print(f"  {line}")

@@ -111,11 +111,13 @@ def convergence(post: Any, names: list[str]) -> dict[str, dict[str, float]]:
         arr = np.asarray(post[name].values, dtype=float)
         arr = arr.reshape(arr.shape[:2] + (-1,))
         arr = np.moveaxis(arr, 2, 0)  # (k, chain, draw)
-        rhat = np.asarray(array_stats.rhat(arr, chain_axis=-2, draw_axis=-1))
-        ess_b = np.asarray(array_stats.ess(arr, chain_axis=-2, draw_axis=-1, method="bulk"))
-        ess_t = np.asarray(
-            array_stats.ess(arr, chain_axis=-2, draw_axis=-1, method="tail", prob=(0.05, 0.95))
-        )
+        # constant entries (an LKJ factor's fixed diagonal) give 0 / 0: NaN, skipped below
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rhat = np.asarray(array_stats.rhat(arr, chain_axis=-2, draw_axis=-1))
+            ess_b = np.asarray(array_stats.ess(arr, chain_axis=-2, draw_axis=-1, method="bulk"))
+            ess_t = np.asarray(
+                array_stats.ess(arr, chain_axis=-2, draw_axis=-1, method="tail", prob=(0.05, 0.95))
+            )
         out[name] = {
             "rhat_max": float(np.nanmax(rhat)),
             "ess_bulk_min": float(np.nanmin(ess_b)),
