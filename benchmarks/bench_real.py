@@ -312,19 +312,17 @@ def child(folder: Path, method: str, seed: int, dispersion: str = "sgrna") -> No
     for delta, name in ((DELTA, "genes.tsv"), (0.0, "genes_d0.tsv")):
         genes = fit.contrast("treatment", ref="ctrl", delta=delta, fdr_target=FDR).genes
         genes.to_csv(folder / f"{tag}_{name}", sep="\t", index=False)
-    used = str(fit.method)  # what ran: "nuts", "two-stage", "advi" (auto's choice)
-    diag = fit.diagnostics() if used == "nuts" else None
+    detail = fit_detail(fit)
+    diag = fit.diagnostics() if detail["method_used"] == "nuts" else None
+    print(json.dumps({**detail, "rhat_max": None if diag is None else _rhat_max(diag)}))
+
+
+def fit_detail(fit: Any) -> dict[str, Any]:
+    """What ran (``method_used``: ``auto``'s choice) and a two-stage fit's stage-1 R-hat max."""
+    used = str(fit.method)  # "nuts", "two-stage", "advi"
     stage1 = (fit.options.get("stage1") or {}) if used == "two-stage" else {}
-    stage1_rhat = stage1.get("rhat_max")
-    print(
-        json.dumps(
-            {
-                "method_used": used,
-                "rhat_max": None if diag is None else _rhat_max(diag),
-                "stage1_rhat_max": None if stage1_rhat is None else round(float(stage1_rhat), 3),
-            }
-        )
-    )
+    rhat = stage1.get("rhat_max")
+    return {"method_used": used, "stage1_rhat_max": None if rhat is None else round(float(rhat), 3)}
 
 
 def _rhat_max(diag: Any) -> float | None:

@@ -41,7 +41,7 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_real import ensure_mageck, environment, mageck_env, measure  # noqa: E402
+from bench_real import ensure_mageck, environment, fit_detail, mageck_env, measure  # noqa: E402
 
 RESULTS = HERE / "results"
 FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
@@ -102,11 +102,7 @@ def child(folder: Path, method: str) -> None:
     fit = model.fit(method, log_likelihood=False, **kwargs)
     genes = fit.contrast("treatment").genes
     genes.to_csv(folder / f"{method.replace('-', '_')}_genes.tsv", sep="\t", index=False)
-    used = str(fit.method)
-    stage1 = (fit.options.get("stage1") or {}) if used == "two-stage" else {}
-    rhat = stage1.get("rhat_max")
-    out = {"method_used": used, "stage1_rhat_max": None if rhat is None else round(float(rhat), 3)}
-    print(json.dumps(out))
+    print(json.dumps(fit_detail(fit)))
 
 
 def child_detail(folder: Path) -> dict[str, Any]:
