@@ -36,8 +36,10 @@ class ScreenModel:
     family : {"negativebinomial", "poisson"}
         The count family. Negative binomial: ``Var = mu + mu^2 / phi``.
     dispersion : str
-        ``"shared"`` (one ``phi``), ``"sgrna"`` (``phi[s] ~ Gamma(1, phi_rate)``,
-        partially pooled) or a formula for ``log phi`` such as ``"alpha ~ 1 + (1 | sgrna)"``.
+        ``"trend"`` (``log phi`` linear in each guide's log abundance per sample class,
+        guides shrunk toward the trend), ``"shared"`` (one ``phi``), ``"sgrna"``
+        (``phi[s] ~ Gamma(1, phi_rate)``, partially pooled) or a formula for ``log phi``
+        such as ``"alpha ~ 1 + (1 | sgrna)"``.
     pool : {"auto", "joint", "offset", "covariate", None}
         How the pool (plasmid / T0) samples enter (docs/MODEL.md). ``"auto"`` is ``"joint"``
         when the sheet marks pool samples and the formula has a guide-level term, else
@@ -229,6 +231,10 @@ class ScreenModel:
         disp_text = {
             "shared": "phi (shared by all guides)",
             "sgrna": "phi[sgrna] ~ Gamma(1, phi_rate) (per guide, partially pooled)",
+            "trend": "log phi[sgrna, class] = phi_trend_Intercept + phi_trend_slope * "
+            "log abundance + sd_phi * z_phi[sgrna] (a trend per sample class: "
+            + ", ".join(disp.class_names)
+            + "; guides shrunk toward it)",
             "formula": f"log phi: {disp.formula}",
             "none": "none (Poisson)",
         }[disp.mode]
@@ -263,6 +269,8 @@ class ScreenModel:
         lines.append("Group terms:")
         for term in spec.groups:
             kind = "correlated (LKJ)" if term.uses_lkj else "independent"
+            if term.dist == "student":
+                kind += f", Student-t (df: {term.names.df})"
             lines.append(
                 f"  ({term.expr} {'|' if term.correlated else '||'} {term.factor}): "
                 f"{term.n_levels:,} levels x {term.n_coefs} effects, {kind}, name {term.name!r}"

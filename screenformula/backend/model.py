@@ -16,8 +16,13 @@ from screenformula.spec.names import (
     OBSERVED,
     OBSERVED_POOL,
     PHI,
+    PHI_CLASS_DIM,
     PHI_POOL,
     PHI_RATE,
+    PHI_SD,
+    PHI_TREND_INTERCEPT,
+    PHI_TREND_SLOPE,
+    PHI_Z,
     POOL_INTERCEPT,
     POOL_SHIFT,
 )
@@ -65,10 +70,43 @@ def dispersion_tensor(spec: ModelSpec) -> pt.TensorVariable | None:
         case "sgrna":
             rate = prior_variable(PHI_RATE, spec.prior(PHI_RATE))
             return pm.Gamma(PHI, alpha=1.0, beta=rate, dims=DIM_SGRNA)[:, None]
+        case "trend":
+            return trend_dispersion(spec)
         case "formula":
             log_phi, _ = predictor_tensor(disp.predictor, spec, prefix="alpha_")
             return pt.exp(log_phi)
     raise AssertionError(disp.mode)
+
+
+def trend_dispersion(spec: ModelSpec) -> pt.TensorVariable:
+    """``dispersion="trend"``: a log-linear trend in guide abundance per sample class.
+
+    ``log phi[s, c] = phi_trend_Intercept[c] + phi_trend_slope[c] * x[s] + sd_phi[c] *
+    z_phi[s]``, ``z_phi ~ Normal(0, 1)``: each guide's deviation from its class's trend is
+    shrunk toward it by an sd learned from all guides (as DESeq2 and edgeR shrink each
+    feature's dispersion toward a mean-dispersion trend), so a guide with few counts cannot
+    explain its own depletion as noise. ``phi`` (guides x classes) is stored.
+    """
+    disp = spec.dispersion
+    model = pm.modelcontext(None)
+    model.add_coord(PHI_CLASS_DIM, list(disp.class_names))
+    intercept = prior_variable(
+        PHI_TREND_INTERCEPT, spec.prior(PHI_TREND_INTERCEPT), dims=PHI_CLASS_DIM
+    )
+    slope = prior_variable(PHI_TREND_SLOPE, spec.prior(PHI_TREND_SLOPE), dims=PHI_CLASS_DIM)
+    sd = prior_variable(PHI_SD, spec.prior(PHI_SD), dims=PHI_CLASS_DIM)
+    z = pm.Normal(PHI_Z, 0.0, 1.0, dims=DIM_SGRNA)
+    x = pt.as_tensor_variable(np.asarray(disp.abundance, dtype=float))
+    if len(disp.class_names) == 1:
+        # indexed to scalars, so the column is statically broadcastable over samples
+        # (lgamma(phi) once per guide)
+        log_phi = (intercept[0] + slope[0] * x + sd[0] * z)[:, None]
+    else:
+        log_phi = intercept[None, :] + slope[None, :] * x[:, None] + sd[None, :] * z[:, None]
+    phi = pm.Deterministic(PHI, pt.exp(log_phi), dims=(DIM_SGRNA, PHI_CLASS_DIM))
+    if len(disp.class_names) == 1:
+        return phi
+    return phi[:, np.asarray(disp.sample_class)]
 
 
 def guide_baseline(spec: ModelSpec, effects: dict[str, pt.TensorVariable]) -> pt.TensorVariable:

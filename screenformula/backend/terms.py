@@ -72,6 +72,13 @@ def group_effects(
     sd = term_sds(term, spec)
     levels, coefs = level_dim(term), coef_dim(term)
     n_levels = term.n_levels
+    # Student-t effects (gr(..., dist = "student")) as a scale mixture of normals:
+    # r_l ~ MvNormal(0, Sigma / w_l), w_l ~ Gamma(df / 2, df / 2)
+    scale = None
+    if term.dist == "student":
+        df = prior_variable(term.names.df, spec.prior(term.names.df))
+        w = pm.Gamma(term.names.mix, alpha=df / 2, beta=df / 2, dims=levels)
+        scale = 1.0 / pt.sqrt(w)
     centered = np.asarray(term.centered, dtype=bool)
     mu = [pt.as_tensor_variable(c) for c in centers]
     # Centred components first: the LKJ density is exchangeable, so the Cholesky factor
@@ -92,19 +99,19 @@ def group_effects(
         raw_name = term.names.raw_centered([term.coef_names[q] for q in idx])
         if chol is not None and k > 1:
             chol_c = chol[:k, :k]
-            total = pm.MvNormal(
-                raw_name,
-                mu=center,
-                chol=sd_p[:k, None] * chol_c,
-                shape=(n_levels, k),
-            )
+            cov_chol = sd_p[:k, None] * chol_c
+            if scale is not None:
+                cov_chol = scale[:, None, None] * cov_chol[None, :, :]
+            total = pm.MvNormal(raw_name, mu=center, chol=cov_chol, shape=(n_levels, k))
             scaled = (total - center) / sd_p[None, :k]
             parts.append(pt.linalg.solve_triangular(chol_c, scaled.T, lower=True).T)
         else:
-            total = pm.Normal(raw_name, center, sd_p[None, :k], shape=(n_levels, k))
+            sigma = sd_p[None, :k] if scale is None else scale[:, None] * sd_p[None, :k]
+            total = pm.Normal(raw_name, center, sigma, shape=(n_levels, k))
             parts.append((total - center) / sd_p[None, :k])
     if k < term.n_coefs:
-        parts.append(pm.Normal(term.names.raw, 0.0, 1.0, shape=(n_levels, term.n_coefs - k)))
+        raw = pm.Normal(term.names.raw, 0.0, 1.0, shape=(n_levels, term.n_coefs - k))
+        parts.append(raw if scale is None else raw * scale[:, None])
     z = pt.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
     if chol is not None:
         z = z @ chol.T

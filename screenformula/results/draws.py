@@ -41,7 +41,7 @@ import xarray as xr
 from screenformula._constants import GENE, GROUP, SGRNA, TREATMENT
 from screenformula.errors import FitError
 from screenformula.spec.model_spec import REFERENCE_LEVELS
-from screenformula.spec.names import PHI, B
+from screenformula.spec.names import PHI, PHI_CLASS_DIM, B
 
 if TYPE_CHECKING:
     from screenformula.results.fit import ScreenFit
@@ -470,6 +470,9 @@ def phi_means(ex: PosteriorEffects) -> pd.Series | None:
     if PHI not in ex.post:
         return None
     phi = ex.post[PHI]
+    if PHI_CLASS_DIM in phi.dims:  # dispersion="trend": the reference condition's class
+        classes = list(map(str, phi[PHI_CLASS_DIM].values))
+        phi = phi.isel({PHI_CLASS_DIM: classes.index("reference") if "reference" in classes else 0})
     mean = np.asarray(phi.mean(dim=[d for d in ("chain", "draw") if d in phi.dims]).values)
     if mean.ndim > 1 or (mean.ndim == 1 and mean.size != ex.data.n_sgrnas):
         return None

@@ -19,6 +19,10 @@ from screenformula.errors import FormulaError
 DISPERSION_NAMES = ("alpha", "phi", "shape")
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+#: brms's ``gr(factor, dist = "student")``: the grouping factor with options.
+_GR = re.compile(r"^gr\((?P<args>.*)\)$", re.DOTALL)
+#: Distributions of varying effects (brms's ``gr(..., dist = )``).
+GROUP_DISTS = ("gaussian", "student")
 
 
 @dataclass(frozen=True)
@@ -35,12 +39,16 @@ class GroupBlock:
         True for ``|`` (LKJ-correlated effects), False for ``||``.
     source : str
         The block as the user wrote it, for messages.
+    dist : str
+        ``"gaussian"`` (multivariate normal effects) or ``"student"`` (multivariate
+        Student-t, brms's ``gr(factor, dist = "student")``: heavier tails).
     """
 
     expr: str
     factor: tuple[str, ...]
     correlated: bool
     source: str
+    dist: str = "gaussian"
 
     @property
     def factor_label(self) -> str:
@@ -109,6 +117,28 @@ def _expand_factor(factor: str, source: str) -> list[tuple[str, ...]]:
     return [tuple(parts)]
 
 
+def _group_options(factor: str, source: str) -> tuple[str, str]:
+    """``gr(gene, dist = "student")`` -> ``("gene", "student")``; a plain factor -> gaussian."""
+    match = _GR.match(factor.strip())
+    if match is None:
+        return factor, "gaussian"
+    args = [a.strip() for a in match.group("args").split(",")]
+    dist = "gaussian"
+    for arg in args[1:]:
+        key, _, value = (part.strip() for part in arg.partition("="))
+        value = value.strip("'\"")
+        if key != "dist":
+            raise FormulaError(f"gr() in {source!r}: unsupported option {key!r} (only dist)")
+        if value not in GROUP_DISTS:
+            raise FormulaError(
+                f"gr() in {source!r}: dist must be one of {', '.join(GROUP_DISTS)}, got {value!r}"
+            )
+        dist = value
+    if not args[0]:
+        raise FormulaError(f"gr() in {source!r} names no grouping factor")
+    return args[0], dist
+
+
 def _variables_of(rhs: str) -> set[str]:
     if not rhs.strip():
         return set()
@@ -168,8 +198,9 @@ def parse_formula(text: str, *, dispersion: bool = False) -> ParsedFormula:
             raise FormulaError(f"group term {piece!r} has no effects before '|'")
         if not factor:
             raise FormulaError(f"group term {piece!r} has no grouping factor after '|'")
+        factor, dist = _group_options(factor, piece)
         for fac in _expand_factor(factor, piece):
-            groups.append(GroupBlock(expr, fac, correlated, piece))
+            groups.append(GroupBlock(expr, fac, correlated, piece, dist))
     common_text = ""
     for piece in common:
         if piece.startswith("-"):

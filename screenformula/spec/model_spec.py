@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -25,7 +25,9 @@ from screenformula.spec.terms import GroupTerm, LinearPredictor, resolve_predict
 
 PoolMode = Literal["joint", "offset", "covariate"] | None
 POOL_MODES = ("joint", "offset", "covariate", None)
-DISPERSION_MODES = ("shared", "sgrna")
+DISPERSION_MODES = ("shared", "sgrna", "trend")
+#: dispersion="trend": the guide abundance covariate is clipped to these quantiles.
+TREND_CLIP = (0.01, 0.99)
 
 #: Pseudo-count added to pool counts before taking logs (docs/MODEL.md, "The pool").
 POOL_PSEUDOCOUNT = 0.5
@@ -50,9 +52,24 @@ class PriorEntry:
 class DispersionSpec:
     """How the negative-binomial dispersion ``phi`` is modelled."""
 
-    mode: Literal["shared", "sgrna", "formula", "none"]
+    mode: Literal["shared", "sgrna", "trend", "formula", "none"]
     formula: str | None = None
     predictor: LinearPredictor | None = None
+    #: dispersion="trend": each guide's centred log abundance (n_sgrna,), the class of
+    #: every screen sample (n_screen,) and the class names.
+    abundance: np.ndarray | None = None
+    sample_class: np.ndarray | None = None
+    class_names: tuple[str, ...] = ()
+
+    def take(self, rows: np.ndarray) -> DispersionSpec:
+        """The same dispersion on the guides ``rows`` (a gene subset of the same screen).
+
+        The trend's covariate is computed once on the whole screen (its centre and clipping
+        depend on every guide), so a subset keeps the whole screen's values.
+        """
+        if self.abundance is None:
+            return self
+        return replace(self, abundance=self.abundance[np.asarray(rows)])
 
 
 @dataclass(frozen=True)
@@ -183,6 +200,15 @@ class _PriorBuilder:
                 )
             if term.uses_lkj:
                 self.add_cor(f"cor_{term.name}", term.name)
+            if term.dist == "student":
+                self.add(
+                    f"df_{term.name}",
+                    "df",
+                    DEFAULT_PRIORS["df"],
+                    group=term.name,
+                    fallbacks=("df",),
+                    positive=True,
+                )
 
     def finish(self) -> dict[str, PriorEntry]:
         known = set(self.entries)
@@ -231,6 +257,8 @@ def build_spec(settings: ModelSettings | str, data: ScreenData, **options: Any) 
             "guide-level intercept such as (1 + treatment | gene:sgrna)"
         )
     disp = _dispersion_spec(settings.dispersion, fam, data, samples, parameterization)
+    if disp.mode == "trend":
+        disp = _trend(disp, data, mean, screen)
     offset = mean.common.offset[None, :]
     if pool == "offset":
         offset = offset + pool_spec.log_abundance
@@ -279,6 +307,10 @@ def _priors(
         builder.add("phi", "phi", DEFAULT_PRIORS["phi"], positive=True)
     elif disp.mode == "sgrna":
         builder.add("phi_rate", "phi_rate", DEFAULT_PRIORS["phi_rate"], positive=True)
+    elif disp.mode == "trend":
+        for key in ("phi_trend_Intercept", "phi_trend_slope"):
+            builder.add(key, key, DEFAULT_PRIORS[key])
+        builder.add("sd_phi", "sd_phi", DEFAULT_PRIORS["sd_phi"], positive=True)
     elif disp.mode == "formula":
         builder.add_predictor(disp.predictor, "alpha_", DEFAULT_PRIORS["alpha_Intercept"])
     if pool.mode == "covariate":
@@ -387,9 +419,59 @@ def _dispersion_spec(
         )
         return DispersionSpec("formula", dispersion, lp)
     raise FormulaError(
-        f"unknown dispersion {dispersion!r}: use 'shared', 'sgrna' or a formula like "
+        f"unknown dispersion {dispersion!r}: use 'trend', 'shared', 'sgrna' or a formula like "
         "'alpha ~ 1 + (1 | sgrna)'"
     )
+
+
+def _trend(disp: DispersionSpec, data: ScreenData, mean: LinearPredictor, screen: np.ndarray):
+    """Covariate and sample classes of ``dispersion="trend"``.
+
+    The covariate is each guide's log mean normalised count (+ 0.5) over the pool samples
+    when the sheet marks any (the starting abundance), else over the samples of the
+    reference condition (population design row all zero), else over all screen samples:
+    abundance untouched by the treatment, so a depleted guide is not given a noisier
+    dispersion for being depleted. It is clipped to its 1st-99th percentiles and centred
+    on its median.
+    Screen samples with the same population-level design row (one condition) form one
+    class when every condition has at least two samples, so replicate scatter measures
+    each class's noise; otherwise all screen samples form one class.
+    """
+    X = np.asarray(mean.common.X, dtype=float)
+    reference = data.pool_mask.copy()
+    if not reference.any():  # the reference condition's samples (design row all zero)
+        reference = np.zeros(data.n_samples, bool)
+        reference[np.flatnonzero(screen)[~X.any(axis=1)]] = True
+    if not reference.any():
+        reference = screen
+    normalised = data.counts[:, reference] / data.size_factors.to_numpy()[reference][None, :]
+    x = np.log(normalised.mean(axis=1) + POOL_PSEUDOCOUNT)
+    x = np.clip(x, *np.quantile(x, TREND_CLIP))
+    x = x - np.median(x)
+    if X.shape[1] == 0:
+        rows = np.zeros(len(X), dtype=np.int64)
+        n_rows = 1
+    else:
+        _, first, rows = np.unique(X, axis=0, return_index=True, return_inverse=True)
+        n_rows = len(first)
+    counts = np.bincount(rows.ravel(), minlength=n_rows)
+    if n_rows > 1 and counts.min() >= 2:
+        # name a class after the first sample of its condition's column values
+        order = np.argsort([np.flatnonzero(rows.ravel() == k)[0] for k in range(n_rows)])
+        remap = np.empty(n_rows, dtype=np.int64)
+        remap[order] = np.arange(n_rows)
+        classes = remap[rows.ravel()]
+        names = tuple(_class_name(mean, X[np.flatnonzero(classes == k)[0]]) for k in range(n_rows))
+    else:
+        classes = np.zeros(len(X), dtype=np.int64)
+        names = ("cells",)
+    return replace(disp, abundance=x, sample_class=classes, class_names=names)
+
+
+def _class_name(mean: LinearPredictor, row: np.ndarray) -> str:
+    """A readable name for one design row: its non-zero coefficients, or "reference"."""
+    on = [name for name, value in zip(mean.common.names, row, strict=True) if value != 0]
+    return "+".join(on) if on else "reference"
 
 
 __all__ = ["CONDITION", "ModelSpec", "PoolSpec", "DispersionSpec", "PriorEntry", "build_spec"]

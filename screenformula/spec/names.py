@@ -21,6 +21,11 @@ __all__ = [
     "PHI",
     "PHI_POOL",
     "PHI_RATE",
+    "PHI_CLASS_DIM",
+    "PHI_SD",
+    "PHI_TREND_INTERCEPT",
+    "PHI_TREND_SLOPE",
+    "PHI_Z",
     "POOL_INTERCEPT",
     "POOL_SHIFT",
     "TermNames",
@@ -40,6 +45,14 @@ B_COEF_DIM = "b_coef"
 PHI = "phi"
 #: Rate of the per-guide dispersion's gamma prior.
 PHI_RATE = "phi_rate"
+#: dispersion="trend": per sample class, ``log phi[s, c] = phi_trend_Intercept[c] +
+#: phi_trend_slope[c] * x[s] + sd_phi[c] * z_phi[s]`` (x: the guide's centred log abundance).
+PHI_TREND_INTERCEPT = "phi_trend_Intercept"
+PHI_TREND_SLOPE = "phi_trend_slope"
+PHI_SD = "sd_phi"
+PHI_Z = "z_phi"
+#: Dimension of the dispersion's sample classes.
+PHI_CLASS_DIM = "phi_class"
 #: The pool's own dispersion, intercept and shift from the screen intercept (pool="joint").
 PHI_POOL = "phi_pool"
 POOL_INTERCEPT = "pool_Intercept"
@@ -68,7 +81,9 @@ class TermNames:
     """Every name a group term's variables and dimensions take.
 
     ``effects`` (``r_<term>``, levels x coefs) is what readers use; ``sd``, ``cor`` and
-    ``chol`` the hyper-parameters; ``raw_centered`` / ``raw`` the sampled raw effects.
+    ``chol`` the hyper-parameters; ``raw_centered`` / ``raw`` the sampled raw effects;
+    ``df`` and ``mix`` the degrees of freedom and per-level gamma weights of Student-t
+    effects (``gr(..., dist = "student")``).
     """
 
     term: str
@@ -79,6 +94,8 @@ class TermNames:
     cor: str
     chol: str
     raw: str
+    df: str
+    mix: str
 
     def sd_of(self, coef: str) -> str:
         """Name of the sd of one coefficient when priors differ (``sd_<term>__<coef>``)."""
@@ -105,4 +122,6 @@ def term_names(name: str, level: str) -> TermNames:
         cor=f"cor_{name}",
         chol=f"L_{name}",
         raw=f"z_{name}",
+        df=f"df_{name}",
+        mix=f"w_{name}",
     )

@@ -84,6 +84,12 @@ DEFAULT_PRIORS: dict[str, Prior] = {
     "b_pool": Prior("StudentT", nu=5, mu=1, sigma=1),  # pool="covariate": about 1 expected
     "phi_pool": Prior("Gamma", alpha=2, beta=0.05),  # pool samples: near-Poisson, mean 40
     "alpha_Intercept": Prior("StudentT", nu=3, mu=0, sigma=2.5),  # log phi formula
+    # dispersion="trend": log phi at the median abundance (phi ~ 20, from e^-1 to e^7 within
+    # 2 sd), its slope in log abundance, and the sd of guides around the trend
+    "phi_trend_Intercept": Prior("Normal", mu=3, sigma=2),
+    "phi_trend_slope": Prior("Normal", mu=0, sigma=1),
+    "sd_phi": Prior("HalfNormal", sigma=1),
+    "df": Prior("Gamma", alpha=2, beta=0.1),  # Student-t varying effects (brms's default)
 }
 #: Default LKJ shape of correlated terms (the seed's choice; brms uses 1).
 DEFAULT_LKJ_ETA = 3.0

@@ -61,6 +61,7 @@ class GroupTerm:
     level_names: tuple[str, ...]
     correlated: bool
     centered: tuple[bool, ...]
+    dist: str = "gaussian"  # or "student": multivariate Student-t effects (brms's gr(dist=))
 
     @property
     def n_coefs(self) -> int:
@@ -225,6 +226,7 @@ def resolve_group(
         level_names=level_names,
         correlated=block.correlated,
         centered=flags,
+        dist=block.dist,
     )
 
 

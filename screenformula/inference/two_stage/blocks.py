@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -236,7 +236,10 @@ def subset_model(model, genes: np.ndarray):  # noqa: ANN001, ANN201
     from screenformula.model import ScreenModel
 
     sub, rows = subset_data(model.data, genes)
-    return ScreenModel(model.settings["formula"], sub, **model_settings(model)), rows
+    out = ScreenModel(model.settings["formula"], sub, **model_settings(model))
+    # data-scaled parts of the dispersion (the trend's covariate) stay the whole screen's
+    out.spec = replace(out.spec, dispersion=model.spec.dispersion.take(rows))
+    return out, rows
 
 
 @contextlib.contextmanager

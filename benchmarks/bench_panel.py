@@ -1,0 +1,251 @@
+"""Candidate defaults on a panel of real screens, against MAGeCK: one command, one table.
+
+Issue 15 asks for the model defaults to be chosen on a panel, not by taste. Every case
+of the panel is one of `bench_real`'s (the same counts, sample sheets, reference gene
+sets and scoring, MAGeCK run on the same table), and every candidate is a model setting
+fitted to it in its own process:
+
+- ``seed``: the seed's model, ``dispersion="sgrna"`` (``phi[s] ~ Gamma(1, phi_rate)``),
+  normal gene effects: the default until now;
+- ``trend``: ``dispersion="trend"`` (log phi linear in the guide's starting abundance per
+  sample class, guides shrunk toward the trend), normal gene effects;
+- ``trend-t``: the same dispersion, Student-t gene effects
+  (``(1 + treatment | gr(gene, dist = "student"))``);
+- ``seed-t``: per-guide dispersion with Student-t gene effects.
+
+Columns: ROC AUC of essential (CEGv2, or the study's) against non-essential genes by
+depletion, the essential and non-essential genes called depleted at 5 % FDR (delta 0.5
+log2, the command line's default), wall seconds. JACKS's joint fit is scored per line.
+
+    nice -n 5 .venv/bin/python benchmarks/bench_panel.py --cases hap1 hap1_1rep \\
+        --candidates seed trend trend-t --method two-stage
+    .venv/bin/python benchmarks/bench_panel.py --report-only
+
+Results merge into ``benchmarks/results/panel.json`` (by case and candidate, so a rerun
+of one part keeps the rest) and the table is written to ``benchmarks/results/panel.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_real as br  # noqa: E402 - benchmarks/ is not a package
+
+RESULTS = HERE / "results"
+GENE_TERMS = {"normal": "gene", "student": 'gr(gene, dist = "student")'}
+#: name -> (dispersion, gene-effect distribution)
+CANDIDATES = {
+    "seed": ("sgrna", "normal"),
+    "trend": ("trend", "normal"),
+    "trend-t": ("trend", "student"),
+    "seed-t": ("sgrna", "student"),
+}
+
+
+def formula(candidate: str) -> str:
+    """The mean formula of a candidate (bench_real's, with its gene-effect distribution)."""
+    gene = GENE_TERMS[CANDIDATES[candidate][1]]
+    return f"count ~ 1 + treatment + (1 + treatment | {gene}) + (1 + treatment | gene:sgrna)"
+
+
+def panel_cases(names: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The panel's cases, from bench_real's builders (``--levels`` of thinning)."""
+    ns = argparse.Namespace(levels=args.levels, replicates=[3, 1], seeds=args.seeds)
+    every: dict[str, dict[str, Any]] = {}
+    for builder in (br.hap1_cases, br.lowdepth_cases, br.rt112_cases, br.jacks_cases):
+        for case in builder(ns):
+            every[case["name"]] = case
+    aliases = {"hap1_1rep": "hap1_1of1_1rep_s0"}
+    out = []
+    for name in names:
+        key = aliases.get(name, name)
+        matches = [c for n, c in every.items() if n == key or n.startswith(key + "_")]
+        if not matches:
+            raise SystemExit(f"unknown case {name!r}; known: {', '.join(sorted(every))}")
+        out.extend(matches)
+    return out
+
+
+def child(folder: Path, candidate: str, method: str, seed: int) -> None:
+    """Fit one candidate on the case in ``folder``; write its gene table; print details."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.getLogger("pymc").setLevel(logging.ERROR)
+    import screenformula as sf
+
+    data = sf.read_counts(folder / "counts.tsv", folder / "samples.tsv")
+    dispersion = CANDIDATES[candidate][0]
+    model = sf.ScreenModel(
+        formula(candidate), data, pool=None, reference={"treatment": "ctrl"}, dispersion=dispersion
+    )
+    fit = model.fit(
+        method, random_seed=seed, progress=False, store_sgrna=False, log_likelihood=False
+    )
+    genes = fit.contrast("treatment", ref="ctrl", delta=br.DELTA, fdr_target=br.FDR).genes
+    genes.to_csv(folder / f"{candidate}_genes.tsv", sep="\t", index=False)
+    print(json.dumps(br.fit_detail(fit)))
+
+
+def run_case(case: dict[str, Any], args: argparse.Namespace, stored: dict) -> None:
+    """Both tools on one case; results merged into ``stored`` after each fit."""
+    record = stored["cases"].setdefault(case["name"], {})
+    record.update({k: case[k] for k in ("group", "level", "replicates", "joint") if k in case})
+    with tempfile.TemporaryDirectory(prefix=f"bench_panel_{case['name']}_") as tmp:
+        folder = Path(tmp)
+        table = case["table"]
+        table.to_csv(folder / "counts.tsv", sep="\t", index=False)
+        samples = list(table.columns[2:])
+        condition = [br.sample_condition(s, case) for s in samples]
+        sheet = pd.DataFrame(
+            {"sample": samples, "condition": condition, "treatment": condition, "pool": False}
+        )
+        sheet.to_csv(folder / "samples.tsv", sep="\t", index=False)
+        ref = case["reference"]
+        if not case.get("joint") and ("mageck" not in record or args.rerun_mageck):
+            timing = br.run_mageck(folder, case, "mageck", case["treated"])
+            record["mageck"] = {
+                **timing,
+                **br.score_mageck(folder / "mageck.gene_summary.txt", ref),
+            }
+            br._progress(case["name"], "mageck2", record["mageck"])
+            save(stored, args.out)
+        for candidate in args.candidates:
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(folder)]
+            cmd += [candidate, "--method", args.method, "--fit-seed", str(args.fit_seed)]
+            try:
+                timing = br.measure(cmd, folder)
+            except RuntimeError as err:
+                record[candidate] = {"error": str(err).splitlines()[-1][:300]}
+                save(stored, args.out)
+                continue
+            detail = json.loads((folder / "stdout.txt").read_text().strip().splitlines()[-1])
+            entry = {**timing, **detail, "method": args.method}
+            path = folder / f"{candidate}_genes.tsv"
+            if case.get("joint"):
+                entry["per_line"] = {
+                    line: br.score_ours(path, line, ref) for line in br.JACKS_LINES
+                }
+            else:
+                entry.update(br.score_ours(path, None, ref))
+            record[candidate] = entry
+            br._progress(case["name"], candidate, entry)
+            save(stored, args.out)
+
+
+def save(stored: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(stored, indent=1))
+
+
+# ------------------------------------------------------------------------ report
+def _cell(entry: dict[str, Any] | None) -> str:
+    if not entry:
+        return "not run"
+    if "error" in entry:
+        return "failed"
+    return (
+        f"{entry['auc']:.4f} · {entry['hits_essential']} / {entry['hits_nonessential']}"
+        f" · {entry['wall_s']:.0f} s"
+    )
+
+
+def write_report(stored: dict, path: Path) -> None:
+    """One table: a row per case, a column per tool (AUC · essential / non-ess. calls · s)."""
+    cases = stored["cases"]
+    names = [c for c in CANDIDATES if any(c in rec for rec in cases.values())]
+    lines = [
+        "# Candidate defaults on the panel of real screens",
+        "",
+        "Written by `benchmarks/bench_panel.py`. Each cell: ROC AUC (essential vs "
+        "non-essential genes, by depletion) · essential / non-essential genes called "
+        "depleted at 5 % FDR (ours: q <= 0.05 with |LFC| > 0.5 log2; MAGeCK: neg|fdr < "
+        "0.05) · wall seconds. Candidates (see the script): "
+        + "; ".join(
+            f"`{c}` = dispersion {CANDIDATES[c][0]!r}, {CANDIDATES[c][1]} gene effects"
+            for c in names
+        )
+        + ".",
+        "",
+        "| case | MAGeCK | " + " | ".join(f"`{c}`" for c in names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for case, rec in cases.items():
+        if rec.get("joint"):
+            for line in br.JACKS_LINES:
+                cells = []
+                for c in names:
+                    score = (rec.get(c) or {}).get("per_line", {}).get(line)
+                    cells.append(
+                        "not run"
+                        if score is None
+                        else f"{score['auc']:.4f} · {score['hits_essential']} / "
+                        f"{score['hits_nonessential']}"
+                    )
+                lines.append(f"| {case}: {line} | (per line above) | " + " | ".join(cells) + " |")
+            continue
+        cells = [_cell(rec.get(c)) for c in names]
+        lines.append(f"| {case} | {_cell(rec.get('mageck'))} | " + " | ".join(cells) + " |")
+    env = stored.get("env", {})
+    if env:
+        lines += [
+            "",
+            f"Machine: {env.get('cores')} cores, {env.get('cpu')}; {env.get('date')}; "
+            f"git {env.get('git')}; load at start {env.get('load_start')}.",
+        ]
+    methods = sorted(
+        {
+            e.get("method_used", "?")
+            for rec in cases.values()
+            for e in rec.values()
+            if isinstance(e, dict) and "method_used" in e
+        }
+    )
+    lines.append(f"Methods that ran: {', '.join(methods)}.")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=["hap1", "hap1_1rep", "rt112", "jacks"])
+    parser.add_argument(
+        "--candidates", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES)
+    )
+    parser.add_argument("--method", choices=br.METHODS, default="auto")
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 10, 25])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+    parser.add_argument("--fit-seed", type=int, default=1)
+    parser.add_argument("--rerun-mageck", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS / "panel.json")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("candidate", nargs="?", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(Path(args.child), args.candidate, args.method, args.fit_seed)
+        return
+    stored = json.loads(args.out.read_text()) if args.out.exists() else {"cases": {}}
+    if not args.report_only:
+        if not br.SHARED.is_dir():
+            raise SystemExit(f"shared data folder not found: {br.SHARED}")
+        br.ensure_mageck()
+        stored["env"] = br.environment()
+        for case in panel_cases(args.cases, args):
+            run_case(case, args, stored)
+    write_report(stored, args.out.with_suffix(".md"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

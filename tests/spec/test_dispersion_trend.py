@@ -1,0 +1,105 @@
+"""dispersion="trend" and Student-t varying effects: specification and PyMC model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _screens import FORMULA
+
+import screenformula as sf
+from screenformula.errors import FormulaError
+from screenformula.inference.two_stage.blocks import subset_model
+from screenformula.spec.formula import parse_formula
+from screenformula.spec.model_spec import build_spec
+
+STUDENT = (
+    'count ~ 1 + treatment + (1 + treatment | gr(gene, dist = "student")) '
+    "+ (1 + treatment | gene:sgrna)"
+)
+
+
+def test_trend_has_a_class_per_replicated_condition(small_screen):
+    data, _ = small_screen
+    disp = build_spec(FORMULA, data, dispersion="trend").dispersion
+    assert disp.mode == "trend"
+    assert disp.class_names == ("reference", "treatment[treated]")
+    np.testing.assert_array_equal(disp.sample_class, [0, 0, 0, 1, 1, 1])
+    # one replicate per condition: one class for every screen sample
+    one_rep = data.subset(samples=[data.pool_samples[0], "control_1", "treated_1"])
+    disp1 = build_spec(FORMULA, one_rep, dispersion="trend").dispersion
+    assert disp1.class_names == ("cells",)
+    np.testing.assert_array_equal(disp1.sample_class, [0, 0])
+
+
+def test_trend_covariate_is_the_pool_abundance_centred_and_clipped(small_screen):
+    data, _ = small_screen
+    x = build_spec(FORMULA, data, dispersion="trend").dispersion.abundance
+    assert x.shape == (data.n_sgrnas,) and np.median(x) == pytest.approx(0.0)
+    pool = data.counts[:, data.pool_mask][:, 0] / data.size_factors[data.pool_samples[0]]
+    raw = np.log(pool + 0.5)
+    inside = (raw > np.quantile(raw, 0.01)) & (raw < np.quantile(raw, 0.99))
+    # a monotone function of the pool abundance, shifted by the median
+    np.testing.assert_allclose(x[inside], raw[inside] - np.median(raw), atol=1e-12)
+    assert x.max() == pytest.approx(np.quantile(raw, 0.99) - np.median(raw))
+
+
+def test_trend_covariate_without_pool_uses_the_reference_condition(small_screen):
+    data, _ = small_screen
+    screen_only = data.subset(samples=list(data.screen_samples))
+    spec = build_spec(FORMULA, screen_only, dispersion="trend", pool=None)
+    ctrl = screen_only.counts[:, :3] / screen_only.size_factors.to_numpy()[None, :3]
+    raw = np.log(ctrl.mean(axis=1) + 0.5)
+    assert np.corrcoef(spec.dispersion.abundance, raw)[0, 1] > 0.99
+
+
+def test_trend_model_prints_and_a_gene_subset_keeps_the_whole_screen_covariate(small_screen):
+    data, _ = small_screen
+    model = sf.ScreenModel(FORMULA, data, dispersion="trend")
+    text = repr(model)
+    assert "phi_trend_Intercept" in text and "sd_phi" in text
+    assert "reference, treatment[treated]" in text
+    names = [v.name for v in model.pymc_model.free_RVs]
+    assert {"phi_trend_Intercept", "phi_trend_slope", "sd_phi", "z_phi"} <= set(names)
+    assert np.isfinite(model.pymc_model.point_logps()["count"])
+    sub, rows = subset_model(model, np.array([0, 3, 7]))
+    np.testing.assert_array_equal(
+        sub.spec.dispersion.abundance, model.spec.dispersion.abundance[rows]
+    )
+    # rebuilt alone, the subset would centre its covariate on its own median
+    alone = build_spec(FORMULA, sub.data, dispersion="trend").dispersion.abundance
+    assert not np.allclose(alone, sub.spec.dispersion.abundance)
+
+
+def test_student_group_effects_parse_and_build(small_screen):
+    (gene, sgrna) = parse_formula(STUDENT).groups
+    assert gene.dist == "student" and gene.factor == ("gene",) and sgrna.dist == "gaussian"
+    data, _ = small_screen
+    model = sf.ScreenModel(STUDENT, data)
+    assert "Student-t (df: df_gene)" in repr(model)
+    assert model.spec.priors["df_gene"].prior == sf.Prior("Gamma", alpha=2, beta=0.1)
+    logps = model.pymc_model.point_logps()
+    assert {"df_gene", "w_gene"} <= set(logps) and np.isfinite(sum(logps.values()))
+    # the varying effects are a scale mixture: per gene, r is scaled by 1 / sqrt(w)
+    pm_model = sf.ScreenModel(STUDENT, data, parameterization=False).pymc_model
+    (r_gene,) = pm_model.replace_rvs_by_values([pm_model["r_gene"]])
+    effects = pm_model.compile_fn(r_gene, inputs=pm_model.value_vars, on_unused_input="ignore")
+    point = pm_model.initial_point()
+    point["z_gene"] = np.ones_like(point["z_gene"])
+    point["w_gene_log__"] = np.full(data.n_genes, np.log(4.0))
+    r = effects(point)
+    point["w_gene_log__"] = np.zeros(data.n_genes)
+    r1 = effects(point)
+    assert np.abs(r1).min() > 0
+    np.testing.assert_allclose(r, 0.5 * r1)  # w = 4 against w = 1
+
+
+@pytest.mark.parametrize(
+    ("formula", "message"),
+    [
+        ("count ~ 1 + (1 | gr(gene, dist = 'cauchy'))", "dist must be one of gaussian, student"),
+        ("count ~ 1 + (1 | gr(gene, by = treatment))", "unsupported option 'by'"),
+    ],
+)
+def test_bad_gr_options_name_the_problem(formula, message):
+    with pytest.raises(FormulaError, match=message):
+        parse_formula(formula)
