@@ -37,6 +37,7 @@
 # | `(1 + treatment \|\| gene)` | `(1 + treatment \|\| gene)` | independent varying effects (no correlation) |
 # | `(1 \| gene/sgrna)` | `(1 \| gene/sgrna)` | expands to `(1 \| gene) + (1 \| gene:sgrna)`, as in brms |
 # | `(1 \| gene:sgrna)` | `(1 \| gene:sgrna)` | `gene`, `sgrna`, `group` are built-in factors; any sample-sheet column works too |
+# | `(1 + treatment \| gr(gene, dist = "student"))` | the same | multivariate Student-t varying effects (heavier tails); prior key `"df"` / `"df_gene"`, default Gamma(2, 0.1) as brms |
 # | `(1 \| p \| gene)` (ID syntax), `gr(..., by = )`, `mm()`, `s()`, `me()` | not supported | |
 # | `+ offset(log(size_factor))` | automatic | size factors (median-of-ratios, total or control guides) always enter as an offset |
 # | `+ offset(x)` | `+ offset(x)` | `x` a numeric sample-sheet column |
@@ -45,6 +46,7 @@
 # | `bf(count ~ ..., shape ~ 1 + (1 \| sgrna))` | `dispersion="shape ~ 1 + (1 \| sgrna)"` | log link; `alpha ~` and `phi ~` are accepted spellings |
 # | one `shape`, prior `gamma(0.01, 0.01)` | `dispersion="shared"` | same default prior, key `"phi"` |
 # | (no brms shortcut) | `dispersion="sgrna"` (default) | `phi[s] ~ Gamma(1, phi_rate)`, one per guide, partially pooled |
+# | (no brms shortcut) | `dispersion="trend"` | `log phi` linear in each guide's starting abundance per sample class, guides shrunk toward the trend (DESeq2's idea, made Bayesian); priors `"phi_trend_Intercept"`, `"phi_trend_slope"`, `"sd_phi"` |
 #
 # **Priors**
 #

@@ -21,7 +21,7 @@ EXAMPLE = """\
 counts: counts.tsv            # MAGeCK or long table (paths relative to this file)
 samples: samples.tsv          # sample sheet: sample, condition, pool, ...
 formula: "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
-dispersion: sgrna             # shared | sgrna | "alpha ~ 1 + (1 | sgrna)"
+dispersion: sgrna             # trend | shared | sgrna | "alpha ~ 1 + (1 | sgrna)"
 pool: auto                    # auto | joint | offset | covariate | none
 priors:
   b: {name: StudentT, args: {nu: 5, mu: 0, sigma: 1}}

@@ -235,3 +235,30 @@ def test_stage2_in_worker_processes_writing_to_disk_equals_in_process(tmp_path):
     assert "phi" in guide_level and list(tmp_path.glob("*.npy"))
     for name, values in serial["posterior"].data_vars.items():
         np.testing.assert_array_equal(np.asarray(files["posterior"][name]), values.values)
+
+
+def test_a_chunk_keeps_the_whole_screens_dispersion_trend():
+    """A chunk's per-gene log-density equals the whole screen's on the same genes.
+
+    dispersion="trend" centres its abundance covariate over every guide: a chunk rebuilt
+    from its own guides alone would centre it elsewhere and change every gene's density.
+    """
+    from screenformula.inference.two_stage.blocks import model_on, model_settings, subset_data
+
+    data, _ = sf.simulate_screen(n_genes=8, random_seed=12)
+    model = sf.ScreenModel(FORMULA, data, dispersion="trend")
+    full = BlockDensity(model)
+    point = full.pymc_model.initial_point()
+    point["phi_trend_slope"] = np.array([1.0, -0.5])  # the covariate matters
+    glob = full.global_list(point)
+    G, U = full.layout.join(point)
+    genes = np.array([1, 4, 6])
+    sub, rows = subset_data(data, genes)
+    settings = model_settings(model)
+    chunk = BlockDensity(
+        model_on(FORMULA, sub, settings, model.spec.dispersion.take(rows)), like=full
+    )
+    lp_full = full.logp(glob, G, U)[genes]
+    np.testing.assert_allclose(chunk.logp(glob, G[genes], U[rows]), lp_full, rtol=1e-10)
+    alone = BlockDensity(model_on(FORMULA, sub, settings), like=full)
+    assert not np.allclose(alone.logp(glob, G[genes], U[rows]), lp_full)

@@ -233,13 +233,24 @@ def model_settings(model) -> dict:  # noqa: ANN001 - a ScreenModel
 
 def subset_model(model, genes: np.ndarray):  # noqa: ANN001, ANN201
     """A `ScreenModel` on the guides of ``genes`` (codes) with ``model``'s settings."""
+    sub, rows = subset_data(model.data, genes)
+    dispersion = model.spec.dispersion.take(rows)
+    return model_on(model.settings["formula"], sub, model_settings(model), dispersion), rows
+
+
+def model_on(formula: str, data: ScreenData, settings: dict, dispersion=None):  # noqa: ANN001, ANN201
+    """A `ScreenModel` on a gene subset, with the whole screen's data-scaled dispersion.
+
+    ``settings`` come from `model_settings`; ``dispersion`` is the whole screen's
+    `DispersionSpec` taken on the subset's guides (``DispersionSpec.take``): the trend's
+    covariate is centred and clipped over every guide, so a subset must not recompute it.
+    """
     from screenformula.model import ScreenModel
 
-    sub, rows = subset_data(model.data, genes)
-    out = ScreenModel(model.settings["formula"], sub, **model_settings(model))
-    # data-scaled parts of the dispersion (the trend's covariate) stay the whole screen's
-    out.spec = replace(out.spec, dispersion=model.spec.dispersion.take(rows))
-    return out, rows
+    out = ScreenModel(formula, data, **settings)
+    if dispersion is not None:
+        out.spec = replace(out.spec, dispersion=dispersion)
+    return out
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+from pytensor.compile.mode import get_mode
 from pytensor.graph.replace import clone_replace, graph_replace
 from pytensor.graph.traversal import graph_inputs, io_toposort
 
@@ -132,12 +133,11 @@ class BlockDensity:
         )
         fn = self._functions.get(key)
         if fn is None:
-            fn = pytensor.function(
-                inputs,
-                outputs,
-                mode=self._mode,
-                on_unused_input="ignore",
-            )
+            # as PyMC compiles: a parameter outside its support (a Normal's sigma
+            # underflowing to 0 on a wild trial point) gives -inf, which every step
+            # rejects, instead of raising
+            mode = get_mode(self._mode).including("local_check_parameter_to_ninf_switch")
+            fn = pytensor.function(inputs, outputs, mode=mode, on_unused_input="ignore")
             self._functions[key] = fn
         return fn
 

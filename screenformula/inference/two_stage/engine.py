@@ -25,7 +25,12 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from screenformula.inference.two_stage.blocks import check_supported, model_settings, subset_data
+from screenformula.inference.two_stage.blocks import (
+    check_supported,
+    model_on,
+    model_settings,
+    subset_data,
+)
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,8 @@ class ChunkTask:
     # name -> (path of a .npy file of shape (1, draws, n_sgrna_full, ...), the chunk's rows
     # in it): guide draws are written there as they are made instead of being returned
     guide_sinks: dict[str, tuple[str, np.ndarray]] | None = None
+    # the whole screen's dispersion spec on the chunk's guides (its data-scaled covariate)
+    dispersion: Any = None
 
 
 @dataclass
@@ -161,12 +168,11 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     from screenformula.inference.two_stage.hmc import hmc_chain
     from screenformula.inference.two_stage.importance import psis
     from screenformula.inference.two_stage.laplace import newton
-    from screenformula.model import ScreenModel
 
     t0 = time.perf_counter()
     config = task.config
     rng = np.random.default_rng(task.seed)
-    model = ScreenModel(task.formula, task.data, **task.settings)
+    model = model_on(task.formula, task.data, task.settings, task.dispersion)
     density = BlockDensity(model)
     lay = density.layout
     targets = _GuideTargets(task, lay.n_sgrna)
@@ -230,7 +236,9 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     t = time.perf_counter()
     if refit.any():
         sub_data, rows = subset_data(task.data, np.flatnonzero(refit))
-        sub = BlockDensity(ScreenModel(task.formula, sub_data, **task.settings), like=density)
+        sub_disp = model.spec.dispersion.take(rows)
+        sub_model = model_on(task.formula, sub_data, task.settings, sub_disp)
+        sub = BlockDensity(sub_model, like=density)
         sub_writer = (
             _GuideWriter(sub, task.guide_names, targets, rows) if writer is not None else None
         )
@@ -521,6 +529,7 @@ def fit_two_stage(
                 config,
                 int(rng.integers(2**31)),
                 {n: (str(files[n]), r) for n in guide_names} if on_disk else None,
+                model.spec.dispersion.take(r),
             )
         )
     for arr in guide_arrays.values():  # written by the chunks from here on
