@@ -69,7 +69,8 @@ def panel_cases(names: list[str], args: argparse.Namespace) -> list[dict[str, An
     out = []
     for name in names:
         key = aliases.get(name, name)
-        matches = [c for n, c in every.items() if n == key or n.startswith(key + "_")]
+        exact = [c for n, c in every.items() if n == key]
+        matches = exact or [c for n, c in every.items() if n.startswith(key + "_")]
         if not matches:
             raise SystemExit(f"unknown case {name!r}; known: {', '.join(sorted(every))}")
         out.extend(matches)

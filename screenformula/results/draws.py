@@ -60,6 +60,7 @@ __all__ = [
     "ordered_levels",
     "resolve_contrasts",
     "phi_means",
+    "reference_class",
     "sample_roles",
     "sgrna_lfc_draws",
     "stack_draws",
@@ -465,14 +466,24 @@ def group_draws(
     return stack_draws([p[:, keep] for p in parts], GROUP, names[keep], contrasts, source=source)
 
 
+def reference_class(phi: xr.DataArray) -> xr.DataArray:
+    """``phi`` of the reference condition's class (``dispersion="trend"``), else as it is.
+
+    The MAGeCK-style guide variance (``mean + mean^2 / phi`` at the control mean) needs
+    the control samples' dispersion; a single class ("cells") stands for every sample.
+    """
+    if PHI_CLASS_DIM not in phi.dims:
+        return phi
+    classes = list(map(str, phi[PHI_CLASS_DIM].values))
+    index = classes.index("reference") if "reference" in classes else 0
+    return phi.isel({PHI_CLASS_DIM: index})
+
+
 def phi_means(ex: PosteriorEffects) -> pd.Series | None:
     """Posterior mean NB dispersion per guide (None when not stored or not per guide)."""
     if PHI not in ex.post:
         return None
-    phi = ex.post[PHI]
-    if PHI_CLASS_DIM in phi.dims:  # dispersion="trend": the reference condition's class
-        classes = list(map(str, phi[PHI_CLASS_DIM].values))
-        phi = phi.isel({PHI_CLASS_DIM: classes.index("reference") if "reference" in classes else 0})
+    phi = reference_class(ex.post[PHI])
     mean = np.asarray(phi.mean(dim=[d for d in ("chain", "draw") if d in phi.dims]).values)
     if mean.ndim > 1 or (mean.ndim == 1 and mean.size != ex.data.n_sgrnas):
         return None

@@ -30,6 +30,7 @@ from screenformula.results.draws import (
     Contrast,
     PosteriorEffects,
     factor_levels,
+    reference_class,
     resolve_contrasts,
 )
 from screenformula.spec.names import PHI
@@ -160,12 +161,15 @@ def compute_guide_summaries(
 
 def _phi_mean(fit: ScreenFit, n_sgrna: int, block: int) -> np.ndarray | None:
     post = fit.posterior
-    if PHI not in post or post[PHI].dims[-1:] != (SGRNA,):
+    if PHI not in post:
+        return None
+    phi = reference_class(post[PHI])
+    if phi.dims[-1:] != (SGRNA,):
         return None
     out = np.empty(n_sgrna)
     for start in range(0, n_sgrna, block):
         rows = slice(start, min(start + block, n_sgrna))
-        out[rows] = post[PHI].isel({SGRNA: rows}).mean(dim=["chain", "draw"]).values
+        out[rows] = phi.isel({SGRNA: rows}).mean(dim=["chain", "draw"]).values
         release_dataset(post)
     return out
 

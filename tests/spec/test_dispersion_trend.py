@@ -103,3 +103,18 @@ def test_student_group_effects_parse_and_build(small_screen):
 def test_bad_gr_options_name_the_problem(formula, message):
     with pytest.raises(FormulaError, match=message):
         parse_formula(formula)
+
+
+def test_guide_variance_reads_the_reference_class_of_a_trend_dispersion():
+    import xarray as xr
+
+    from screenformula.results.draws import reference_class
+
+    values = np.arange(12.0).reshape(1, 2, 3, 2)  # chain, draw, sgrna, class
+    dims = ("chain", "draw", "sgrna", "phi_class")
+    phi = xr.DataArray(values, dims=dims, coords={"phi_class": ["treatment[x]", "reference"]})
+    np.testing.assert_array_equal(reference_class(phi).values, values[..., 1])
+    one = phi.isel(phi_class=[0]).assign_coords(phi_class=["cells"])
+    np.testing.assert_array_equal(reference_class(one).values, values[..., 0])
+    plain = phi.isel(phi_class=0, drop=True)
+    assert reference_class(plain) is plain
