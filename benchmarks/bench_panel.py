@@ -155,7 +155,8 @@ def _cell(entry: dict[str, Any] | None) -> str:
     if not entry:
         return "not run"
     if "error" in entry:
-        return "failed"
+        text = entry["error"]
+        return text[:100] if text.startswith("stopped") else f"failed: {text[:80]}"
     return (
         f"{entry['auc']:.4f} · {entry['hits_essential']} / {entry['hits_nonessential']}"
         f" · {entry['wall_s']:.0f} s"
@@ -187,14 +188,19 @@ def write_report(stored: dict, path: Path) -> None:
             for line in br.JACKS_LINES:
                 cells = []
                 for c in names:
-                    score = (rec.get(c) or {}).get("per_line", {}).get(line)
-                    cells.append(
-                        "not run"
-                        if score is None
-                        else f"{score['auc']:.4f} · {score['hits_essential']} / "
-                        f"{score['hits_nonessential']}"
-                    )
-                lines.append(f"| {case}: {line} | (per line above) | " + " | ".join(cells) + " |")
+                    entry = rec.get(c) or {}
+                    score = entry.get("per_line", {}).get(line)
+                    if "error" in entry:
+                        cells.append(_cell(entry))
+                    elif score is None:
+                        cells.append("not run")
+                    else:
+                        cells.append(
+                            f"{score['auc']:.4f} · {score['hits_essential']} / "
+                            f"{score['hits_nonessential']}"
+                        )
+                mageck = _cell(cases.get(f"jacks_{line}", {}).get("mageck"))
+                lines.append(f"| {case}: {line} | {mageck} | " + " | ".join(cells) + " |")
             continue
         cells = [_cell(rec.get(c)) for c in names]
         lines.append(f"| {case} | {_cell(rec.get('mageck'))} | " + " | ".join(cells) + " |")
@@ -214,6 +220,8 @@ def write_report(stored: dict, path: Path) -> None:
         }
     )
     lines.append(f"Methods that ran: {', '.join(methods)}.")
+    if stored.get("notes"):
+        lines += ["", *stored["notes"]]
     path.write_text("\n".join(lines) + "\n")
 
 
