@@ -448,20 +448,13 @@ def _trend(disp: DispersionSpec, data: ScreenData, mean: LinearPredictor, screen
     x = np.log(normalised.mean(axis=1) + POOL_PSEUDOCOUNT)
     x = np.clip(x, *np.quantile(x, TREND_CLIP))
     x = x - np.median(x)
-    if X.shape[1] == 0:
-        rows = np.zeros(len(X), dtype=np.int64)
-        n_rows = 1
-    else:
-        _, first, rows = np.unique(X, axis=0, return_index=True, return_inverse=True)
-        n_rows = len(first)
-    counts = np.bincount(rows.ravel(), minlength=n_rows)
-    if n_rows > 1 and counts.min() >= 2:
-        # name a class after the first sample of its condition's column values
-        order = np.argsort([np.flatnonzero(rows.ravel() == k)[0] for k in range(n_rows)])
-        remap = np.empty(n_rows, dtype=np.int64)
-        remap[order] = np.arange(n_rows)
-        classes = remap[rows.ravel()]
-        names = tuple(_class_name(mean, X[np.flatnonzero(classes == k)[0]]) for k in range(n_rows))
+    # conditions numbered in order of first appearance (as terms number sample levels)
+    conditions, _ = pd.factorize(pd.Series([tuple(row) for row in X], dtype=object))
+    sizes = np.bincount(conditions)
+    if len(sizes) > 1 and sizes.min() >= 2:
+        classes = conditions.astype(np.int64)
+        first = [int(np.flatnonzero(classes == k)[0]) for k in range(len(sizes))]
+        names = tuple(_class_name(mean, X[i]) for i in first)
     else:
         classes = np.zeros(len(X), dtype=np.int64)
         names = ("cells",)
