@@ -35,11 +35,12 @@ class ScreenModel:
         The screen (see `read_counts` and `simulate_screen`).
     family : {"negativebinomial", "poisson"}
         The count family. Negative binomial: ``Var = mu + mu^2 / phi``.
-    dispersion : str
+    dispersion : str, default "trend"
         ``"trend"`` (``log phi`` linear in each guide's log abundance per sample class,
-        guides shrunk toward the trend), ``"shared"`` (one ``phi``), ``"sgrna"``
-        (``phi[s] ~ Gamma(1, phi_rate)``, partially pooled) or a formula for ``log phi``
-        such as ``"alpha ~ 1 + (1 | sgrna)"``.
+        guides shrunk toward the trend; chosen on the panel of real screens in
+        ``benchmarks/results/panel.md``), ``"sgrna"`` (``phi[s] ~ Gamma(1, phi_rate)``,
+        partially pooled: the default until the panel), ``"shared"`` (one ``phi``) or
+        a formula for ``log phi`` such as ``"alpha ~ 1 + (1 | sgrna)"``.
     pool : {"auto", "joint", "offset", "covariate", None}
         How the pool (plasmid / T0) samples enter (docs/MODEL.md). ``"auto"`` is ``"joint"``
         when the sheet marks pool samples and the formula has a guide-level term, else
@@ -74,7 +75,7 @@ class ScreenModel:
         data: ScreenData,
         *,
         family: str = "negativebinomial",
-        dispersion: str = "sgrna",
+        dispersion: str = "trend",
         pool: PoolMode | str = "auto",
         priors: dict[str, Any] | None = None,
         lkj_eta: float = 3.0,
@@ -277,6 +278,7 @@ class ScreenModel:
             )
         lines.append("Priors:")
         table = self.prior_summary()
+        width = max([14, *(len(str(c)) for c in table["class"])])
         for row in table.to_dict("records"):
             where = " ".join(
                 text
@@ -286,7 +288,9 @@ class ScreenModel:
                 )
                 if row[key]
             )
-            lines.append(f"  {row['class']:<14} {row['prior']:<38} {where:<36} ({row['source']})")
+            lines.append(
+                f"  {row['class']:<{width}} {row['prior']:<38} {where:<36} ({row['source']})"
+            )
         return "\n".join(lines)
 
 

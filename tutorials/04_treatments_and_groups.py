@@ -158,12 +158,14 @@ pd.Series(noise).round(3).rename("replicate noise (log sd)").to_frame()
 
 # %% [markdown]
 # The plasmid replicates agree closely (a log sd below 0.1, i.e. within about 8%);
-# MOLM and MV411 replicates are about nine times noisier, the other lines in between. The default `dispersion="sgrna"` gives each guide one
+# MOLM and MV411 replicates are about nine times noisier, the other lines in between. The per-guide `dispersion="sgrna"` gives each guide one
 # dispersion shared by **all** samples, which cannot describe that: fitted here, it
 # settles on a compromise, explains the clean lines' dropouts as noise and shrinks the
 # gene effects towards zero (and its chains do not converge, which
-# `fit.diagnostics()` reports). A **distributional formula** lets the dispersion depend
-# on the condition instead, exactly as brms's `shape ~ treatment` would:
+# `fit.diagnostics()` reports). The default, `dispersion="trend"`, gives each condition
+# with replicates its own dispersion trend; the brms way, shown here, is a
+# **distributional formula** that lets the dispersion depend on the condition, exactly
+# as brms's `shape ~ treatment` would:
 #
 # ```python
 # dispersion="shape ~ 1 + treatment"

@@ -51,7 +51,10 @@ data, truth = sf.simulate_screen(
     n_genes=40, n_sgrnas_per_gene=4, n_replicates=2, n_pool_samples=1, random_seed=11
 )
 FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
-model = sf.ScreenModel(FORMULA, data)  # pool="auto" -> "joint"; dispersion "sgrna"
+# The simulation draws each guide's dispersion from a Gamma, independent of its
+# abundance: the per-guide `dispersion="sgrna"` is the model that made these data (the
+# default, `"trend"`, is for real screens; docs/MODEL.md section 3).
+model = sf.ScreenModel(FORMULA, data, dispersion="sgrna")  # pool="auto" -> "joint"
 data
 
 # %% [markdown]
@@ -236,7 +239,7 @@ fig.tight_layout()
 # predictive density, ELPD; higher is better), from one fit per model. The fit stores
 # the pointwise log-likelihood, so ArviZ does the rest. We fit two alternatives:
 #
-# - `dispersion="shared"`: one dispersion for all guides, against the default per-guide
+# - `dispersion="shared"`: one dispersion for all guides, against the per-guide
 #   dispersion;
 # - `pool="offset"`: the plasmid counts as a fixed offset, against the default joint
 #   pool likelihood.

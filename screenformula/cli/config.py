@@ -21,7 +21,7 @@ EXAMPLE = """\
 counts: counts.tsv            # MAGeCK or long table (paths relative to this file)
 samples: samples.tsv          # sample sheet: sample, condition, pool, ...
 formula: "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
-dispersion: sgrna             # trend | shared | sgrna | "alpha ~ 1 + (1 | sgrna)"
+dispersion: trend             # trend | sgrna | shared | "alpha ~ 1 + (1 | sgrna)"
 pool: auto                    # auto | joint | offset | covariate | none
 priors:
   b: {name: StudentT, args: {nu: 5, mu: 0, sigma: 1}}
@@ -81,7 +81,7 @@ class AnalysisConfig(BaseModel):
     samples: Path | None = None
     formula: str
     family: str = "negativebinomial"
-    dispersion: str = "sgrna"
+    dispersion: str = "trend"
     pool: str | None = "auto"
     priors: dict[str, PriorConfig | float] = Field(default_factory=dict)
     lkj_eta: float = Field(3.0, gt=0)

@@ -33,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="treatment vs control, MAGeCK-compatible output (like `mageck test`)",
         description=(
             "Fit the screen model (treatment vs control, correlated gene and guide effects, "
-            "per-guide dispersion, the pool when --pool is given) and write MAGeCK-compatible "
+            "guide dispersions shrunk toward an abundance trend, the pool when --pool is "
+            "given) and write MAGeCK-compatible "
             "PREFIX.gene_summary.txt / PREFIX.sgrna_summary.txt, PREFIX.genes.tsv, "
             "PREFIX.fit.nc, figures and PREFIX.log."
         ),

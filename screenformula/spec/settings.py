@@ -26,7 +26,7 @@ class ModelSettings:
 
     formula: str
     family: str = "negativebinomial"
-    dispersion: str = "sgrna"
+    dispersion: str = "trend"
     pool: str | None = "auto"
     priors: dict[str, Any] = field(default_factory=dict)
     lkj_eta: float = 3.0

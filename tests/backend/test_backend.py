@@ -26,7 +26,7 @@ def free_names(model):
 
 def test_structure_of_the_seed_model(small_screen):
     data, _ = small_screen
-    model = sf.ScreenModel(FORMULA, data).pymc_model
+    model = sf.ScreenModel(FORMULA, data, dispersion="sgrna").pymc_model
     names = free_names(model)
     assert {
         "Intercept",

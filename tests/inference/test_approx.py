@@ -41,7 +41,7 @@ def test_advi_posterior_has_the_nuts_names_and_dims(advi_fit):
     assert list(post["gene_coef"].values) == ["Intercept", COEF]
     assert post["cor_gene"].shape[-2:] == (2, 2)
     assert post["sd_sgrna"].dims == ("chain", "draw", "sgrna_coef")
-    for name in ("Intercept", "b", "sd_gene", "phi_rate", "phi_pool", "pool_Intercept"):
+    for name in ("Intercept", "b", "sd_gene", "phi_trend_slope", "phi_pool", "pool_Intercept"):
         assert name in post and np.all(np.isfinite(post[name].values))
     assert np.all(post["sd_gene"].values > 0)
     # draws differ: a distribution, not a point

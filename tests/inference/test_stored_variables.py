@@ -16,11 +16,16 @@ def test_guide_level_variables_dropped_whatever_their_dims(small_screen):
     # the centred guide intercepts have one row per guide but no declared sgrna dim
     assert "t_sgrna__Intercept" in model.named_vars
     assert not model.named_vars_to_dims.get("t_sgrna__Intercept")
-    for name in ("t_sgrna__Intercept", "r_sgrna", "phi", "z_sgrna", "L_sgrna"):
+    for name in ("t_sgrna__Intercept", "r_sgrna", "phi", "z_phi", "z_sgrna", "L_sgrna"):
         assert name not in kept
-    for name in ("Intercept", "b", "sd_gene", "sd_sgrna", "r_gene", "phi_rate", "cor_sgrna"):
+    for name in ("Intercept", "b", "sd_gene", "sd_sgrna", "r_gene", "cor_sgrna"):
+        assert name in kept
+    for name in ("phi_trend_Intercept", "phi_trend_slope", "sd_phi"):  # per class
         assert name in kept
     assert "t_sgrna__Intercept" in stored_variables(model, store_sgrna=True)
+    per_guide = sf.ScreenModel(FORMULA, data, dispersion="sgrna").pymc_model
+    kept = stored_variables(per_guide, store_sgrna=False)
+    assert "phi_rate" in kept and "phi" not in kept
 
 
 def test_filter_by_shape_for_any_name():

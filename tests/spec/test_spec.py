@@ -98,7 +98,11 @@ def test_default_priors_follow_model_md(small_screen):
     assert table.loc["b_treatment[treated]", "prior"] == "StudentT(nu=5, mu=0, sigma=1)"
     assert table.loc["sd_gene__Intercept", "prior"] == "Exponential(lam=1)"
     assert table.loc["cor_gene", "prior"] == "LKJ(eta=3)"
-    assert table.loc["phi_rate", "prior"] == "Gamma(alpha=1, beta=1)"
+    assert table.loc["phi_trend_Intercept", "prior"] == "Normal(mu=3, sigma=2)"
+    assert table.loc["phi_trend_slope", "prior"] == "Normal(mu=0, sigma=1)"
+    assert table.loc["sd_phi", "prior"] == "HalfNormal(sigma=1)"
+    per_guide = build_spec(FORMULA, data, dispersion="sgrna").prior_table().set_index("key")
+    assert per_guide.loc["phi_rate", "prior"] == "Gamma(alpha=1, beta=1)"
     # data-scaled intercept: Student-t(3, log median normalised count, 2.5)
     screen = data.counts[:, ~data.pool_mask]
     sf_screen = data.size_factors.to_numpy()[~data.pool_mask]
@@ -112,6 +116,7 @@ def test_user_priors_by_class_term_and_coef(small_screen):
     spec = build_spec(
         FORMULA,
         data,
+        dispersion="sgrna",
         priors={
             "b": sf.Prior("Normal", mu=0, sigma=2),
             "sd_sgrna": sf.Prior("HalfNormal", sigma=0.5),

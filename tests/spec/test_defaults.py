@@ -1,0 +1,43 @@
+"""The defaults chosen on the panel of real screens, and the seed's model kept expressible."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _screens import FORMULA
+from scipy import stats
+
+import screenformula as sf
+from screenformula.cli.config import AnalysisConfig
+from screenformula.spec.settings import ModelSettings
+
+
+def test_default_dispersion_is_the_trend_everywhere(small_screen):
+    data, _ = small_screen
+    model = sf.ScreenModel(FORMULA, data)
+    assert model.spec.dispersion.mode == "trend"
+    assert model.settings["dispersion"] == "trend"
+    assert ModelSettings(FORMULA).dispersion == "trend"
+    assert AnalysisConfig(counts="c.tsv", formula=FORMULA).dispersion == "trend"
+    assert "phi_trend_slope" in repr(model)
+
+
+def test_the_seeds_model_stays_expressible(small_screen):
+    """dispersion="sgrna" with normal gene effects is the seed's model, term for term."""
+    data, _ = small_screen
+    model = sf.ScreenModel(FORMULA, data, dispersion="sgrna")
+    assert "phi[sgrna] ~ Gamma(1, phi_rate)" in repr(model)
+    pm_model = model.pymc_model
+    names = {v.name for v in pm_model.free_RVs}
+    assert {"phi", "phi_rate"} <= names
+    assert not names & {"phi_trend_Intercept", "phi_trend_slope", "sd_phi", "z_phi"}
+    assert not any(n.startswith(("df_", "w_")) for n in names)  # gene effects stay normal
+    phi = pm_model["phi"]
+    assert phi.owner.op.name == "gamma" and pm_model.named_vars_to_dims["phi"] == ("sgrna",)
+    # its density is Gamma(shape 1, rate phi_rate), per guide
+    point = pm_model.initial_point()
+    logp = pm_model.compile_logp(vars=[phi], jacobian=False, sum=True)
+    rate = float(np.exp(point["phi_rate_log__"]))
+    value = np.exp(point["phi_log__"])
+    expected = stats.gamma(a=1.0, scale=1.0 / rate).logpdf(value).sum()
+    assert logp(point) == pytest.approx(expected, rel=1e-6)
