@@ -34,6 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
@@ -43,19 +44,21 @@ import bench_real as br  # noqa: E402 - benchmarks/ is not a package
 
 RESULTS = HERE / "results"
 GENE_TERMS = {"normal": "gene", "student": 'gr(gene, dist = "student")'}
-#: name -> (dispersion, gene-effect distribution)
+GUIDE_TERMS = {"normal": "gene:sgrna", "student": 'gr(gene:sgrna, dist = "student")'}
+#: name -> (dispersion, gene-effect distribution, guide-effect distribution)
 CANDIDATES = {
-    "seed": ("sgrna", "normal"),
-    "trend": ("trend", "normal"),
-    "trend-t": ("trend", "student"),
-    "seed-t": ("sgrna", "student"),
+    "seed": ("sgrna", "normal", "normal"),
+    "trend": ("trend", "normal", "normal"),
+    "trend-t": ("trend", "student", "normal"),
+    "seed-t": ("sgrna", "student", "normal"),
 }
 
 
 def formula(candidate: str) -> str:
-    """The mean formula of a candidate (bench_real's, with its gene-effect distribution)."""
-    gene = GENE_TERMS[CANDIDATES[candidate][1]]
-    return f"count ~ 1 + treatment + (1 + treatment | {gene}) + (1 + treatment | gene:sgrna)"
+    """The mean formula of a candidate (bench_real's, with its effect distributions)."""
+    _, gene_dist, guide_dist = CANDIDATES[candidate]
+    gene, guide = GENE_TERMS[gene_dist], GUIDE_TERMS[guide_dist]
+    return f"count ~ 1 + treatment + (1 + treatment | {gene}) + (1 + treatment | {guide})"
 
 
 def panel_cases(names: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -114,11 +117,13 @@ def run_case(case: dict[str, Any], args: argparse.Namespace, stored: dict) -> No
         )
         sheet.to_csv(folder / "samples.tsv", sep="\t", index=False)
         ref = case["reference"]
+        score_baseline(case, record)
         if not case.get("joint") and ("mageck" not in record or args.rerun_mageck):
             timing = br.run_mageck(folder, case, "mageck", case["treated"])
             record["mageck"] = {
                 **timing,
                 **br.score_mageck(folder / "mageck.gene_summary.txt", ref),
+                "ranks": ranks_of_mageck(folder / "mageck.gene_summary.txt", ref),
             }
             br._progress(case["name"], "mageck2", record["mageck"])
             save(stored, args.out)
@@ -136,13 +141,90 @@ def run_case(case: dict[str, Any], args: argparse.Namespace, stored: dict) -> No
             path = folder / f"{candidate}_genes.tsv"
             if case.get("joint"):
                 entry["per_line"] = {
-                    line: br.score_ours(path, line, ref) for line in br.JACKS_LINES
+                    line: {
+                        **br.score_ours(path, line, ref),
+                        "ranks": ranks_of_ours(path, line, ref),
+                    }
+                    for line in br.JACKS_LINES
                 }
             else:
-                entry.update(br.score_ours(path, None, ref))
+                entry.update(br.score_ours(path, None, ref), ranks=ranks_of_ours(path, None, ref))
             record[candidate] = entry
             br._progress(case["name"], candidate, entry)
             save(stored, args.out)
+
+
+def reference_ranks(
+    genes: pd.Series, depletion: pd.Series, ref: dict[str, set[str]], top: int = 3000
+) -> dict[str, list[int]]:
+    """Ranks (1 = most depleted, over every gene) of the reference genes in the top ``top``.
+
+    With them the report compares tools at the same number of calls: how many essential
+    and non-essential genes each one ranks among its ``k`` most depleted genes.
+    """
+    order = pd.Series(depletion.to_numpy(dtype=float), index=genes.astype(str).to_numpy())
+    ranks = order.rank(ascending=False, method="first").astype(int)
+    ranks = ranks[ranks <= top]
+    return {
+        kind: sorted(int(r) for g, r in ranks.items() if g in ref[kind])
+        for kind in ("essential", "nonessential")
+    }
+
+
+def ranks_of_ours(path: Path, contrast: str | None, ref: dict[str, set[str]]) -> dict:
+    genes = pd.read_csv(path, sep="\t")
+    if contrast is not None:
+        genes = genes[genes["contrast"].astype(str).str.startswith(contrast)]
+    if "is_control" in genes:
+        genes = genes[~genes["is_control"].astype(bool)]
+    return reference_ranks(genes["gene"], -genes["lfc"], ref)
+
+
+def ranks_of_mageck(path: Path, ref: dict[str, set[str]]) -> dict:
+    table = pd.read_csv(path, sep="\t")
+    return reference_ranks(table["id"], -table["neg|lfc"], ref)
+
+
+def mean_log_ratio(case: dict[str, Any], treated: list[str]) -> pd.Series:
+    """The plain baseline: per gene, the mean over its guides of log2 (treated / control).
+
+    Counts median-of-ratios normalised over the case's samples, + 0.5; treated and control
+    replicates averaged in log space. No model, no test: a ranking only.
+    """
+    table = case["table"]
+    samples = [*case["control"], *treated]
+    logs = np.log(table[samples].to_numpy(dtype=float) + 0.5)
+    size = np.exp(np.median(logs - logs.mean(axis=1, keepdims=True), axis=0))
+    norm = np.log2(table[samples].to_numpy(dtype=float) / size + 0.5)
+    n_ctrl = len(case["control"])
+    ratio = norm[:, n_ctrl:].mean(axis=1) - norm[:, :n_ctrl].mean(axis=1)
+    return pd.Series(ratio).groupby(table["gene"].to_numpy()).mean()
+
+
+def score_mean_log_ratio(case: dict[str, Any], treated: list[str]) -> dict[str, Any]:
+    """AUC and reference ranks of the plain mean guide log-ratio (no calls)."""
+    lfc = mean_log_ratio(case, treated)
+    ref = case["reference"]
+    ess = lfc.index.isin(list(ref["essential"]))
+    non = lfc.index.isin(list(ref["nonessential"]))
+    keep = ess | non
+    return {
+        "auc": round(br.auc(ess[keep], -lfc.to_numpy()[keep]), 4),
+        "ranks": reference_ranks(pd.Series(lfc.index), pd.Series(-lfc.to_numpy()), ref),
+    }
+
+
+def score_baseline(case: dict[str, Any], record: dict[str, Any]) -> None:
+    """The mean guide log-ratio's scores into the case's record (per line when joint)."""
+    if case.get("joint"):
+        record["mean_log_ratio"] = {
+            "per_line": {
+                line: score_mean_log_ratio(case, [f"{line}_rep_1", f"{line}_rep_2"])
+                for line in br.JACKS_LINES
+            }
+        }
+    else:
+        record["mean_log_ratio"] = score_mean_log_ratio(case, case["treated"])
 
 
 def save(stored: dict, path: Path) -> None:
@@ -163,6 +245,10 @@ def _cell(entry: dict[str, Any] | None) -> str:
     )
 
 
+def _baseline(entry: dict[str, Any] | None) -> str:
+    return f"{entry['auc']:.4f}" if entry else "not run"
+
+
 def write_report(stored: dict, path: Path) -> None:
     """One table: a row per case, a column per tool (AUC · essential / non-ess. calls · s)."""
     cases = stored["cases"]
@@ -173,15 +259,18 @@ def write_report(stored: dict, path: Path) -> None:
         "Written by `benchmarks/bench_panel.py`. Each cell: ROC AUC (essential vs "
         "non-essential genes, by depletion) · essential / non-essential genes called "
         "depleted at 5 % FDR (ours: q <= 0.05 with |LFC| > 0.5 log2; MAGeCK: neg|fdr < "
-        "0.05) · wall seconds. Candidates (see the script): "
+        "0.05) · wall seconds. The mean log-ratio (each gene's mean guide log2 ratio, "
+        "median-normalised counts + 0.5) is a ranking without a model or calls: its AUC "
+        "only. Candidates (see the script): "
         + "; ".join(
             f"`{c}` = dispersion {CANDIDATES[c][0]!r}, {CANDIDATES[c][1]} gene effects"
+            + (", Student-t guide effects" if CANDIDATES[c][2] == "student" else "")
             for c in names
         )
         + ".",
         "",
-        "| case | MAGeCK | " + " | ".join(f"`{c}`" for c in names) + " |",
-        "|---|---|" + "---|" * len(names),
+        "| case | mean log-ratio | MAGeCK | " + " | ".join(f"`{c}`" for c in names) + " |",
+        "|---|---|---|" + "---|" * len(names),
     ]
     for case, rec in cases.items():
         if rec.get("joint"):
@@ -200,10 +289,15 @@ def write_report(stored: dict, path: Path) -> None:
                             f"{score['hits_nonessential']}"
                         )
                 mageck = _cell(cases.get(f"jacks_{line}", {}).get("mageck"))
-                lines.append(f"| {case}: {line} | {mageck} | " + " | ".join(cells) + " |")
+                base = _baseline((rec.get("mean_log_ratio") or {}).get("per_line", {}).get(line))
+                lines.append(f"| {case}: {line} | {base} | {mageck} | " + " | ".join(cells) + " |")
             continue
         cells = [_cell(rec.get(c)) for c in names]
-        lines.append(f"| {case} | {_cell(rec.get('mageck'))} | " + " | ".join(cells) + " |")
+        base = _baseline(rec.get("mean_log_ratio"))
+        lines.append(
+            f"| {case} | {base} | {_cell(rec.get('mageck'))} | " + " | ".join(cells) + " |"
+        )
+    lines += matched_table(cases, names)
     env = stored.get("env", {})
     if env:
         lines += [
@@ -225,6 +319,50 @@ def write_report(stored: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _top(entry: dict[str, Any] | None, k: int) -> str:
+    ranks = (entry or {}).get("ranks")
+    if not ranks:
+        return "not run"
+    ess = sum(r <= k for r in ranks["essential"])
+    non = sum(r <= k for r in ranks["nonessential"])
+    return f"{ess} / {non}"
+
+
+def matched_table(cases: dict[str, Any], names: list[str]) -> list[str]:
+    """Essential / non-essential genes among each tool's k most depleted genes, k = MAGeCK's calls.
+
+    Calls at a nominal 5 % FDR differ in number between tools (MAGeCK's RRA is
+    conservative); at the same number of calls the comparison is of ranking alone.
+    """
+    rows = []
+    for case, rec in cases.items():
+        lines_ = br.JACKS_LINES if rec.get("joint") else [None]
+        for line in lines_:
+            mageck = (cases.get(f"jacks_{line}", {}) if line else rec).get("mageck") or {}
+            if "ranks" not in mageck:
+                continue
+            k = mageck["hits"]
+            base = rec.get("mean_log_ratio") or {}
+            cells = [_top(base.get("per_line", {}).get(line) if line else base, k)]
+            for c in names:
+                entry = rec.get(c) or {}
+                cells.append(_top(entry.get("per_line", {}).get(line) if line else entry, k))
+            label = f"{case}: {line}" if line else case
+            rows.append(f"| {label} | {k} | {_top(mageck, k)} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return [
+        "",
+        "At MAGeCK's number of calls `k` (every gene it calls at 5 % FDR): essential / "
+        "non-essential genes among each tool's `k` most depleted genes (by LFC), a "
+        "comparison of ranking at equal list length.",
+        "",
+        "| case | k | MAGeCK | mean log-ratio | " + " | ".join(f"`{c}`" for c in names) + " |",
+        "|---|---|---|---|" + "---|" * len(names),
+        *rows,
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=["hap1", "hap1_1rep", "rt112", "jacks"])
@@ -238,6 +376,9 @@ def main() -> None:
     parser.add_argument("--rerun-mageck", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "panel.json")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--baseline-only", action="store_true", help="score the mean log-ratio of --cases only"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("candidate", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -245,7 +386,11 @@ def main() -> None:
         child(Path(args.child), args.candidate, args.method, args.fit_seed)
         return
     stored = json.loads(args.out.read_text()) if args.out.exists() else {"cases": {}}
-    if not args.report_only:
+    if args.baseline_only:  # the mean log-ratio of --cases, no fits
+        for case in panel_cases(args.cases, args):
+            score_baseline(case, stored["cases"].setdefault(case["name"], {}))
+        save(stored, args.out)
+    elif not args.report_only:
         if not br.SHARED.is_dir():
             raise SystemExit(f"shared data folder not found: {br.SHARED}")
         br.ensure_mageck()
