@@ -250,12 +250,35 @@ def _baseline(entry: dict[str, Any] | None) -> str:
 
 
 def write_report(stored: dict, path: Path) -> None:
-    """One table: a row per case, a column per tool (AUC · essential / non-ess. calls · s)."""
+    """The panel's tables, machine and notes as markdown (``results/panel.md``)."""
+    lines = ["# Candidate defaults on the panel of real screens", "", *panel_tables(stored)]
+    env = stored.get("env", {})
+    if env:
+        lines += [
+            "",
+            f"Machine: {env.get('cores')} cores, {env.get('cpu')}; {env.get('date')}; "
+            f"git {env.get('git')}; load at start {env.get('load_start')}.",
+        ]
+    methods = sorted(
+        {
+            e.get("method_used", "?")
+            for rec in stored["cases"].values()
+            for e in rec.values()
+            if isinstance(e, dict) and "method_used" in e
+        }
+    )
+    lines.append(f"Methods that ran: {', '.join(methods)}.")
+    if stored.get("notes"):
+        lines += ["", *stored["notes"]]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def panel_tables(stored: dict) -> list[str]:
+    """Two tables: a row per case, a column per tool (AUC · essential / non-ess. calls · s),
+    then the reference genes among each tool's k most depleted (k = MAGeCK's calls)."""
     cases = stored["cases"]
     names = [c for c in CANDIDATES if any(c in rec for rec in cases.values())]
     lines = [
-        "# Candidate defaults on the panel of real screens",
-        "",
         "Written by `benchmarks/bench_panel.py`. Each cell: ROC AUC (essential vs "
         "non-essential genes, by depletion) · essential / non-essential genes called "
         "depleted at 5 % FDR (ours: q <= 0.05 with |LFC| > 0.5 log2; MAGeCK: neg|fdr < "
@@ -297,26 +320,7 @@ def write_report(stored: dict, path: Path) -> None:
         lines.append(
             f"| {case} | {base} | {_cell(rec.get('mageck'))} | " + " | ".join(cells) + " |"
         )
-    lines += matched_table(cases, names)
-    env = stored.get("env", {})
-    if env:
-        lines += [
-            "",
-            f"Machine: {env.get('cores')} cores, {env.get('cpu')}; {env.get('date')}; "
-            f"git {env.get('git')}; load at start {env.get('load_start')}.",
-        ]
-    methods = sorted(
-        {
-            e.get("method_used", "?")
-            for rec in cases.values()
-            for e in rec.values()
-            if isinstance(e, dict) and "method_used" in e
-        }
-    )
-    lines.append(f"Methods that ran: {', '.join(methods)}.")
-    if stored.get("notes"):
-        lines += ["", *stored["notes"]]
-    path.write_text("\n".join(lines) + "\n")
+    return lines + matched_table(cases, names)
 
 
 def _top(entry: dict[str, Any] | None, k: int) -> str:
@@ -398,6 +402,10 @@ def main() -> None:
         for case in panel_cases(args.cases, args):
             run_case(case, args, stored)
     write_report(stored, args.out.with_suffix(".md"))
+    if args.out.resolve() == (RESULTS / "panel.json").resolve():
+        import update_readme
+
+        update_readme.main([])
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}", file=sys.stderr)
 
 
