@@ -13,13 +13,15 @@ import pandas as pd
 
 from screenformula._constants import COUNT, GENE, SAMPLE, SGRNA
 from screenformula.errors import ScreenDataError
+from screenformula.io.advice import AdvisedDataError
 from screenformula.io.sample_sheet import (
     default_sample_sheet,
     read_gene_groups,
     read_sample_sheet,
 )
-from screenformula.io.screen_data import ScreenData, empty_dropped
+from screenformula.io.screen_data import MAX_COUNT, ScreenData, empty_dropped
 from screenformula.io.text import (
+    READ_ERRORS,
     PathLike,
     Where,
     blank_rows,
@@ -28,14 +30,13 @@ from screenformula.io.text import (
     is_path,
     open_text,
     read_delimited,
+    unreadable,
 )
 
 LAYOUTS = ("auto", "wide", "long")
 NAN_POLICIES = ("error", "drop")
 _LONG_COLUMNS = (SGRNA, GENE, SAMPLE, COUNT)
 _ID_FILE_HEADERS = frozenset({"sgrna", "sgrna_id", "guide", "id", "gene", "genes", "name"})
-# Counts at or above this cannot be stored exactly as int64 after a float parse.
-_MAX_COUNT = 2.0**62
 
 
 @dataclass
@@ -104,11 +105,13 @@ def read_counts(
     ScreenDataError
         With one line naming the file, its line number (header = line 1) and the
         sample column of the first bad cell: a count that is negative, not an integer
-        (``2.5``; ``239.0`` is fine), not a number or missing. Also: duplicate sgRNA ids
-        (naming both lines), an empty gene, an empty table, duplicate sample columns;
-        in the long layout a repeated (sgrna, sample) pair, a guide whose gene changes
-        between rows, or a missing (sgrna, sample) combination; samples missing from
-        the table or from the sheet; unknown control ids.
+        (``2.5``; ``239.0`` is fine), 2^31 or more, not a number or missing. Also:
+        duplicate sgRNA ids (naming both lines), an empty gene, an empty table,
+        duplicate sample columns; in the long layout a repeated (sgrna, sample) pair, a
+        guide whose gene changes between rows, or a missing (sgrna, sample) combination;
+        samples missing from the table or from the sheet; unknown control ids; a sample
+        without reads (unless ``size_factors="none"``). An error whose fix is one of the
+        settings above says which (``use nan='drop'``) and is an `AdvisedDataError`.
     """
     if layout not in LAYOUTS:
         raise ScreenDataError(f"unknown layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
@@ -170,8 +173,10 @@ def read_counts(
             {SGRNA: sgrnas[incomplete], GENE: genes[incomplete], "reason": reasons}
         )
         if incomplete.all():
-            raise ScreenDataError(
-                f"{where.name}: every sgRNA has a missing count, so nan='drop' leaves nothing"
+            raise AdvisedDataError(
+                where.name,
+                "every sgRNA has a missing count, so {nan} leaves nothing",
+                {"nan": "drop"},
             )
         keep = ~incomplete
         counts, sgrnas, genes = counts[keep], sgrnas[keep], genes[keep]
@@ -384,6 +389,9 @@ def _parse_long(frame: pd.DataFrame, where: Where, nan: str) -> _Parsed:
     )
 
 
+_TOO_LARGE = f"is too large (counts must be below 2^31 = {MAX_COUNT:,})"
+
+
 def _format_count(value: float) -> str:
     if np.isfinite(value) and value == np.floor(value) and abs(value) < 1e15:
         return str(int(value))
@@ -406,10 +414,11 @@ def _count_matrix(
     if all(isinstance(d, np.dtype) and np.issubdtype(d, np.integer) for d in dtypes):
         # fast path: plain numpy integers, nothing can be missing
         counts = block.to_numpy(dtype=np.int64)
-        negative = counts < 0
-        if negative.any():
-            i, j = divmod(int(np.argmax(negative.reshape(-1))), k)
-            raise ScreenDataError(f"{cell(i, j)}: count {counts[i, j]} is negative")
+        bad = (counts < 0) | (counts >= MAX_COUNT)
+        if bad.any():
+            i, j = divmod(int(np.argmax(bad.reshape(-1))), k)
+            why = "is negative" if counts[i, j] < 0 else _TOO_LARGE
+            raise ScreenDataError(f"{cell(i, j)}: count {counts[i, j]} {why}")
         return counts, np.zeros((n, k), dtype=bool)
 
     values = np.empty((n, k), dtype=float)
@@ -435,7 +444,7 @@ def _count_matrix(
         infinite = np.isinf(values)
         fractional = np.isfinite(values) & (values != np.floor(values))
         negative = values < 0
-        huge = np.isfinite(values) & (values >= _MAX_COUNT)
+        huge = np.isfinite(values) & (values >= MAX_COUNT)
     bad = text | infinite | fractional | negative | huge
     if nan == "error":
         bad |= missing
@@ -445,7 +454,9 @@ def _count_matrix(
         if text[i, j]:
             why = f"count {str(block.iloc[i, j]).strip()!r} is not a number"
         elif missing[i, j]:
-            why = "count is missing (use nan='drop' to drop such sgRNAs)"
+            raise AdvisedDataError(
+                cell(i, j), "count is missing (use {nan} to drop such sgRNAs)", {"nan": "drop"}
+            )
         elif infinite[i, j]:
             why = f"count {value} is not a finite number"
         elif fractional[i, j]:
@@ -453,7 +464,7 @@ def _count_matrix(
         elif negative[i, j]:
             why = f"count {_format_count(value)} is negative"
         else:
-            why = f"count {_format_count(value)} is too large"
+            why = f"count {_format_count(value)} {_TOO_LARGE}"
         raise ScreenDataError(f"{cell(i, j)}: {why}")
     counts = np.where(missing, 0.0, values).astype(np.int64)
     return counts, missing
@@ -518,8 +529,8 @@ def _read_id_file(path: PathLike, id_index: pd.Index, gene_index: pd.Index) -> l
                 if not text or text.startswith("#"):
                     continue
                 entries.append(text.replace(",", "\t").split("\t")[0].split()[0].strip())
-    except (UnicodeDecodeError, OSError, EOFError) as err:
-        raise ScreenDataError(f"{name}: cannot read the file as UTF-8 text ({err})") from None
+    except READ_ERRORS as err:
+        raise unreadable(path, err) from None
     if (
         entries
         and entries[0].lower() in _ID_FILE_HEADERS

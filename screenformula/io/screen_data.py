@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,9 @@ import pandas as pd
 from screenformula._constants import CONDITION, COUNT, GENE, GROUP, POOL, SAMPLE, SGRNA
 from screenformula.errors import ScreenDataError
 from screenformula.io.normalize import compute_size_factors
+
+#: Counts must stay below this: the model's log-density is -inf from 2^31 reads on.
+MAX_COUNT = 2**31
 
 #: Columns of ``ScreenData.dropped``: which guides were removed, and why.
 DROPPED_COLUMNS = (SGRNA, GENE, "reason")
@@ -77,6 +81,11 @@ class ScreenData:
             raise ScreenDataError("counts must be integers")
         if np.any(counts < 0):
             raise ScreenDataError("counts must be non-negative")
+        if counts.size and counts.max() >= MAX_COUNT:
+            raise ScreenDataError(
+                f"{source or 'count table'}: a count of {int(counts.max()):,} is too large "
+                f"(counts must be below 2^31 = {MAX_COUNT:,})"
+            )
         self.counts: np.ndarray = counts.astype(np.int64, copy=False)
         self.sgrnas: pd.Index = pd.Index(np.asarray(sgrnas, dtype=object), name=SGRNA)
         self.genes_of_sgrna: np.ndarray = np.asarray(genes, dtype=object)
@@ -116,7 +125,13 @@ class ScreenData:
         self.size_factor_method: str = "given"
         if isinstance(size_factors, str):
             self.size_factor_method = size_factors
-            size_factors = compute_size_factors(self.counts, size_factors, self.controls)
+            size_factors = compute_size_factors(
+                self.counts,
+                size_factors,
+                self.controls,
+                samples=self.samples.index,
+                where=Path(source).name if source else "",
+            )
         sf = np.asarray(size_factors, dtype=float)
         if sf.shape != (counts.shape[1],) or not np.all(np.isfinite(sf)) or np.any(sf <= 0):
             raise ScreenDataError("size factors must be one positive number per sample")

@@ -13,6 +13,7 @@ import gzip
 import lzma
 import os
 import re
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -23,6 +24,10 @@ import pandas as pd
 from screenformula.errors import ScreenDataError
 
 PathLike = str | os.PathLike[str]
+
+#: What reading a (possibly compressed) text file can raise besides a parse error.
+READ_ERRORS = (UnicodeDecodeError, OSError, EOFError, lzma.LZMAError, zlib.error)
+_COMPRESSED = (".gz", ".bz2", ".xz")
 
 # What counts as a missing cell in a numeric column (pandas' defaults, minus nothing).
 NA_STRINGS = ["", "NA", "N/A", "n/a", "NaN", "nan", "-nan", "NULL", "null", "None", "#N/A", "<NA>"]
@@ -76,6 +81,27 @@ def open_text(path: PathLike) -> IO[str]:
     return opener(path, "rt", encoding="utf-8-sig", newline="")
 
 
+def unreadable(path: PathLike, err: BaseException) -> ScreenDataError:
+    """The one-line error for a file that cannot be read (one of `READ_ERRORS`), naming it.
+
+    Text that is not UTF-8, a damaged or truncated compressed file and a file the system
+    refuses to read (no permission, a folder) are told apart.
+    """
+    name = Path(path).name
+    if isinstance(err, UnicodeDecodeError):
+        return ScreenDataError(f"{name}: cannot read the file as UTF-8 text ({err})")
+    detail = str(err).strip() or type(err).__name__
+    system = isinstance(err, OSError) and err.errno is not None and err.strerror
+    if system:
+        return ScreenDataError(f"{name}: cannot read the file ({err.strerror})")
+    if Path(path).suffix.lower() in _COMPRESSED:
+        return ScreenDataError(
+            f"{name}: the compressed file is damaged or truncated ({detail}); "
+            "copy or download it again"
+        )
+    return ScreenDataError(f"{name}: cannot read the file ({detail})")
+
+
 def first_line(path: PathLike, what: str) -> tuple[str, int]:
     """Return the first non-blank line of a file and how many blank lines precede it.
 
@@ -93,8 +119,8 @@ def first_line(path: PathLike, what: str) -> tuple[str, int]:
                 text = line.rstrip("\r\n")
                 if text.strip():
                     return text, skipped
-    except (UnicodeDecodeError, OSError, EOFError, lzma.LZMAError) as err:
-        raise ScreenDataError(f"{name}: cannot read the file as UTF-8 text ({err})") from None
+    except READ_ERRORS as err:
+        raise unreadable(path, err) from None
     raise ScreenDataError(f"{name}: the file is empty")
 
 
@@ -194,8 +220,8 @@ def read_delimited(
         msg = str(err).strip().splitlines()[0] if str(err).strip() else "malformed table"
         msg = msg.replace("Error tokenizing data. C error: ", "")
         raise ScreenDataError(f"{name}: {msg}") from None
-    except (UnicodeDecodeError, EOFError, OSError, lzma.LZMAError) as err:
-        raise ScreenDataError(f"{name}: cannot read the file as UTF-8 text ({err})") from None
+    except READ_ERRORS as err:
+        raise unreadable(path, err) from None
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame(columns=safe)
     if not isinstance(frame.index, pd.RangeIndex):

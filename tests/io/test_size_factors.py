@@ -87,7 +87,7 @@ def test_size_factor_errors(expect_error):
     )
     expect_error(
         lambda: compute_size_factors(np.array([[0, 1], [0, 2]]), "total"),
-        "a sample has no reads",
+        "sample 'column 1' has no reads",
     )
     expect_error(
         lambda: read_counts(_toy_frame(), size_factors="control"),
