@@ -1,17 +1,38 @@
 """The ``screenformula`` command line: wiring of the public API only.
 
-Errors a user can fix (bad input, missing files, existing outputs) end the command
-with one line on stderr and exit status 2; ``--debug`` shows the traceback instead.
+Errors a user can fix (bad input, missing files, existing outputs, a folder that cannot
+be written) end the command with one line on stderr and exit status 2; ``--debug``
+(before or after the sub-command) shows the traceback instead. Advice in such a line is
+worded for the command line: each sub-command sets ``wording``, how it names the
+settings an `AdvisedDataError` suggests (``--norm-method total``, not
+``size_factors='total'``).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import warnings
 from collections.abc import Sequence
 
 from screenformula.errors import ScreenFormulaError
+from screenformula.io.advice import AdvisedDataError, Wording
+
+#: OS errors a user fixes (permissions, a read-only or full disk, a file where a folder
+#: should be): one line and exit status 2, like bad input.
+USER_OS_ERRORS = (
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.ENOENT,
+    errno.ENAMETOOLONG,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     mageck_test.add_parser(sub)
     config.add_parser(sub)
     saved.add_parser(sub)
+    for command in sub.choices.values():  # also after the sub-command, as users type it
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+        )
     return parser
 
 
@@ -51,18 +76,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"screenformula: interrupted; {what}", file=sys.stderr)
         _print_notes(err)
         return 130
-    except (ScreenFormulaError, FileNotFoundError, IsADirectoryError, PermissionError) as err:
+    except Exception as err:
         if args.debug:
             raise
-        text = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if isinstance(err, FileNotFoundError) and err.filename:
-            text = f"no such file: {err.filename}"
-        print(f"screenformula: error: {text}", file=sys.stderr)
-        _print_notes(err)
-        return 2
-    except Exception as err:  # an internal failure: still one line unless --debug
-        if args.debug:
-            raise
+        text = user_error(err, getattr(args, "wording", {}))
+        if text is not None:
+            print(f"screenformula: error: {text}", file=sys.stderr)
+            _print_notes(err)
+            return 2
+        # an internal failure: still one line unless --debug
         first = str(err).splitlines()[0] if str(err) else ""
         print(
             f"screenformula: internal error: {type(err).__name__}: {first} (rerun with --debug)",
@@ -70,6 +92,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         _print_notes(err)
         return 1
+
+
+def user_error(err: BaseException, wording: Wording) -> str | None:
+    """The one line that tells a user what to fix, or None for an internal error.
+
+    Parameters
+    ----------
+    err : BaseException
+        What the command raised.
+    wording : Wording
+        The sub-command's wording of the settings an `AdvisedDataError` suggests.
+    """
+    if isinstance(err, AdvisedDataError):
+        return err.worded(wording)
+    if isinstance(err, ScreenFormulaError):
+        return str(err).splitlines()[0] if str(err) else type(err).__name__
+    if isinstance(err, OSError) and err.errno in USER_OS_ERRORS:
+        if isinstance(err, FileNotFoundError) and err.filename:
+            return f"no such file: {err.filename}"
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror or type(err).__name__}{where}"
+    return None
 
 
 def _print_notes(err: BaseException) -> None:

@@ -14,16 +14,58 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from screenformula.cli.outputs import OutputSet
+from screenformula.errors import ScreenDataError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     import pandas as pd
 
+    from screenformula.io.screen_data import ScreenData
     from screenformula.model import ScreenModel
     from screenformula.results.fit import ScreenFit
 
-__all__ = ["fit_and_keep", "run_log", "write_gene_outputs", "write_log"]
+__all__ = [
+    "check_samples_have_reads",
+    "describe_data",
+    "fit_and_keep",
+    "run_log",
+    "write_gene_outputs",
+    "write_log",
+]
+
+
+def check_samples_have_reads(data: ScreenData, fix: Callable[[str], str]) -> None:
+    """Stop, naming the sample, when a sample of ``data`` has no reads at all.
+
+    Whatever the normalisation: such a sample is a wrong column or a failed library, and
+    a model would read it as every gene lost.
+
+    Parameters
+    ----------
+    data : ScreenData
+        The samples the command will model.
+    fix : callable
+        Sample name -> what the user can do about it, in this command's terms.
+    """
+    depth = data.depth
+    empty = [str(s) for s in depth.index[depth.to_numpy() <= 0]]
+    if not empty:
+        return
+    source = Path(data.source).name if data.source else "count table"
+    more = f" (and {len(empty) - 1} more: {', '.join(map(repr, empty[1:4]))})" if empty[1:] else ""
+    raise ScreenDataError(
+        f"{source}: sample {empty[0]!r}{more} has no reads (every count is 0): check that "
+        f"column, or {fix(empty[0])}"
+    )
+
+
+def describe_data(data: ScreenData, log: Path) -> str:
+    """What was read (``repr(data)``), with guides dropped for a missing count in ``log``."""
+    text = repr(data)
+    if len(data.dropped):
+        text = text.replace("(see .dropped)", f"with a missing count (listed in {log})")
+    return text
 
 
 def fit_and_keep(

@@ -6,30 +6,80 @@ import argparse
 import json
 import shlex
 import time
+import warnings
 from pathlib import Path
-from typing import Any, Literal
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from screenformula.cli.analysis import fit_and_keep, run_log, write_gene_outputs, write_log
+from screenformula.cli.analysis import (
+    check_samples_have_reads,
+    describe_data,
+    fit_and_keep,
+    run_log,
+    write_gene_outputs,
+    write_log,
+)
 from screenformula.cli.outputs import OutputSet
 from screenformula.errors import ScreenFormulaError
 from screenformula.inference.registry import method_names
+from screenformula.io.advice import Wording
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from screenformula.io.screen_data import ScreenData
+    from screenformula.model import ScreenModel
 
 EXAMPLE = """\
-counts: counts.tsv            # MAGeCK or long table (paths relative to this file)
-samples: samples.tsv          # sample sheet: sample, condition, pool, ...
-formula: "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
+counts: counts.tsv            # MAGeCK or long count table (paths relative to this file)
+samples: samples.tsv          # the sample sheet (below)
+formula: "count ~ 1 + condition + (1 + condition | gene) + (1 + condition | gene:sgrna)"
 dispersion: trend             # trend | sgrna | shared | "alpha ~ 1 + (1 | sgrna)"
 pool: auto                    # auto | joint | offset | covariate | none
+size_factors: median          # median | total | control | none
+nan: error                    # a missing count: error | drop (its sgRNA)
 priors:
   b: {name: StudentT, args: {nu: 5, mu: 0, sigma: 1}}
 fit: {method: nuts, draws: 1000, tune: 1000, chains: 4, seed: 1}
 contrasts:
-  - {factor: treatment, ref: control, delta: 0.5}
+  - {factor: condition, ref: control, delta: 0.5}
 output: results/
 """
+
+#: The sample sheet of `EXAMPLE` (tab- or space-separated; ``pool``: plasmid / T0 samples).
+EXAMPLE_SHEET = """\
+sample  condition  pool
+P0      plasmid    true
+C1      control    false
+C2      control    false
+T1      drug       false
+T2      drug       false
+"""
+
+#: ``screenformula fit --help``: the example config, its sample sheet, and how to check it.
+HELP = f"""\
+Example config (analysis.yaml):
+
+{EXAMPLE}
+samples.tsv (tab- or space-separated; pool: true for the plasmid / T0 samples):
+
+{EXAMPLE_SHEET}
+counts.tsv: sgRNA id, gene, then one count column per sample (P0 C1 C2 T1 T2).
+
+Every setting, the data, the model and the contrasts are checked before the fit
+starts; --check stops there (nothing is fitted or written).
+"""
+
+#: The settings a data error may suggest, as config keys.
+WORDING: Wording = {
+    "size_factors": lambda value: f"size_factors: {value} in the config",
+    "nan": lambda value: f"nan: {value} in the config",
+    "controls": lambda _: "controls: in the config (a gene label, sgRNA ids or a file of them)",
+    "leave_out": lambda sample: f"remove {sample!r} from the count table and the sample sheet",
+}
 
 
 class PriorConfig(BaseModel):
@@ -89,6 +139,7 @@ class AnalysisConfig(BaseModel):
     gene_groups: Path | None = None
     controls: str | Path | None = None
     size_factors: Literal["median", "total", "control", "none"] = "median"
+    nan: Literal["error", "drop"] = "error"
     fit: FitConfig = Field(default_factory=FitConfig)
     contrasts: list[ContrastConfig] = Field(default_factory=lambda: [ContrastConfig()])
     output: Path = Path("screenformula-output")
@@ -134,23 +185,104 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fit",
         help="fit a formula model from a YAML config and report its contrasts",
-        description="Example config:\n\n" + EXAMPLE,
+        description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", type=Path, help="YAML config file")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="check the config, the data, the model and the contrasts, then stop (no fit, "
+        "nothing written)",
+    )
     p.add_argument("--force", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, wording=WORDING)
+
+
+def contrast_names(config: AnalysisConfig, path: Path) -> list[str]:
+    """Each contrast's output name (its files' prefix): distinct, and a plain file name."""
+    names: dict[str, int] = {}
+    for i, c in enumerate(config.contrasts):
+        name = _contrast_name(c, i)
+        if not name or name.startswith(".") or any(x in name for x in "/\\\0"):
+            raise ScreenFormulaError(
+                f"{path}: contrasts.{i}: {name!r} cannot name output files (give it a name: "
+                "of letters, digits, '_' or '-')"
+            )
+        if name in names:
+            raise ScreenFormulaError(
+                f"{path}: contrasts.{i}: its outputs would be named {name!r} like those of "
+                f"contrasts.{names[name]} (give one of them a name:)"
+            )
+        names[name] = i
+    return list(names)
+
+
+def prepare(
+    config: AnalysisConfig, path: Path, say: Callable[[str], None], log: Path
+) -> tuple[ScreenData, ScreenModel]:
+    """Read the data, build the model and check every contrast against it: all before a fit.
+
+    Raises
+    ------
+    ScreenFormulaError
+        Naming the config and the setting (``contrasts.1``) when something would fail
+        only after the fit.
+    """
+    import screenformula as sf
+    from screenformula.spec.settings import ModelSettings
+
+    data = sf.read_counts(
+        config.counts,
+        samples=config.samples,
+        gene_groups=config.gene_groups,
+        controls=config.controls,
+        size_factors="none",
+        nan=config.nan,
+    )
+    check_samples_have_reads(data, WORDING["leave_out"])
+    data = data.with_size_factors(config.size_factors)
+    say(describe_data(data, log))
+    settings = ModelSettings.from_dict(
+        {
+            **config.model_dump(include=set(ModelSettings.keys())),
+            "priors": {
+                k: (v if isinstance(v, float) else v.model_dump()) for k, v in config.priors.items()
+            },
+        }
+    )
+    try:
+        model = sf.ScreenModel.from_settings(settings, data)
+    except ScreenFormulaError as err:  # formula, priors, pool: settings of the config
+        raise ScreenFormulaError(f"{path}: {str(err).splitlines()[0]}") from None
+    say(repr(model))
+    check_contrasts(config, model, path)
+    return data, model
+
+
+def check_contrasts(config: AnalysisConfig, model: ScreenModel, path: Path) -> None:
+    """Resolve each contrast's factor and levels on the model, as the fit will later."""
+    from screenformula.results.draws import resolve_contrasts
+
+    given = "contrasts" in config.model_fields_set
+    unfitted = SimpleNamespace(model=model)  # what resolving contrasts reads of a fit
+    for i, c in enumerate(config.contrasts):
+        try:
+            with warnings.catch_warnings():  # said again, once, when the fit is summarised
+                warnings.simplefilter("ignore")
+                resolve_contrasts(unfitted, c.factor, ref=c.ref, a=c.a, b=c.b)  # type: ignore[arg-type]
+        except ScreenFormulaError as err:
+            where = f"contrasts.{i}" if given else f"the default contrast (factor {c.factor!r})"
+            hint = "" if given else "; set contrasts: in the config"
+            raise ScreenFormulaError(f"{path}: {where}: {err}{hint}") from None
 
 
 def run(args: argparse.Namespace, say: Any) -> int:
     """Run ``screenformula fit``."""
-    import screenformula as sf
-    from screenformula.spec.settings import ModelSettings
-
     started = time.perf_counter()
     config = load_config(args.config)
-    names = [_contrast_name(c, i) for i, c in enumerate(config.contrasts)]
+    names = contrast_names(config, args.config)
     out_dir = config.output
     paths = [out_dir / "fit.nc", out_dir / "log.json"]
     for name in names:
@@ -159,26 +291,15 @@ def run(args: argparse.Namespace, say: Any) -> int:
             out_dir / f"{name}.volcano.png",
             out_dir / f"{name}.rank.png",
         ]
+    if args.check:
+        prepare(config, args.config, say, paths[1])
+        existing = [p for p in paths if p.exists()]
+        if existing and not args.force:
+            say(f"note: {existing[0]} exists: the fit will need --force")
+        say(f"{args.config}: ready to fit (nothing was fitted or written)")
+        return 0
     with OutputSet(paths, force=args.force) as out:
-        data = sf.read_counts(
-            config.counts,
-            samples=config.samples,
-            gene_groups=config.gene_groups,
-            controls=config.controls,
-            size_factors=config.size_factors,
-        )
-        say(repr(data))
-        settings = ModelSettings.from_dict(
-            {
-                **config.model_dump(include=set(ModelSettings.keys())),
-                "priors": {
-                    k: (v if isinstance(v, float) else v.model_dump())
-                    for k, v in config.priors.items()
-                },
-            }
-        )
-        model = sf.ScreenModel.from_settings(settings, data)
-        say(repr(model))
+        data, model = prepare(config, args.config, say, paths[1])
         f = config.fit
         fit, diagnostics = fit_and_keep(
             model,
@@ -216,6 +337,7 @@ def run(args: argparse.Namespace, say: Any) -> int:
             diagnostics,
             started,
             config=json.loads(config.model_dump_json()),
+            dropped=data.dropped.to_dict("records"),
             hits=summary,
         )
         write_log(log, out, paths[1])

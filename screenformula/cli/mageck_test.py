@@ -9,10 +9,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from screenformula.cli.analysis import fit_and_keep, run_log, write_gene_outputs, write_log
+from screenformula.cli.analysis import (
+    check_samples_have_reads,
+    describe_data,
+    fit_and_keep,
+    run_log,
+    write_gene_outputs,
+    write_log,
+)
 from screenformula.cli.outputs import OutputSet
 from screenformula.errors import ScreenDataError, ScreenFormulaError
 from screenformula.inference.registry import METHODS, get_method, method_names
+from screenformula.io.advice import Wording
 
 FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
 SUFFIXES = (
@@ -24,6 +32,15 @@ SUFFIXES = (
     ".rank.png",
     ".log",
 )
+#: The settings a data error may suggest, as this command's flags.
+WORDING: Wording = {
+    "size_factors": lambda value: f"--norm-method {value}",
+    "nan": lambda value: f"--nan {value}",
+    "controls": lambda _: "--control-sgrna FILE or --control-gene FILE",
+    "leave_out": lambda sample: f"leave {sample!r} out of -t/-c/--pool",
+}
+#: The flags that give the samples each role.
+ROLE_FLAGS = ("-t/--treatment-id", "-c/--control-id", "--pool")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -57,6 +74,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--norm-method", choices=["median", "total", "control", "none"], default="median"
+    )
+    p.add_argument(
+        "--nan",
+        choices=["error", "drop"],
+        default="error",
+        help="a missing count (empty, NA): stop with an error naming it (default), or drop "
+        "the sgRNA (listed in PREFIX.log)",
     )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--control-sgrna", help="file of control sgRNA ids, one per line")
@@ -97,7 +121,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fdr", type=float, default=0.05, help="Bayesian FDR target for hits")
     p.add_argument("--force", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, wording=WORDING)
 
 
 def resolve_samples(spec: str, columns: list[str], flag: str) -> list[str]:
@@ -137,7 +161,7 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
     prefix = Path(args.output_prefix)
     outputs = [prefix.with_name(prefix.name + s) for s in SUFFIXES]
     with OutputSet(outputs, force=args.force) as out:
-        table = sf.read_counts(args.count_table)
+        table = sf.read_counts(args.count_table, size_factors="none", nan=args.nan)
         columns = list(map(str, table.samples.index))
         treated = resolve_samples(args.treatment_id, columns, "-t/--treatment-id")
         control = resolve_samples(args.control_id, columns, "-c/--control-id")
@@ -163,9 +187,14 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
             samples=_sheet_for(sheet, columns),
             controls=controls,
             size_factors="none",
+            nan=args.nan,
         )
-        data = data.subset(samples=chosen).with_size_factors(args.norm_method)
-        say(repr(data))
+        data = data.subset(samples=chosen)
+        roles = zip(ROLE_FLAGS, (treated, control, pool), strict=True)
+        flags = {sample: flag for flag, ids in roles for sample in ids}
+        check_samples_have_reads(data, lambda sample: f"leave it out of {flags[sample]}")
+        data = data.with_size_factors(args.norm_method)
+        say(describe_data(data, outputs[6]))
         model = sf.ScreenModel(FORMULA, data, pool="joint" if pool else None)
         say(repr(model))
         fit, diagnostics = fit_and_keep(
@@ -199,6 +228,8 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
             control=control,
             pool=pool,
             norm_method=args.norm_method,
+            nan=args.nan,
+            dropped=data.dropped.to_dict("records"),
             formula=FORMULA,
             hits=int(result.genes["hit"].sum()),
         )

@@ -14,7 +14,9 @@ class OutputSet:
     """Plan a command's output files, stage them in a temporary folder, then move them in.
 
     Used as a context manager, the staging folder is discarded when the block raises
-    (nothing is moved in); the block calls `commit` when everything is written.
+    (nothing is moved in), and so are the folders it created for the outputs when they
+    are left empty (never a folder that was there before); the block calls `commit` when
+    everything is written.
 
     Parameters
     ----------
@@ -24,6 +26,12 @@ class OutputSet:
         Replace existing files; otherwise any existing one is an error *before* work starts.
     optional : list of Path
         Files of ``paths`` the command may decide not to write (it says why itself).
+
+    Raises
+    ------
+    ScreenFormulaError
+        An output exists (without ``force``), or an output folder cannot be created or
+        written (read-only, no permission, a file in the way).
     """
 
     def __init__(
@@ -35,12 +43,27 @@ class OutputSet:
         if existing and not force:
             names = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
             raise ScreenFormulaError(f"output exists: {names} (use --force to replace)")
-        folders = {p.parent for p in self.paths}
-        for folder in folders:
-            folder.mkdir(parents=True, exist_ok=True)
-        first = self.paths[0].parent
-        self.stage = Path(tempfile.mkdtemp(prefix=".screenformula-", dir=first))
+        self.created: list[Path] = []  # folders made here, parents first
+        first = folder = self.paths[0].parent
+        try:
+            for folder in dict.fromkeys(p.parent for p in self.paths):
+                self._make_folder(folder)
+            folder = first
+            self.stage = Path(tempfile.mkdtemp(prefix=".screenformula-", dir=first))
+        except OSError as err:
+            self.remove_created_folders()
+            blocked = next((f for f in (folder, *folder.parents) if f.is_file()), None)
+            why = f"{blocked} is a file" if blocked else (err.strerror or str(err))
+            raise ScreenFormulaError(
+                f"cannot write the outputs to the folder {folder}: {why}"
+            ) from None
         self._keep: list[tuple[Path, str]] = []
+
+    def _make_folder(self, folder: Path) -> None:
+        missing = [f for f in (folder, *folder.parents) if not f.exists()]
+        for made in reversed(missing):
+            made.mkdir()
+            self.created.append(made)
 
     def __enter__(self) -> OutputSet:
         return self
@@ -52,6 +75,7 @@ class OutputSet:
                 for path, hint in kept:
                     exc.add_note(f"{path} is kept{hint}")
             self.discard()
+            self.remove_created_folders()
 
     def keep_on_failure(self, path: Path, hint: str = "") -> None:
         """Move ``path``'s staged file into place even if a later step fails.
@@ -90,3 +114,12 @@ class OutputSet:
     def discard(self) -> None:
         """Remove the staging folder and whatever is in it."""
         shutil.rmtree(self.stage, ignore_errors=True)
+
+    def remove_created_folders(self) -> None:
+        """Remove the folders made for the outputs that are still empty, deepest first."""
+        for folder in reversed(self.created):
+            try:
+                folder.rmdir()  # only an empty folder: a kept fit stays, with its folder
+            except OSError:
+                continue
+        self.created = []

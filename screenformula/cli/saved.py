@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from screenformula.cli.outputs import OutputSet
 from screenformula.errors import ScreenFormulaError
+from screenformula.io.text import format_names
 
 PLOTS = ("volcano", "rank", "forest", "group")
 
@@ -41,12 +43,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_plot)
 
 
-def _contrast(args: argparse.Namespace) -> Any:
+def _contrast(args: argparse.Namespace, fit: Any = None) -> Any:
     import screenformula as sf
 
     if (args.a is None) != (getattr(args, "b", None) is None):
         raise ScreenFormulaError("-a and -b go together")
-    fit = sf.load_fit(args.fit)
+    if fit is None:
+        fit = sf.load_fit(args.fit)
     return fit.contrast(
         args.factor,
         ref=args.ref,
@@ -80,13 +83,43 @@ def run_contrast(args: argparse.Namespace, say: Any) -> int:
     return 0
 
 
+def forest_genes(spec: str | None, known: Sequence[str]) -> list[str] | None:
+    """The genes of ``--genes``, each checked to be a gene of the fit (``known``).
+
+    Raises
+    ------
+    ScreenFormulaError
+        ``--genes`` naming no gene, or a gene the fit does not have (with a few it has).
+    """
+    if spec is None:
+        return None
+    genes = [g.strip() for g in spec.split(",") if g.strip()]
+    if not genes:
+        raise ScreenFormulaError("--genes names no gene")
+    present = set(known)
+    unknown = [g for g in genes if g not in present]
+    if unknown:
+        examples = ", ".join(list(known)[:3])
+        what = "is not a gene" if len(unknown) == 1 else "are not genes"
+        raise ScreenFormulaError(
+            f"--genes: {format_names(unknown)} {what} of this fit "
+            f"({len(present):,} genes, e.g. {examples})"
+        )
+    return genes
+
+
 def run_plot(args: argparse.Namespace, say: Any) -> int:
     """Run ``screenformula plot``."""
+    import screenformula as sf
     from screenformula import plotting
 
     args.a = args.b = None
+    if args.genes is not None and args.kind != "forest":
+        raise ScreenFormulaError(f"--genes is for --kind forest, not --kind {args.kind}")
     with OutputSet([args.output], force=args.force) as out:
-        result = _contrast(args)
+        fit = sf.load_fit(args.fit)
+        genes = forest_genes(args.genes, [str(g) for g in fit.model.data.gene_names])
+        result = _contrast(args, fit)
         target = out.staged(args.output)
         match args.kind:
             case "volcano":
@@ -94,7 +127,6 @@ def run_plot(args: argparse.Namespace, say: Any) -> int:
             case "rank":
                 plotting.rank_plot(result.genes, path=target)
             case "forest":
-                genes = args.genes.split(",") if args.genes else None
                 plotting.forest_plot(result.genes, gene_list=genes, path=target)
             case "group":
                 if result.groups.empty:
