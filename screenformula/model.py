@@ -233,9 +233,14 @@ class ScreenModel:
             "shared": "phi (shared by all guides)",
             "sgrna": "phi[sgrna] ~ Gamma(1, phi_rate) (per guide, partially pooled)",
             "trend": "log phi[sgrna, class] = phi_trend_Intercept + phi_trend_slope * "
-            "log abundance + sd_phi * z_phi[sgrna] (a trend per sample class: "
-            + ", ".join(disp.class_names)
-            + "; guides shrunk toward it)",
+            + (
+                "log abundance + sd_phi * z_phi[sgrna] (a trend per sample class: "
+                + ", ".join(disp.class_names)
+                + "; guides shrunk toward it)"
+                if disp.guide_scatter
+                else "log abundance (one trend, followed by every guide: no condition has "
+                "replicates to measure a guide's own scatter)"
+            ),
             "formula": f"log phi: {disp.formula}",
             "none": "none (Poisson)",
         }[disp.mode]

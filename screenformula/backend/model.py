@@ -85,7 +85,9 @@ def trend_dispersion(spec: ModelSpec) -> pt.TensorVariable:
     z_phi[s]``, ``z_phi ~ Normal(0, 1)``: each guide's deviation from its class's trend is
     shrunk toward it by an sd learned from all guides (as DESeq2 and edgeR shrink each
     feature's dispersion toward a mean-dispersion trend), so a guide with few counts cannot
-    explain its own depletion as noise. ``phi`` (guides x classes) is stored.
+    explain its own depletion as noise. Without replicates (``guide_scatter`` off) there
+    is no ``sd_phi``/``z_phi``: each guide's dispersion is its trend's. ``phi`` (guides x
+    classes) is stored.
     """
     disp = spec.dispersion
     model = pm.modelcontext(None)
@@ -94,15 +96,22 @@ def trend_dispersion(spec: ModelSpec) -> pt.TensorVariable:
         PHI_TREND_INTERCEPT, spec.prior(PHI_TREND_INTERCEPT), dims=PHI_CLASS_DIM
     )
     slope = prior_variable(PHI_TREND_SLOPE, spec.prior(PHI_TREND_SLOPE), dims=PHI_CLASS_DIM)
-    sd = prior_variable(PHI_SD, spec.prior(PHI_SD), dims=PHI_CLASS_DIM)
-    z = pm.Normal(PHI_Z, 0.0, 1.0, dims=DIM_SGRNA)
     x = pt.as_tensor_variable(np.asarray(disp.abundance, dtype=float))
+    scatter = None
+    if disp.guide_scatter:
+        sd = prior_variable(PHI_SD, spec.prior(PHI_SD), dims=PHI_CLASS_DIM)
+        scatter = (sd, pm.Normal(PHI_Z, 0.0, 1.0, dims=DIM_SGRNA))
     if len(disp.class_names) == 1:
         # indexed to scalars, so the column is statically broadcastable over samples
         # (lgamma(phi) once per guide)
-        log_phi = (intercept[0] + slope[0] * x + sd[0] * z)[:, None]
+        log_phi = intercept[0] + slope[0] * x
+        if scatter is not None:
+            log_phi = log_phi + scatter[0][0] * scatter[1]
+        log_phi = log_phi[:, None]
     else:
-        log_phi = intercept[None, :] + slope[None, :] * x[:, None] + sd[None, :] * z[:, None]
+        log_phi = intercept[None, :] + slope[None, :] * x[:, None]
+        if scatter is not None:
+            log_phi = log_phi + scatter[0][None, :] * scatter[1][:, None]
     phi = pm.Deterministic(PHI, pt.exp(log_phi), dims=(DIM_SGRNA, PHI_CLASS_DIM))
     if len(disp.class_names) == 1:
         return phi

@@ -31,6 +31,30 @@ def test_trend_has_a_class_per_replicated_condition(small_screen):
     np.testing.assert_array_equal(disp1.sample_class, [0, 0])
 
 
+def test_without_replicates_every_guide_follows_the_trend(small_screen):
+    data, _ = small_screen
+    assert build_spec(FORMULA, data, dispersion="trend").dispersion.guide_scatter
+    one_rep = data.subset(samples=[data.pool_samples[0], "control_1", "treated_1"])
+    model = sf.ScreenModel(FORMULA, one_rep)
+    assert not model.spec.dispersion.guide_scatter
+    names = {v.name for v in model.pymc_model.free_RVs}
+    assert {"phi_trend_Intercept", "phi_trend_slope"} <= names
+    assert not names & {"sd_phi", "z_phi"} and "sd_phi" not in model.spec.priors
+    assert "followed by every guide" in repr(model)
+    # phi is exactly the trend: log phi linear in the covariate
+    pm_model = model.pymc_model
+    phi = pm_model["phi"].eval(
+        {pm_model["phi_trend_Intercept"]: [2.0], pm_model["phi_trend_slope"]: [0.5]}
+    )
+    expected = 2.0 + 0.5 * model.spec.dispersion.abundance
+    np.testing.assert_allclose(np.log(phi[:, 0]), expected, rtol=1e-6)
+    # a prior on sd_phi asks for the guides' own scatter
+    asked = sf.ScreenModel(
+        FORMULA, one_rep, priors={"sd_phi": sf.Prior("HalfNormal", sigma=0.5)}
+    )
+    assert "z_phi" in {v.name for v in asked.pymc_model.free_RVs}
+
+
 def test_trend_covariate_is_the_pool_abundance_centred_and_clipped(small_screen):
     data, _ = small_screen
     x = build_spec(FORMULA, data, dispersion="trend").dispersion.abundance
