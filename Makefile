@@ -26,10 +26,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m screenformula.demo
 
+# Test files run on TEST_WORKERS processes (pytest-xdist; one file stays on one worker,
+# so its fixtures are built once): most of the suite's time is single-threaded model
+# compilation. TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	$(VENV)/bin/ruff check $(SRC)
 	$(VENV)/bin/ruff format --check $(SRC)
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Execute every tutorial (tutorials/NN_*.py, jupytext sources) into tutorials/_build/
 # (gitignored): the executed notebooks, with their figures, and the files they write.

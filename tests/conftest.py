@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
+import os
+from pathlib import Path
 
-import screenformula as sf
+# Under pytest-xdist (`make test`), each worker compiles into its own PyTensor folder:
+# PyTensor locks its compile folder while it compiles, which would make the workers wait
+# for each other. Set before anything imports PyTensor; subprocesses inherit it.
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    base = Path(os.environ.get("SCREENFORMULA_TEST_COMPILEDIR", Path.home() / ".pytensor"))
+    flags = os.environ.get("PYTENSOR_FLAGS", "")
+    os.environ["PYTENSOR_FLAGS"] = ",".join(
+        f for f in (flags, f"base_compiledir={base / f'xdist-{worker}'}") if f
+    )
+
+import pytest  # noqa: E402
+
+import screenformula as sf  # noqa: E402
 
 
 @pytest.fixture(scope="session")
