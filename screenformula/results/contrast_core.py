@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "DEFAULT_DELTA",
     "as_draws",
     "evidence_order",
     "hdi",
@@ -55,6 +56,11 @@ __all__ = [
     "summarize",
     "summary_from_statistics",
 ]
+
+#: The default minimum |LFC| (log2) of a call, for ``ScreenFit.contrast``, the command line
+#: and the report alike: a gene is a hit when its LFC is beyond +-0.5 log2 (1.41-fold) at
+#: the FDR target. (The functions here take ``delta`` on the draws' own scale, default 0.)
+DEFAULT_DELTA = 0.5
 
 #: Columns per block: small blocks keep the column sort in cache (64 columns x 4000 draws
 #: is 2 MB; measured fastest on 4000 x 20000 draws, see benchmarks/bench_contrasts.py).

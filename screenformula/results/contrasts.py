@@ -27,6 +27,8 @@ import xarray as xr
 from screenformula._constants import GENE, GROUP, SGRNA, TREATMENT
 from screenformula.errors import FitError
 from screenformula.results import contrast_core as core
+from screenformula.results.contrast_core import DEFAULT_DELTA
+from screenformula.results.diagnostics import Convergence
 from screenformula.results.draws import (  # noqa F401: names re-exported from before the split
     CONTRAST,  # noqa: F401
     DRAW,  # noqa: F401
@@ -96,6 +98,8 @@ GENE_COLUMNS = (
     "pep",
     "qvalue",
     "hit",
+    "direction",
+    "provisional",
     "rank",
     "n_sgrna",
     "error_down",
@@ -185,11 +189,19 @@ class ContrastResult:
         probable direction by more than ``delta`` (running mean of the sorted local errors
         ``1 - max(P(LFC > delta), P(LFC < -delta))``, which is the lfsr when ``delta = 0``
         and PEP + P(beyond delta on the other side) otherwise), ``hit`` = qvalue <=
-        fdr_target, ``rank`` (1 = smallest local error, ties by |mean| / sd), ``n_sgrna``;
-        then ``error_down``/``error_up`` (local error of a down / up call: ``1 - P(LFC <
-        -delta)``, ``1 - P(LFC > delta)``), ``qvalue_down``/``qvalue_up`` (their q-values),
-        ``is_control`` (all the gene's guides are controls) and ``group`` with gene groups.
-        ``attrs`` hold ``delta`` (log2), ``hdi_prob``, ``fdr_target``, ``n_draws``.
+        fdr_target, ``direction`` (``"down"`` where ``lfc < 0``, ``"up"`` where ``lfc > 0``:
+        how `hits` splits the calls and ``print(result)`` counts them; the q-value is that
+        of the more probable direction, which is the sign of ``lfc`` for all but very
+        skewed posteriors), ``provisional`` (True
+        for a hit of a fit that failed its convergence checks, or of an approximate fit:
+        confirm it with a longer NUTS fit), ``rank`` (1 = smallest local error, ties by
+        |mean| / sd), ``n_sgrna``; then ``error_down``/``error_up`` (local error of a down /
+        up call: ``1 - P(LFC < -delta)``, ``1 - P(LFC > delta)``),
+        ``qvalue_down``/``qvalue_up`` (their q-values, each over all genes: the q-values of
+        a one-sided screen, MAGeCK's ``neg|fdr`` / ``pos|fdr``; the hits and their
+        directions use ``qvalue``), ``is_control`` (all the gene's guides are controls) and
+        ``group`` with gene groups. ``attrs`` hold ``delta`` (log2), ``hdi_prob``,
+        ``fdr_target``, ``n_draws``, ``provisional``.
     sgrnas : DataFrame
         One row per guide x contrast: ``lfc``, ``lfc_ln``, ``lfc_sd``, ``hdi_low``,
         ``hdi_high``, ``prob_up``, ``prob_down``, ``lfsr``, ``qvalue`` as for genes (the
@@ -211,6 +223,9 @@ class ContrastResult:
         Empty with ``attrs["message"]`` without gene groups.
     draws : dict of DataArray
         ``"gene"``, ``"sgrna"``, ``"group"`` effect draws (natural log) where available.
+    convergence : Convergence, optional
+        The fit's convergence verdict (`ScreenFit.convergence`); when it is not trusted,
+        the hits are provisional (`provisional`).
     """
 
     genes: pd.DataFrame
@@ -225,6 +240,12 @@ class ContrastResult:
     size_factors: pd.Series | None = field(default=None, repr=False)
     sample_levels: pd.Series | None = field(default=None, repr=False)
     phi: pd.Series | None = field(default=None, repr=False)
+    convergence: Convergence | None = field(default=None, repr=False)
+
+    @property
+    def provisional(self) -> bool:
+        """True when the hits come from a fit that failed its checks (or is approximate)."""
+        return bool(self.settings.get("provisional", False))
 
     @property
     def sgrna_message(self) -> str | None:
@@ -250,18 +271,24 @@ class ContrastResult:
     ) -> pd.DataFrame:
         """Genes called at Bayesian FDR ``q`` (default: the ``fdr_target`` of the result).
 
-        ``direction="both"`` uses ``qvalue``; ``"down"``/``"up"`` use the one-directional
-        q-values (``qvalue_down``/``qvalue_up``), so each list has posterior expected FDR
-        at most ``q`` on its own. Rows are sorted by that q-value.
+        A gene is called when its ``qvalue`` (of an LFC beyond +-``delta`` in its more
+        probable direction) is at most ``q``: with the default ``q`` these are the rows
+        with ``hit``. ``direction="down"`` / ``"up"`` keeps the calls of that
+        ``direction``, so the down and up lists split the list of ``"both"`` (the counts
+        ``print(result)`` shows). Rows are sorted by q-value. The one-sided q-values
+        ``qvalue_down`` / ``qvalue_up`` (MAGeCK's ``neg|fdr`` / ``pos|fdr``) stay in the
+        table for a screen that asks only one direction.
         """
         q = self.settings["fdr_target"] if q is None else float(q)
-        column = {"both": "qvalue", "down": "qvalue_down", "up": "qvalue_up"}.get(direction)
-        if column is None:
+        if direction not in ("both", "down", "up"):
             raise FitError(f"direction must be 'both', 'down' or 'up', not {direction!r}")
         labels = [c.label for c in self._contrast(contrast)]
         genes = self.genes[self.genes["contrast"].isin(labels)]
-        out = genes[genes[column] <= q]
-        return out.sort_values([column, "contrast", "rank"]).reset_index(drop=True)
+        called = genes["qvalue"] <= q
+        if direction != "both":
+            called &= genes["direction"] == direction
+        out = genes[called]
+        return out.sort_values(["qvalue", "contrast", "rank"]).reset_index(drop=True)
 
     def guide_counts(self, gene: str, contrast: str | None = None) -> pd.DataFrame:
         """Normalised counts of one gene's guides, long: for `plotting.gene_panel`.
@@ -319,11 +346,18 @@ class ContrastResult:
             f"{self.genes['gene'].nunique():,} genes (delta={s['delta']:g} log2, "
             f"HDI {s['hdi_prob']:.0%}, FDR target {s['fdr_target']:g})"
         ]
+        provisional = " PROVISIONAL" if self.provisional else ""
         for c in self.contrasts:
             g = self.genes[self.genes["contrast"] == c.label]
-            down = int(((g["qvalue_down"] <= s["fdr_target"]) & (g["lfc"] < 0)).sum())
-            up = int(((g["qvalue_up"] <= s["fdr_target"]) & (g["lfc"] > 0)).sum())
-            lines.append(f"  {c.label}: {int(g['hit'].sum())} hits ({down} down, {up} up)")
+            hit = g["hit"].astype(bool)
+            down = int((hit & (g["direction"] == "down")).sum())
+            up = int((hit & (g["direction"] == "up")).sum())
+            lines.append(
+                f"  {c.label}: {int(hit.sum())}{provisional} hits ({down} down, {up} up) "
+                f"at q <= {s['fdr_target']:g}, |log2 LFC| > {s['delta']:g}"
+            )
+        if self.provisional and self.convergence is not None:
+            lines.append("  " + self.convergence.summary())
         for what, message in (("sgrnas", self.sgrna_message), ("groups", self.group_message)):
             if message:
                 lines.append(f"  {what}: {message}")
@@ -337,7 +371,7 @@ def compute_contrasts(
     ref: str | None = None,
     a: str | None = None,
     b: str | None = None,
-    delta: float = 0.0,
+    delta: float = DEFAULT_DELTA,
     hdi_prob: float = 0.94,
     fdr_target: float = 0.05,
 ) -> ContrastResult:
@@ -353,15 +387,18 @@ def compute_contrasts(
     opts = {"delta_ln": delta / LOG2E, "hdi_prob": hdi_prob, "fdr_target": fdr_target}
     ex = PosteriorEffects(fit)
     data = ex.data
+    verdict = fit._warn_once()
     settings = {
         "delta": delta,
         "hdi_prob": hdi_prob,
         "fdr_target": fdr_target,
         "n_draws": ex.n_draws,
         "factor": factor,
+        "provisional": verdict.provisional,
     }
 
     genes, gene_parts, gene_summaries = _gene_table(ex, contrasts, opts)
+    genes["provisional"] = genes["hit"].astype(bool) & verdict.provisional
     draws = {GENE: stack_draws(gene_parts, GENE, data.gene_names, contrasts, factor=factor)}
     sgrnas, sgrna_da = _guide_table(fit, ex, factor, contrasts, gene_summaries, delta, opts)
     if sgrna_da is not None:
@@ -378,7 +415,20 @@ def compute_contrasts(
         draws[GROUP] = group_da
     for table in (genes, sgrnas, groups):
         table.attrs.update(settings)
-    return _with_counts(fit, ex, factor, genes, sgrnas, groups, contrasts, settings, draws)
+    result = _with_counts(fit, ex, factor, genes, sgrnas, groups, contrasts, settings, draws)
+    result.convergence = verdict
+    return result
+
+
+def call_direction(s: dict[str, np.ndarray]) -> np.ndarray:
+    """``"down"`` / ``"up"`` per item: the sign of its posterior mean LFC.
+
+    ``s`` is a `contrast_core.summarize` output. A mean of exactly 0 takes the direction
+    with the smaller local error (``error_down`` / ``error_up``), "up" on a tie.
+    """
+    mean = s["mean"]
+    down = (mean < 0) | ((mean == 0) & (s["error_down"] < s["error_up"]))
+    return np.where(down, "down", "up").astype(object)
 
 
 def _gene_table(
@@ -398,6 +448,8 @@ def _gene_table(
         frame, s = _summary_frame(draws, **opts)
         frame.insert(0, "contrast", c.label)
         frame.insert(0, "gene", np.asarray(data.gene_names, dtype=object))
+        frame["direction"] = call_direction(s)
+        frame["provisional"] = False  # set from the fit's verdict
         frame["n_sgrna"] = n_sgrna
         frame["is_control"] = is_control
         if data.gene_groups is not None:

@@ -1,11 +1,23 @@
-"""Convergence checks (R-hat, ESS, divergences) via arviz-stats."""
+"""Convergence checks (R-hat, ESS, divergences) via arviz-stats, and what they say in words.
+
+`convergence_table` computes the checks per posterior variable; `variable_labels` says
+what each variable is in a biologist's words (``z_gene`` and ``r_gene`` are gene
+effects, ``L_gene`` their correlation); `Convergence` holds a fit's verdict and words it,
+with the settings to change, for the interface the user is in (`PYTHON_WORDING`, or a
+command line's flags).
+"""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from screenformula.spec import names
 
 
 def convergence_table(
@@ -84,3 +96,219 @@ def _bytes(n: int) -> str:
         if n >= size:
             return f"{n / size:.1f} {unit}"
     return f"{n} B"
+
+
+# ------------------------------------------------------------------ in words
+#: How an interface words a setting that would help a fit converge: setting name (``draws``,
+#: ``target_accept``, ``chains``, ``stage1_draws``, ``method``) and suggested value -> text.
+Wording = Mapping[str, Callable[[str], str]]
+
+#: The settings as keywords of ``ScreenModel.fit``.
+PYTHON_WORDING: Wording = {
+    "method": lambda v: f"method={v!r}",
+    "draws": lambda v: f"draws={v}, tune={v}",
+    "target_accept": lambda v: f"target_accept={v}",
+    "chains": lambda v: f"chains={v}",
+    "stage1_draws": lambda v: f"stage1_draws={v}, stage1_tune={v}",
+}
+
+_LEVEL_WORDS = {"gene": "gene", "sgrna": "guide", "group": "gene-group"}
+
+
+def _coef_words(coefs: Sequence[str]) -> str:
+    """``baselines and LFCs (treatment[drug])`` for the coefficients of a group term."""
+    parts = []
+    if "Intercept" in coefs:
+        parts.append("baselines")
+    effects = [c for c in coefs if c != "Intercept"]
+    if len(effects) > 2:
+        parts.append(f"LFCs ({', '.join(effects[:2])}, ...)")
+    elif effects:
+        parts.append(f"LFCs ({', '.join(effects)})")
+    return " and ".join(parts) or "effects"
+
+
+def variable_labels(spec: Any) -> dict[str, str]:
+    """What each posterior variable of a model is, in a biologist's words.
+
+    ``r_gene`` and the variables it is sampled through (``z_gene``, ``t_gene__...``) are
+    "gene baselines and LFCs (...)", ``sd_gene`` their sd, ``cor_gene`` and its Cholesky
+    factor ``L_gene`` their correlation, ``phi`` the guide dispersion. Names not listed
+    are their own label (`describe_variable`).
+    """
+    labels = {
+        names.INTERCEPT: "baseline log count (intercept)",
+        names.B_POOL: "effect of the pool abundance",
+        names.PHI_RATE: "spread of guide dispersions",
+        names.PHI_TREND_INTERCEPT: "dispersion trend with abundance (level)",
+        names.PHI_TREND_SLOPE: "dispersion trend with abundance (slope)",
+        names.PHI_SD: "spread of guide dispersions around the trend",
+        names.PHI_Z: "guide dispersion",
+        names.PHI_POOL: "pool dispersion",
+        names.POOL_INTERCEPT: "pool baseline",
+        names.POOL_SHIFT: "pool shift from the screen baseline",
+        names.PHI: "guide dispersion",
+    }
+    common = tuple(getattr(getattr(spec.mean, "common", None), "names", ()) or ())
+    labels[names.B] = "population-level effects" + (f" ({', '.join(common)})" if common else "")
+    dispersion = getattr(spec, "dispersion", None)
+    if getattr(dispersion, "mode", None) == "shared":
+        labels[names.PHI] = "dispersion (shared by all guides)"
+    alpha = names.population_names("alpha_")
+    labels[alpha.intercept] = "dispersion formula: intercept"
+    labels[alpha.b] = "dispersion formula: population-level effects"
+    terms = list(spec.groups)
+    predictor = getattr(dispersion, "predictor", None)
+    terms += list(getattr(predictor, "groups", ()) or ())
+    for term in terms:
+        n = term.names
+        level = _LEVEL_WORDS.get(term.level, term.name)
+        if n.term.startswith("alpha_"):
+            level = f"dispersion formula: {level}"
+        coefs = tuple(term.coef_names)
+        what = f"{level} {_coef_words(coefs)}"
+        labels[n.effects] = labels[n.raw] = labels[n.mix] = what
+        labels[n.sd] = f"sd of {what}"
+        labels[n.cor] = labels[n.chol] = f"correlation of {what}"
+        labels[n.df] = f"tail weight (Student-t df) of {level} effects"
+        for coef in coefs:
+            labels[n.sd_of(coef)] = f"sd of {level} {_coef_words((coef,))}"
+        # raw centred blocks are named after their coefficients (t_gene__Intercept__...)
+        for k in range(1, len(coefs) + 1):
+            for block in itertools.combinations(coefs, k):
+                labels[n.raw_centered(block)] = f"{level} {_coef_words(block)}"
+    return labels
+
+
+def describe_variable(name: str, labels: Mapping[str, str]) -> str:
+    """The label of posterior variable ``name`` (``name`` itself when it has none)."""
+    return labels.get(name, name)
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """What a fit's convergence checks say, in words a biologist reads.
+
+    Attributes
+    ----------
+    method : str
+        How the fit was made (``"nuts"``, ``"two-stage"``, ``"advi"``, ...).
+    approximate : bool
+        The posterior is an approximation: R-hat and ESS do not apply.
+    problems : tuple of str
+        Each failed check, naming the quantities (`variable_labels`) it failed on.
+    rhat_max, ess_min : float
+        The worst R-hat and the smallest bulk / tail ESS over all checked variables.
+    divergences : int
+        Divergent transitions.
+    settings : dict
+        The fit's ``draws``, ``tune``, ``chains``, ``target_accept`` (those it recorded).
+    """
+
+    method: str
+    approximate: bool
+    problems: tuple[str, ...] = ()
+    rhat_max: float = float("nan")
+    ess_min: float = float("nan")
+    divergences: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def trusted(self) -> bool:
+        """True when the posterior passed every check (never for an approximate fit)."""
+        return not self.approximate and not self.problems
+
+    @property
+    def provisional(self) -> bool:
+        """True when the fit's calls are provisional: it failed a check, or is approximate."""
+        return not self.trusted
+
+    def advice(self, wording: Wording = PYTHON_WORDING) -> str:
+        """What to do, worded for the interface (`PYTHON_WORDING` or the command line's)."""
+        if self.approximate:
+            return f"confirm the hits that matter with a NUTS fit ({wording['method']('nuts')})"
+        two_stage = self.method == "two-stage"
+        stage1 = self.settings.get("stage1_draws") if two_stage else None
+        if two_stage:
+            more = str(max(1000, 2 * int(stage1 or 500)))
+            steps = [f"give its first stage more draws ({wording['stage1_draws'](more)})"]
+        else:
+            used = self.settings
+            draws = max(int(used.get("draws") or 1000), int(used.get("tune") or 0))
+            more = str(max(2000, 2 * draws))
+            steps = [f"run longer ({wording['draws'](more)})"]
+        chains = self.settings.get("chains")
+        if not two_stage and chains is not None and int(chains) < 4:
+            steps.append(f"use 4 chains ({wording['chains']('4')})")
+        accept = float(self.settings.get("target_accept") or 0.8)
+        higher = "0.99" if accept >= 0.95 else "0.95"
+        if self.divergences:
+            steps.append(f"raise the target acceptance ({wording['target_accept'](higher)})")
+        else:
+            steps.append(
+                f"if that is not enough, raise the target acceptance "
+                f"({wording['target_accept'](higher)}) or simplify the model"
+            )
+        return "; ".join(steps)
+
+    def message(self, wording: Wording = PYTHON_WORDING) -> str:
+        """A few lines saying why the posterior cannot be trusted and what to do ('' if it can).
+
+        For an approximate fit: that its calls are provisional until confirmed with NUTS.
+        """
+        if self.trusted:
+            return ""
+        if self.approximate:
+            return (
+                f"APPROXIMATE posterior ({self.method}): hits are provisional; "
+                + self.advice(wording)
+                + "."
+            )
+        lines = ["WARNING: this posterior cannot be trusted yet (convergence checks failed):"]
+        lines += [f"  - {p}" for p in self.problems]
+        lines.append(f"  Hits are PROVISIONAL. To fix: {self.advice(wording)}.")
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        """One line: ``converged`` or what failed."""
+        if self.trusted:
+            return "convergence checks passed"
+        if self.approximate:
+            return f"approximate posterior ({self.method}): convergence checks do not apply"
+        return "NOT CONVERGED: " + "; ".join(self.problems)
+
+
+def convergence_problems(
+    table: pd.DataFrame, labels: Mapping[str, str], *, rhat_max: float, ess_min: float
+) -> list[str]:
+    """The failed R-hat / ESS checks of a `convergence_table`, naming the quantities.
+
+    R-hat and ESS are explained in a few words: R-hat says whether the chains agree, ESS
+    how many independent draws the chains are worth.
+    """
+    if table.empty:
+        return []
+    problems = []
+    rhat = table["rhat_max"]
+    bad_rhat = table.index[rhat.notna() & (rhat > rhat_max)]
+    if len(bad_rhat):
+        worst = float(rhat.loc[bad_rhat].max())
+        problems.append(
+            f"the chains disagree (R-hat > {rhat_max:g}; worst {worst:.2f}) on "
+            + _quantities(table.loc[bad_rhat].sort_values("rhat_max", ascending=False), labels)
+        )
+    ess = table[["ess_bulk_min", "ess_tail_min"]].min(axis=1)
+    bad_ess = table.index[ess < ess_min]
+    if len(bad_ess):
+        problems.append(
+            f"too few independent draws (ESS < {ess_min:g}; lowest {float(ess.min()):.0f}) "
+            "for " + _quantities(table.loc[ess.loc[bad_ess].sort_values().index], labels)
+        )
+    return problems
+
+
+def _quantities(rows: pd.DataFrame, labels: Mapping[str, str], most: int = 5) -> str:
+    """The distinct labels of ``rows`` (worst first), at most ``most`` then a count."""
+    seen = list(dict.fromkeys(describe_variable(str(v), labels) for v in rows.index))
+    text = ", ".join(seen[:most])
+    return text + (f" and {len(seen) - most} more" if len(seen) > most else "")

@@ -20,7 +20,14 @@ import xarray as xr
 from screenformula.errors import FitError
 from screenformula.io.atomic import atomic_path
 from screenformula.io.dataset import screen_data_to_dataset
-from screenformula.results.diagnostics import convergence_table
+from screenformula.results.contrast_core import DEFAULT_DELTA
+from screenformula.results.diagnostics import (
+    PYTHON_WORDING,
+    Convergence,
+    convergence_problems,
+    convergence_table,
+    variable_labels,
+)
 from screenformula.results.guide_summary import SUMMARY_GROUP
 
 if TYPE_CHECKING:
@@ -63,6 +70,9 @@ class ScreenFit:
         self.idata = idata
         self.method = method
         self.options = dict(options)
+        self._convergence: tuple[int, Convergence] | None = None
+        self._tables: dict[tuple[Any, ...], pd.DataFrame] = {}
+        self._warned = False
 
     # ------------------------------------------------------------------ access
     @property
@@ -94,9 +104,19 @@ class ScreenFit:
         post = self.posterior
         n_chain, n_draw = post.sizes.get("chain", 1), post.sizes.get("draw", 0)
         kind = "APPROXIMATE posterior" if self.approximate else "posterior"
-        return f"ScreenFit ({self.method}, {kind}: {n_chain} chains x {n_draw} draws)\n" + repr(
-            self.model
-        )
+        head = f"ScreenFit ({self.method}, {kind}: {n_chain} chains x {n_draw} draws)"
+        if not self.approximate:
+            try:
+                verdict = self.convergence()
+            except Exception as err:  # noqa: BLE001 - a repr must not fail
+                head += f"\nconvergence not checked ({type(err).__name__}: {err})"
+            else:
+                head += "\n" + (
+                    "Convergence: checks passed (R-hat, ESS, divergences)"
+                    if verdict.trusted
+                    else verdict.message() + "\n  (fit.diagnostics() has the table)"
+                )
+        return head + "\n" + repr(self.model)
 
     # ------------------------------------------------------------- diagnostics
     def diagnostics(
@@ -121,11 +141,37 @@ class ScreenFit:
         Returns
         -------
         DataFrame
-            One row per variable: ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min``, ``ok``;
-            the divergence count is in ``.attrs["divergences"]``. Empty for an approximate
+            One row per variable (its name in ``fit.idata``): ``quantity`` (what it is, in
+            words: "gene baselines and LFCs (...)" for ``r_gene`` and the ``z_gene`` it is
+            sampled through, "correlation of ..." for ``cor_*`` and ``L_*``), ``rhat_max``,
+            ``ess_bulk_min``, ``ess_tail_min``, ``ok``; the divergence count is in
+            ``.attrs["divergences"]``, and each failed check, naming those quantities, in
+            ``.attrs["problems"]``. Computed once per thresholds. Empty for an approximate
             fit, whose draws are independent draws of the approximation (R-hat and ESS say
             nothing about it); ``.attrs["problems"]`` says so.
         """
+        key = (id(self.idata), tuple(var_names or ()), float(rhat_max), float(ess_min))
+        cached = self._tables.get(key)
+        if cached is None:
+            cached = self._tables[key] = self._diagnostics(var_names, rhat_max, ess_min)
+        table = cached.copy()
+        table.attrs = {k: (list(v) if isinstance(v, list) else v) for k, v in cached.attrs.items()}
+        problems = table.attrs["problems"]
+        if warn and problems and not self.approximate:
+            verdict = self._verdict(table)
+            warnings.warn(
+                "fit did not converge cleanly: "
+                + "; ".join(problems)
+                + f". Its hits are provisional; to fix: {verdict.advice()}",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return table
+
+    def _diagnostics(
+        self, var_names: list[str] | None, rhat_max: float, ess_min: float
+    ) -> pd.DataFrame:
+        """The table of `diagnostics` (computed once per thresholds, then kept)."""
         if self.approximate:  # independent draws of an approximation: nothing to check
             table = pd.DataFrame(
                 columns=["rhat_max", "ess_bulk_min", "ess_tail_min", "ok"],
@@ -135,31 +181,70 @@ class ScreenFit:
         elif STAGE1_GROUP in self.idata.children:  # two-stage: its NUTS stage is what mixes
             stage1 = xr.DataTree.from_dict({"posterior": self.idata[STAGE1_GROUP].to_dataset()})
             table = convergence_table(stage1, var_names, rhat_max=rhat_max, ess_min=ess_min)
+            stage1 = self.options.get("stage1")
+            if not table.attrs["divergences"] and isinstance(stage1, dict):
+                table.attrs["divergences"] = int(stage1.get("divergences") or 0)
         else:
             table = convergence_table(self.idata, var_names, rhat_max=rhat_max, ess_min=ess_min)
+        labels = variable_labels(self.model.spec)
+        table.insert(0, "quantity", [labels.get(str(v), str(v)) for v in table.index])
         problems = []
         if self.approximate:
             problems.append(f"{self.method} is approximate: R-hat/ESS do not apply")
         else:
-            problems += self._gene_problems()
-            bad = table.index[~table["ok"]].tolist()
-            if bad:
-                problems.append(
-                    f"R-hat > {rhat_max} or ESS < {ess_min:g} for {', '.join(bad[:6])}"
-                    + (" ..." if len(bad) > 6 else "")
-                )
+            problems += convergence_problems(table, labels, rhat_max=rhat_max, ess_min=ess_min)
             if table.attrs["divergences"]:
-                problems.append(f"{table.attrs['divergences']} divergent transitions")
+                problems.append(
+                    f"{table.attrs['divergences']} divergent transitions (the sampler could "
+                    "not follow the posterior everywhere)"
+                )
+            problems += self._gene_problems()
         table.attrs["problems"] = problems
-        if warn and problems and not self.approximate:
-            warnings.warn(
-                "fit did not converge cleanly: "
-                + "; ".join(problems)
-                + " (run longer, raise target_accept, or simplify the model)",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
         return table
+
+    def convergence(self) -> Convergence:
+        """The verdict of the default checks (`diagnostics`), in words; computed once.
+
+        ``fit.convergence().trusted`` says whether the posterior passed every check;
+        ``.message()`` says what failed (which quantity: gene LFCs, guide dispersion, ...)
+        and what to do. Contrasts of a fit that is not trusted mark their hits as
+        provisional; ``repr(fit)`` and the report say so first.
+        """
+        key = id(self.idata)
+        if self._convergence is None or self._convergence[0] != key:
+            self._convergence = (key, self._verdict(self.diagnostics(warn=False)))
+        return self._convergence[1]
+
+    def _verdict(self, table: pd.DataFrame) -> Convergence:
+        if self.approximate:
+            return Convergence(self.method, True)
+        ess = table[["ess_bulk_min", "ess_tail_min"]].min(axis=1) if not table.empty else None
+        settings = {
+            k: self.options[k]
+            for k in ("draws", "tune", "chains", "target_accept")
+            if self.options.get(k) is not None
+        }
+        config = self.options.get("config")
+        if isinstance(config, dict) and "stage1_draws" in config:
+            settings["stage1_draws"] = config["stage1_draws"]
+        return Convergence(
+            self.method,
+            False,
+            tuple(table.attrs.get("problems", ())),
+            float(table["rhat_max"].max()) if not table.empty else float("nan"),
+            float(ess.min()) if ess is not None else float("nan"),
+            int(table.attrs.get("divergences", 0)),
+            settings,
+        )
+
+    def _warn_once(self) -> Convergence:
+        """The verdict; a `ConvergenceWarning` the first time it says the fit is not trusted."""
+        verdict = self.convergence()
+        if not verdict.approximate and not verdict.trusted and not self._warned:
+            self._warned = True
+            # stack: here, compute_contrasts, ScreenFit.contrast, the user's call
+            warnings.warn(verdict.message(PYTHON_WORDING), ConvergenceWarning, stacklevel=4)
+        return verdict
 
     def _gene_problems(self) -> list[str]:
         """Per-gene checks of the two-stage engine: importance k-hat and per-gene HMC."""
@@ -171,13 +256,13 @@ class ScreenFit:
             poor = (genes["khat"].values > KHAT_MAX) & ~genes["refit_hmc"].values.astype(bool)
             if poor.any():
                 problems.append(
-                    f"{int(poor.sum())} genes with importance k-hat > {KHAT_MAX} were not "
-                    "refitted with HMC"
+                    f"{int(poor.sum())} genes whose importance-sampling correction is not "
+                    f"reliable (k-hat > {KHAT_MAX}) were not refitted with HMC"
                 )
         if "hmc_divergences" in genes and int(genes["hmc_divergences"].values.sum()):
             problems.append(
                 f"{int(genes['hmc_divergences'].values.sum())} divergent transitions in the "
-                "per-gene HMC"
+                "per-gene HMC refits"
             )
         return problems
 
@@ -221,7 +306,7 @@ class ScreenFit:
         ref: str | None = None,
         a: str | None = None,
         b: str | None = None,
-        delta: float = 0.0,
+        delta: float = DEFAULT_DELTA,
         hdi_prob: float = 0.94,
         fdr_target: float = 0.05,
     ) -> Any:
@@ -229,7 +314,14 @@ class ScreenFit:
 
         Every level against ``ref`` (default: the model's reference level), or ``a``
         against ``b``. ``delta`` is the minimum |LFC| on the log2 scale (as the ``lfc``
-        column). See `screenformula.results.contrasts` for every column's meaning.
+        column) that a call must exceed: 0.5 by default, as on the command line (1.41-fold);
+        ``delta=0`` asks only whether the sign is known, and with many genes a small shared
+        shift then makes almost every gene a "hit". See `screenformula.results.contrasts`
+        for every column's meaning.
+
+        A fit that failed its convergence checks (`convergence`) gives provisional hits: a
+        `ConvergenceWarning` says so once, ``result.provisional`` is True and the gene
+        table's ``provisional`` column marks its hits.
         """
         from screenformula.results.contrasts import compute_contrasts
 

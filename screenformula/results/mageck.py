@@ -107,7 +107,8 @@ def write_mageck(
     with P(guide LFC < 0) > 0.5, ``neg|lfc`` = posterior mean log2 LFC; ``pos|...`` the
     same for enrichment (P(LFC <= delta), P(LFC <= 0), ``qvalue_up``, guides with P(guide
     LFC > 0) > 0.5). Rows sorted by ``neg|rank``; ``goodsgrna`` is ``NA`` when the fit
-    kept no guide draws.
+    kept no guide draws. Our columns follow, among them ``hit``, its ``direction`` and
+    ``provisional`` (a hit of a fit that failed its convergence checks).
 
     sgrna_summary: ``control_count``/``treatment_count`` the normalised counts (count /
     size factor) of the control (``b``) and treatment (``a``) samples joined by ``/``,
@@ -215,6 +216,8 @@ def mageck_gene_table(result: ContrastResult, c: Contrast) -> pd.DataFrame:
         "pep",
         "qvalue",
         "hit",
+        "direction",
+        "provisional",
         "lfc_ln",
     ]
     if GROUP in g.columns:
