@@ -49,9 +49,7 @@ def test_without_replicates_every_guide_follows_the_trend(small_screen):
     expected = 2.0 + 0.5 * model.spec.dispersion.abundance
     np.testing.assert_allclose(np.log(phi[:, 0]), expected, rtol=1e-6)
     # a prior on sd_phi asks for the guides' own scatter
-    asked = sf.ScreenModel(
-        FORMULA, one_rep, priors={"sd_phi": sf.Prior("HalfNormal", sigma=0.5)}
-    )
+    asked = sf.ScreenModel(FORMULA, one_rep, priors={"sd_phi": sf.Prior("HalfNormal", sigma=0.5)})
     assert "z_phi" in {v.name for v in asked.pymc_model.free_RVs}
 
 
