@@ -1,14 +1,18 @@
 """The steps ``screenformula test`` and ``screenformula fit`` share: fit and keep, write.
 
 Both fit a model, save the fit at once (kept whatever fails later, with a hint of how to
-finish), say what the fit kept, then write each contrast's gene table and figures, and
-a log of the run. The commands differ only in how they build the model and which
-contrasts they take.
+finish), say what the fit kept and, on stderr even with ``--quiet``, when the posterior
+cannot be trusted (which quantity failed which check, and the flags or config keys that
+fix it), then write each contrast's gene table and figures, and a log of the run. The
+hit counts they print say which delta they used and, for a fit that failed its checks,
+that the hits are provisional. The commands differ only in how they build the model and
+which contrasts they take.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,13 +27,17 @@ if TYPE_CHECKING:
 
     from screenformula.io.screen_data import ScreenData
     from screenformula.model import ScreenModel
+    from screenformula.results.contrasts import ContrastResult
+    from screenformula.results.diagnostics import Convergence, Wording
     from screenformula.results.fit import ScreenFit
 
 __all__ = [
     "check_samples_have_reads",
     "describe_data",
     "fit_and_keep",
+    "hit_lines",
     "run_log",
+    "warn_convergence",
     "write_gene_outputs",
     "write_log",
 ]
@@ -74,11 +82,13 @@ def fit_and_keep(
     fit_path: Path,
     hint: str,
     say: Callable[[str], None],
+    wording: Wording,
     **fit_kwargs: Any,
 ) -> tuple[ScreenFit, pd.DataFrame]:
     """Fit ``model``, stage the fit at ``fit_path`` and keep it if a later step fails.
 
-    Returns the fit and its convergence table; says what the fit kept of its draws.
+    Returns the fit and its convergence table; says what the fit kept of its draws, and
+    (`warn_convergence`, worded by ``wording``) when its posterior cannot be trusted.
     """
     from screenformula.results.diagnostics import describe_storage
 
@@ -87,7 +97,53 @@ def fit_and_keep(
     out.keep_on_failure(fit_path, hint)
     for line in describe_storage(fit.options):
         say(line)
+    warn_convergence(fit, wording)
     return fit, fit.diagnostics(warn=False)
+
+
+def warn_convergence(fit: ScreenFit, wording: Wording) -> Convergence:
+    """Print to stderr (whatever ``--quiet`` says) why the posterior cannot be trusted.
+
+    Which quantity failed which check and what to change, in the command's flags or
+    config keys (``wording``). Nothing is printed for a fit that passed its checks.
+    """
+    verdict = fit.convergence()
+    if not verdict.trusted:
+        print(f"screenformula: {verdict.message(wording)}", file=sys.stderr, flush=True)
+    return verdict
+
+
+def hit_lines(name: str, result: ContrastResult) -> list[str]:
+    """Per contrast: ``name: 45 hits (40 down, 5 up) at q <= 0.05, |log2 LFC| > 0.5``.
+
+    The counts are those of ``result.hits()`` and its ``direction`` filter; the line says
+    PROVISIONAL when the fit failed its convergence checks (or is approximate). With
+    several contrasts each line names its contrast after ``name``; an empty ``name``
+    names each line by its contrast only.
+    """
+    s = result.settings
+    why = ""
+    if result.provisional:
+        approximate = result.convergence is not None and result.convergence.approximate
+        why = ": PROVISIONAL, " + (
+            "the posterior is approximate"
+            if approximate
+            else "the fit failed its convergence checks (see above)"
+        )
+    lines = []
+    for c in result.contrasts:
+        genes = result.genes[result.genes["contrast"] == c.label]
+        hit = genes["hit"].astype(bool)
+        down = int((hit & (genes["direction"] == "down")).sum())
+        up = int((hit & (genes["direction"] == "up")).sum())
+        label = (
+            c.label if not name else name if len(result.contrasts) == 1 else f"{name} ({c.label})"
+        )
+        lines.append(
+            f"{label}: {int(hit.sum())} hits ({down} down, {up} up) at q <= "
+            f"{s['fdr_target']:g}, |log2 LFC| > {s['delta']:g}{why}"
+        )
+    return lines
 
 
 def write_gene_outputs(
@@ -114,6 +170,7 @@ def run_log(
         "storage": describe_storage(fit.options),
         "divergences": diagnostics.attrs.get("divergences"),
         "convergence_problems": diagnostics.attrs.get("problems", []),
+        "provisional": fit.convergence().provisional,
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
 

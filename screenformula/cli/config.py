@@ -18,6 +18,7 @@ from screenformula.cli.analysis import (
     check_samples_have_reads,
     describe_data,
     fit_and_keep,
+    hit_lines,
     run_log,
     write_gene_outputs,
     write_log,
@@ -26,6 +27,7 @@ from screenformula.cli.outputs import OutputSet
 from screenformula.errors import ScreenFormulaError
 from screenformula.inference.registry import method_names
 from screenformula.io.advice import Wording
+from screenformula.results.contrast_core import DEFAULT_DELTA
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -82,6 +84,19 @@ WORDING: Wording = {
 }
 
 
+#: The settings that help a fit converge, as config keys.
+CONVERGENCE_WORDING = {
+    "method": lambda v: f"fit: {{method: {v}}} in the config",
+    "draws": lambda v: f"fit: {{draws: {v}, tune: {v}}} in the config",
+    "target_accept": lambda v: f"fit: {{target_accept: {v}}} in the config",
+    "chains": lambda v: f"fit: {{chains: {v}}} in the config",
+    "stage1_draws": lambda v: (
+        f"no config key: in Python, model.fit(stage1_draws={v}, stage1_tune={v}), or "
+        "fit: {method: nuts}"
+    ),
+}
+
+
 class PriorConfig(BaseModel):
     """A prior: a PyMC distribution name and its parameters."""
 
@@ -111,14 +126,18 @@ class FitConfig(BaseModel):
 
 
 class ContrastConfig(BaseModel):
-    """One contrast to report: every level of ``factor`` against ``ref``, or ``a`` vs ``b``."""
+    """One contrast to report: every level of ``factor`` against ``ref``, or ``a`` vs ``b``.
+
+    ``delta`` is the minimum |log2 LFC| a hit must exceed (default 0.5, as ``screenformula
+    test --delta`` and Python's ``fit.contrast()``); ``fdr`` the Bayesian FDR target.
+    """
 
     model_config = ConfigDict(extra="forbid")
     factor: str = "treatment"
     ref: str | None = None
     a: str | None = None
     b: str | None = None
-    delta: float = Field(0.0, ge=0)
+    delta: float = Field(DEFAULT_DELTA, ge=0)
     fdr: float = Field(0.05, gt=0, lt=1)
     name: str | None = None
 
@@ -308,6 +327,7 @@ def run(args: argparse.Namespace, say: Any) -> int:
             f"; finish with: screenformula contrast {shlex.quote(str(paths[0]))} -n PREFIX "
             "(per contrast)",
             say,
+            CONVERGENCE_WORDING,
             method=f.method,
             draws=f.draws,
             tune=f.tune,
@@ -331,7 +351,8 @@ def run(args: argparse.Namespace, say: Any) -> int:
                 out_dir / f"{name}.rank.png",
             )
             summary[name] = int(result.genes["hit"].sum())
-            say(f"{name}: {summary[name]} hits at q <= {c.fdr}")
+            for line in hit_lines(name, result):
+                say(line)
         log = run_log(
             fit,
             diagnostics,

@@ -13,6 +13,7 @@ from screenformula.cli.analysis import (
     check_samples_have_reads,
     describe_data,
     fit_and_keep,
+    hit_lines,
     run_log,
     write_gene_outputs,
     write_log,
@@ -21,6 +22,7 @@ from screenformula.cli.outputs import OutputSet
 from screenformula.errors import ScreenDataError, ScreenFormulaError
 from screenformula.inference.registry import METHODS, get_method, method_names
 from screenformula.io.advice import Wording
+from screenformula.results.contrast_core import DEFAULT_DELTA
 
 FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
 SUFFIXES = (
@@ -38,6 +40,16 @@ WORDING: Wording = {
     "nan": lambda value: f"--nan {value}",
     "controls": lambda _: "--control-sgrna FILE or --control-gene FILE",
     "leave_out": lambda sample: f"leave {sample!r} out of -t/-c/--pool",
+}
+#: The settings that help a fit converge, as this command's flags.
+CONVERGENCE_WORDING = {
+    "method": lambda v: f"--method {v}",
+    "draws": lambda v: f"--draws {v} --tune {v}",
+    "target_accept": lambda v: f"--target-accept {v}",
+    "chains": lambda v: f"--chains {v}",
+    "stage1_draws": lambda v: (
+        f"no flag: in Python, model.fit(stage1_draws={v}, stage1_tune={v}), or --method nuts"
+    ),
 }
 #: The flags that give the samples each role.
 ROLE_FLAGS = ("-t/--treatment-id", "-c/--control-id", "--pool")
@@ -113,10 +125,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="chains run in parallel")
     p.add_argument(
+        "--target-accept",
+        type=float,
+        default=0.8,
+        help="NUTS target acceptance (default 0.8); raise it (0.95) when the fit reports "
+        "divergent transitions",
+    )
+    p.add_argument(
         "--delta",
         type=float,
-        default=0.5,
-        help="minimum |log2 LFC| that counts as an effect (default 0.5; 0 calls any sign)",
+        default=DEFAULT_DELTA,
+        help=f"minimum |log2 LFC| a hit must exceed (default {DEFAULT_DELTA:g}, as in Python's "
+        "fit.contrast(); 0 calls any gene whose sign is known)",
     )
     p.add_argument("--fdr", type=float, default=0.05, help="Bayesian FDR target for hits")
     p.add_argument("--force", action="store_true", help="replace existing outputs")
@@ -157,6 +177,8 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
         if args.max_iterations < 1:
             raise ScreenFormulaError("--max-iterations must be at least 1")
         extra[keyword] = args.max_iterations
+    if not 0 < args.target_accept < 1:
+        raise ScreenFormulaError("--target-accept must lie strictly between 0 and 1")
     keep = {"auto": "auto", "yes": True, "no": False}[args.keep_guide_draws]
     prefix = Path(args.output_prefix)
     outputs = [prefix.with_name(prefix.name + s) for s in SUFFIXES]
@@ -204,6 +226,7 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
             f"; finish with: screenformula contrast {shlex.quote(str(outputs[3]))} --ref control "
             f"--delta {args.delta:g} --fdr {args.fdr:g} --mageck -n {shlex.quote(str(prefix))}",
             say,
+            CONVERGENCE_WORDING,
             method=args.method,
             store_sgrna=keep,
             summary_deltas=(args.delta,),
@@ -212,6 +235,7 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
             chains=args.chains,
             cores=args.threads,
             random_seed=args.seed,
+            target_accept=args.target_accept,
             progress=not args.quiet,
             **extra,
         )
@@ -232,12 +256,19 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
             dropped=data.dropped.to_dict("records"),
             formula=FORMULA,
             hits=int(result.genes["hit"].sum()),
+            delta=args.delta,
         )
         write_log(log, out, outputs[6])
         written = out.commit()
     say(f"wrote {', '.join(str(p) for p in written)}")
     top = result.genes.sort_values("rank").head(10)
-    say(top[["gene", "lfc", "hdi_low", "hdi_high", "lfsr", "qvalue"]].to_string(index=False))
+    say(
+        top[["gene", "lfc", "hdi_low", "hdi_high", "lfsr", "qvalue", "hit", "direction"]].to_string(
+            index=False
+        )
+    )
+    for line in hit_lines("treatment vs control", result):
+        say(line)
     return 0
 
 

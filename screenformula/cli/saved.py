@@ -8,11 +8,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from screenformula.cli.analysis import hit_lines, warn_convergence
 from screenformula.cli.outputs import OutputSet
 from screenformula.errors import ScreenFormulaError
 from screenformula.io.text import format_names
+from screenformula.results.contrast_core import DEFAULT_DELTA
 
 PLOTS = ("volcano", "rank", "forest", "group")
+#: How to refit a saved fit that failed its checks: with the command that made it.
+REFIT_WORDING = {
+    "method": lambda v: f"refit with --method {v} (test) or fit: {{method: {v}}} (fit)",
+    "draws": lambda v: (
+        f"refit with --draws {v} --tune {v} (test) or fit: {{draws: {v}, tune: {v}}} (fit)"
+    ),
+    "target_accept": lambda v: f"--target-accept {v} (test) or fit: {{target_accept: {v}}} (fit)",
+    "chains": lambda v: f"--chains {v} (test) or fit: {{chains: {v}}} (fit)",
+    "stage1_draws": lambda v: f"in Python, model.fit(stage1_draws={v}, stage1_tune={v})",
+}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +35,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--ref", help="reference level (default: the model's)")
     c.add_argument("-a", help="level a of an a-vs-b contrast")
     c.add_argument("-b", help="level b of an a-vs-b contrast")
-    c.add_argument("--delta", type=float, default=0.0, help="minimum |log2 LFC|")
+    c.add_argument(
+        "--delta",
+        type=float,
+        default=DEFAULT_DELTA,
+        help=f"minimum |log2 LFC| a hit must exceed (default {DEFAULT_DELTA:g}, as "
+        "`screenformula test`; 0 calls any gene whose sign is known)",
+    )
     c.add_argument("--fdr", type=float, default=0.05)
     c.add_argument("-n", "--output-prefix", required=True)
     c.add_argument("--mageck", action="store_true", help="also write MAGeCK-format summaries")
@@ -50,14 +68,16 @@ def _contrast(args: argparse.Namespace, fit: Any = None) -> Any:
         raise ScreenFormulaError("-a and -b go together")
     if fit is None:
         fit = sf.load_fit(args.fit)
-    return fit.contrast(
+    result = fit.contrast(
         args.factor,
         ref=args.ref,
         a=getattr(args, "a", None),
         b=getattr(args, "b", None),
-        delta=getattr(args, "delta", 0.0),
+        delta=getattr(args, "delta", DEFAULT_DELTA),
         fdr_target=getattr(args, "fdr", 0.05),
     )
+    warn_convergence(fit, REFIT_WORDING)
+    return result
 
 
 def run_contrast(args: argparse.Namespace, say: Any) -> int:
@@ -80,6 +100,8 @@ def run_contrast(args: argparse.Namespace, say: Any) -> int:
                 say(f"no {guides.name}: {result.sgrna_message}")
         out.commit()
     say(result.genes.sort_values("rank").head(10).to_string(index=False))
+    for line in hit_lines("", result):
+        say(line)
     return 0
 
 

@@ -168,6 +168,9 @@ def test_full_run_then_contrast_and_plot_from_the_saved_fit(table, tmp_path):
         cwd=tmp_path,
     )
     assert forced.returncode == 0, forced.stderr
+    # 1 chain x 30 draws cannot pass the checks: said on stderr even with --quiet (issue 16)
+    assert "screenformula: WARNING: this posterior cannot be trusted yet" in forced.stderr
+    assert "--draws 2000 --tune 2000" in forced.stderr and "--chains 4" in forced.stderr
     assert (tmp_path / "screen.genes.tsv").read_text() != before
     assert json.loads((tmp_path / "screen.log").read_text())["options"]["draws"] == 30
     # contrast and plot from the saved fit, without refitting, each in a subprocess
@@ -222,6 +225,7 @@ def test_fit_from_config(table, tmp_path):
     )
     done = run_cli("fit", str(config), "--quiet", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    assert "cannot be trusted" in done.stderr and "fit: {draws: 2000" in done.stderr
     out = tmp_path / "out"
     assert {p.name for p in out.iterdir()} >= {
         "fit.nc",
