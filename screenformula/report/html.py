@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from screenformula.results.contrasts import ContrastResult
+    from screenformula.results.diagnostics import Convergence, Wording
     from screenformula.results.fit import ScreenFit
 
 __all__ = ["Section", "write_report"]
@@ -302,7 +303,13 @@ def _diagnostics(
         return None, f"{type(err).__name__}: {err}"
 
 
-def _diagnostics_section(fit: ScreenFit, table: pd.DataFrame | None, error: str | None) -> str:
+def _diagnostics_section(
+    fit: ScreenFit,
+    table: pd.DataFrame | None,
+    error: str | None,
+    verdict: Convergence | None,
+    wording: Wording,
+) -> str:
     parts = ['<section id="diagnostics"><h2>Diagnostics</h2>']
     if error is not None:
         parts.append(f'<p class="note">Diagnostics could not be computed: {_e(error)}</p>')
@@ -323,18 +330,21 @@ def _diagnostics_section(fit: ScreenFit, table: pd.DataFrame | None, error: str 
             parts.append(_img(loss, "Optimisation trace", "Loss (negative ELBO) by iteration."))
     if table is None:
         return "".join(parts) + "</section>"
-    problems = table.attrs.get("problems", [])
     divergences = int(table.attrs.get("divergences", 0))
     if not fit.approximate:
-        verdict = (
-            '<p class="ok">All variables pass the R-hat and ESS checks, and there are no '
-            "divergent transitions.</p>"
-            if not problems
-            else '<p class="warn"><b>Check before trusting the results:</b> '
-            + _e("; ".join(problems))
-            + ". Run longer, raise target_accept, or simplify the model.</p>"
-        )
-        parts.append(verdict)
+        if verdict is None or verdict.trusted:
+            parts.append(
+                '<p class="ok">Every quantity passes the R-hat and ESS checks, and there are '
+                "no divergent transitions.</p>"
+            )
+        else:
+            parts.append(
+                '<p class="warn"><b>Check before trusting the results.</b> R-hat says '
+                "whether the chains agree; ESS (effective sample size) how many independent "
+                "draws they are worth.</p><ul>"
+                + "".join(f"<li>{_e(p)}</li>" for p in verdict.problems)
+                + f"</ul><p>To fix: {_e(verdict.advice(wording))}.</p>"
+            )
         parts.append(
             _kv(
                 [
@@ -344,39 +354,44 @@ def _diagnostics_section(fit: ScreenFit, table: pd.DataFrame | None, error: str 
             )
         )
     if not table.empty:
-        shown = table.reset_index()
-        shown = shown.rename(
-            columns={
-                "rhat_max": "R-hat (max)",
-                "ess_bulk_min": "bulk ESS (min)",
-                "ess_tail_min": "tail ESS (min)",
-                "size": "entries",
-            }
-        )
-        if fit.approximate:
-            verdicts = ["n/a (approximate)"] * len(shown)
-        else:
-            verdicts = ["ok" if ok else "check" for ok in table["ok"]]
-        shown = shown.drop(columns=["ok"], errors="ignore")
-        for c in ("R-hat (max)",):
-            shown[c] = shown[c].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}")
-        for c in ("bulk ESS (min)", "tail ESS (min)"):
-            shown[c] = shown[c].map(lambda v: "–" if pd.isna(v) else f"{v:,.0f}")
-        shown["verdict"] = [
-            f'<span class="{"ok" if v == "ok" else ("warn" if v == "check" else "muted")}">'
-            f"{_e(v)}</span>"
-            for v in verdicts
-        ]
         parts.append(
             _table(
-                shown,
-                caption="Convergence by variable: the worst entry of each (checks by "
-                "default: R-hat ≤ 1.01, bulk and tail ESS ≥ 400)",
+                _quantity_rows(table, fit.approximate),
+                caption="Convergence by quantity: the worst entry of each (checks by "
+                "default: R-hat ≤ 1.01, bulk and tail ESS ≥ 400). The variables' names "
+                "in fit.idata are in fit.diagnostics().",
                 classes="compact",
-                raw=["verdict"],
+                raw=["quantity", "verdict"],
             )
         )
     return "".join(parts) + "</section>"
+
+
+def _quantity_rows(table: pd.DataFrame, approximate: bool) -> pd.DataFrame:
+    """The convergence table by quantity a user knows (raw names only on hover)."""
+    frame = table.reset_index()
+    if "quantity" not in frame.columns:
+        frame["quantity"] = frame["variable"]
+    frame["ok"] = frame["ok"].astype(bool) if "ok" in frame.columns else True
+    rows = []
+    for quantity, block in frame.groupby("quantity", sort=False):
+        variables = ", ".join(map(str, block["variable"]))
+        ok = bool(block["ok"].all())
+        verdict = "n/a (approximate)" if approximate else ("ok" if ok else "check")
+        css = "muted" if approximate else ("ok" if ok else "warn")
+        rhat = block["rhat_max"].max()
+        bulk, tail = block["ess_bulk_min"].min(), block["ess_tail_min"].min()
+        rows.append(
+            {
+                "quantity": f'<span title="in fit.idata: {_e(variables)}">{_e(quantity)}</span>',
+                "entries": int(block["size"].max()) if "size" in block else len(block),
+                "R-hat (max)": "–" if pd.isna(rhat) else f"{rhat:.3f}",
+                "bulk ESS (min)": "–" if pd.isna(bulk) else f"{bulk:,.0f}",
+                "tail ESS (min)": "–" if pd.isna(tail) else f"{tail:,.0f}",
+                "verdict": f'<span class="{css}">{_e(verdict)}</span>',
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def _chains_draws(fit: ScreenFit) -> str:
@@ -446,7 +461,20 @@ def _gene_rows(genes: pd.DataFrame, floor: float | None, hdi: float | None) -> p
             ],
             "lfsr": [_prob(v, floor) for v in genes["lfsr"]],
             "q-value": [_prob(v, floor) for v in genes["qvalue"]],
-            "hit": ['<span class="hit">hit</span>' if h else "" for h in genes["hit"].astype(bool)],
+            "hit": [
+                (
+                    '<span class="hit provisional">provisional hit</span>'
+                    if p
+                    else '<span class="hit">hit</span>'
+                )
+                if h
+                else ""
+                for h, p in zip(
+                    genes["hit"].astype(bool),
+                    genes.get("provisional", pd.Series(False, index=genes.index)).astype(bool),
+                    strict=True,
+                )
+            ],
         }
     )
 
@@ -466,31 +494,60 @@ def top_genes(genes: pd.DataFrame, direction: str, n: int) -> pd.DataFrame:
     return g.sort_values(key, kind="stable").head(n).drop(columns="_neg")
 
 
-def _results_section(result: ContrastResult, top: int) -> str:
+def calls_text(result: ContrastResult, normalization: str) -> str:
+    """What a hit is in this report: the FDR target, delta and normalisation (plain text)."""
+    s = result.settings
+    delta = float(s["delta"])
+    what = (
+        f"an effect beyond |log2 LFC| = {delta:g} ({2**delta:.2f}-fold)"
+        if delta
+        else "a known sign of the LFC (delta = 0: any effect, however small)"
+    )
+    return (
+        f"A hit has q-value ≤ {s['fdr_target']:g} for {what}; {normalization_text(normalization)}."
+    )
+
+
+def normalization_text(method: str) -> str:
+    """How the counts were normalised, in words (``ScreenData.size_factor_method``)."""
+    known = {
+        "median": "counts normalised by median-ratio size factors",
+        "total": "counts normalised by total-count size factors",
+        "control": "counts normalised by size factors from the control guides",
+        "none": "counts not normalised (every size factor 1)",
+        "given": "counts normalised by the size factors given",
+    }
+    return known.get(method, f"counts normalised by {method} size factors")
+
+
+def _results_section(result: ContrastResult, top: int, normalization: str) -> str:
     settings = result.settings
     floor = 1.0 / (settings["n_draws"] + 1) if settings.get("n_draws") else None
     hdi = settings.get("hdi_prob")
+    provisional = result.provisional
     parts = ['<section id="results"><h2>Top genes</h2>']
     parts.append(
         "<p>Log2 fold-changes are posterior means with their highest-density interval. "
         "<b>lfsr</b> (local false sign rate) is the posterior probability that the sign "
         "of the effect is wrong; the <b>q-value</b> is the Bayesian FDR of calling every "
-        "gene at least this strong; a <b>hit</b> has q-value &le; "
-        f"{_e(settings['fdr_target'])}"
-        + (
-            f" for an effect beyond |log2 LFC| = {_e(settings['delta'])}"
-            if settings["delta"]
-            else ""
-        )
-        + ". A probability shown as &lt;x is zero among the draws: below their resolution."
-        "</p>"
+        "gene at least this strong. "
+        f"<b>{_e(calls_text(result, normalization))}</b> Depleted and enriched hits are "
+        "counted by the sign of their LFC. A probability shown as &lt;x is zero among the "
+        "draws: below their resolution.</p>"
     )
+    if provisional:
+        parts.append(
+            '<p class="warn"><b>Provisional hits:</b> the fit behind them did not pass its '
+            "convergence checks (see the top of the page).</p>"
+        )
     for c in result.contrasts:
         g = result.genes[result.genes["contrast"] == c.label]
         hits = g[g["hit"].astype(bool)]
-        down, up = int((hits["lfc"] < 0).sum()), int((hits["lfc"] > 0).sum())
+        down = int((hits["direction"] == "down").sum())
+        up = int((hits["direction"] == "up").sum())
+        kind = "provisional hits" if provisional else "hits"
         parts.append(
-            f"<h3>{_e(c.label)}</h3><p>{len(hits):,} hits of {len(g):,} genes: "
+            f"<h3>{_e(c.label)}</h3><p>{len(hits):,} {kind} of {len(g):,} genes: "
             f"<b>{down:,}</b> depleted, <b>{up:,}</b> enriched.</p>"
         )
         parts.append('<div class="pair">')
@@ -618,6 +675,8 @@ table.enriched caption { color: var(--up); }
 .pair { display: flex; flex-wrap: wrap; gap: 28px; }
 .pair > div { flex: 1 1 460px; overflow-x: auto; }
 .hit { color: #fff; background: var(--ink); border-radius: 3px; padding: 0 5px; font-size: 12px; }
+.hit.provisional { background: var(--warn); }
+.banner ul { margin: 6px 0; font-weight: 400; }
 .ok { color: var(--ok); } .warn { color: var(--warn); }
 p.ok { font-weight: 600; } p.warn { background: #fdf2e6; padding: 8px 12px; border-radius: 4px; }
 .note { color: var(--muted); font-style: italic; }
@@ -642,6 +701,7 @@ def write_report(
     top: int = 15,
     forest_top: int = 20,
     diagnostics: pd.DataFrame | None = None,
+    wording: Wording | None = None,
 ) -> Path:
     """Write a self-contained one-page HTML report of a fit and its contrasts.
 
@@ -666,15 +726,32 @@ def write_report(
         ``fit.diagnostics()`` when already computed (it takes seconds on large fits);
         computed here otherwise. Approximate fits get no R-hat/ESS table (it does not
         apply to draws from an approximation) but their optimisation trace.
+    wording : mapping, optional
+        How the advice for a fit that failed its checks names the settings to change
+        (default: ``ScreenModel.fit``'s keywords; see
+        `screenformula.results.diagnostics.PYTHON_WORDING`).
+
+    Notes
+    -----
+    The page's first lines say whether the posterior can be trusted: for a fit that
+    failed its convergence checks, a banner names the quantities that failed (gene LFCs,
+    guide dispersion, ...) and what to change, and every hit is called provisional. The
+    results say which delta, FDR target and normalisation the calls used.
 
     Returns
     -------
     Path
         The report file.
     """
+    from screenformula.results.diagnostics import PYTHON_WORDING
+
+    wording = wording or PYTHON_WORDING
     path = Path(path)
     sections = [extra] if isinstance(extra, Section) else list(extra or [])
     diag, diag_error = _diagnostics(fit, diagnostics)
+    verdict = None
+    if diag_error is None and not fit.approximate:
+        verdict = fit.convergence()
     data = fit.model.data
     banners = []
     if fit.approximate:
@@ -684,11 +761,13 @@ def write_report(
             "intervals, lfsr and q-values may be too optimistic; confirm hits with "
             "method=&quot;nuts&quot;.</div>"
         )
-    elif diag is not None and diag.attrs.get("problems"):
+    elif verdict is not None and not verdict.trusted:
         banners.append(
-            '<div class="banner warn" role="alert">Convergence problems: '
-            + _e("; ".join(diag.attrs["problems"]))
-            + " (see Diagnostics).</div>"
+            '<div class="banner warn" role="alert">This posterior cannot be trusted yet: '
+            "it failed its convergence checks, so every hit below is <b>provisional</b>."
+            "<ul>"
+            + "".join(f"<li>{_e(p)}</li>" for p in verdict.problems)
+            + f"</ul>To fix: {_e(verdict.advice(wording))}. (See Diagnostics.)</div>"
         )
     n_hits = int(result.genes["hit"].astype(bool).sum())
     cards = [
@@ -696,7 +775,8 @@ def write_report(
         ("genes", f"{data.n_genes:,}"),
         ("samples", f"{len(fit.model.spec.samples)}"),
         ("contrasts", f"{len(result.contrasts)}"),
-        ("hits", f"{n_hits:,}"),
+        ("provisional hits" if result.provisional else "hits", f"{n_hits:,}"),
+        ("delta (|log2 LFC|)", f"{float(result.settings['delta']):g}"),
         ("method", fit.method.upper() if not fit.approximate else f"{fit.method} (approx.)"),
     ]
     card_html = "".join(
@@ -716,16 +796,16 @@ def write_report(
     body = [
         f"<header><h1>{_e(title)}</h1>",
         f'<p class="meta">Contrast{"s" if len(result.contrasts) > 1 else ""}: '
-        f"<b>{_e(contrasts)}</b> (factor <code>{_e(result.factor)}</code>) · generated {_e(now)}"
-        "</p>",
+        f"<b>{_e(contrasts)}</b> (factor <code>{_e(result.factor)}</code>) · "
+        f"{_e(calls_text(result, data.size_factor_method))} · generated {_e(now)}</p>",
         nav_html,
         "</header>",
         *banners,
         f'<div class="cards">{card_html}</div>',
         _data_section(fit),
         _settings_section(fit),
-        _diagnostics_section(fit, diag, diag_error),
-        _results_section(result, top),
+        _diagnostics_section(fit, diag, diag_error, verdict, wording),
+        _results_section(result, top, data.size_factor_method),
         _figures_section(result, forest_top),
         *(_extra_section(s, i + 1) for i, s in enumerate(sections)),
         f"<footer>Made by screenformula. Versions: {_e(_versions())}.</footer>",

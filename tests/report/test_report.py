@@ -243,9 +243,13 @@ def test_report_sections_and_tables(report, fitted):
     assert FORMULA in settings and "nuts" in settings and "nutpie" in settings
     assert "wall time" in settings and "chains" in settings
 
-    diag = page.table("Convergence by variable")
-    assert diag["header"][0] == "variable" and diag["header"][-1] == "verdict"
-    assert {r[0] for r in diag["rows"]} >= {"b", "sd_gene", "r_gene"}
+    diag = page.table("Convergence by quantity")
+    assert diag["header"][0] == "quantity" and diag["header"][-1] == "verdict"
+    assert {r[0] for r in diag["rows"]} >= {
+        "population-level effects (treatment[treated])",
+        "sd of gene baselines and LFCs (treatment[treated])",
+        "gene baselines and LFCs (treatment[treated])",
+    }
     assert {r[-1] for r in diag["rows"]} <= {"ok", "check"}
     assert "divergent transitions" in settings
 
@@ -259,7 +263,8 @@ def test_report_sections_and_tables(report, fitted):
         lfc = [float(r[1]) for r in table["rows"]]
         assert np.allclose(lfc, expected["lfc"], atol=0.006)
         assert all(r[2].startswith("[") and r[2].endswith("]") for r in table["rows"])
-        assert [r[5] == "hit" for r in table["rows"]] == list(expected["hit"].astype(bool))
+        called = "provisional hit" if result.provisional else "hit"
+        assert [r[5] == called for r in table["rows"]] == list(expected["hit"].astype(bool))
     extra = page.table("Benchmark <table>")
     assert extra["rows"] == [["AUC", "0.987"]]
 
