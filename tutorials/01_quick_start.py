@@ -150,9 +150,10 @@ genes = result.genes.sort_values("rank")
 genes[["gene", "lfc", "hdi_low", "hdi_high", "prob_down", "lfsr", "pep", "qvalue", "hit"]].head(15)
 
 # %% [markdown]
-# `result.hits(direction="down")` lists the genes called at the FDR target in one
-# direction, and printing the result gives a count per contrast. Asking only for the
-# sign (`delta=0`, the default of `fit.contrast`) gives a very different picture: almost
+# `result.hits(direction="down")` lists the genes called at the FDR target with a
+# negative LFC, and printing the result gives a count per contrast (down + up = hits).
+# Asking only for the sign (`delta=0`; the default of `fit.contrast` is 0.5) gives a
+# very different picture: almost
 # every gene is "down". Not because they are all essential: relative to the AHNAK
 # control guides that set the size factors, the typical guide of this library fell by
 # about 0.25 log2 between the two time points, and with 10 guides per gene that small
@@ -161,9 +162,9 @@ genes[["gene", "lfc", "hdi_low", "hdi_high", "prob_down", "lfsr", "pep", "qvalue
 
 # %%
 print(result)
-sign_only = fit.contrast("condition")  # delta = 0: is the sign of the LFC known?
+sign_only = fit.contrast("condition", delta=0)  # is the sign of the LFC known?
 print(sign_only)
-sign_only.hits(direction="down")[["gene", "lfc", "lfsr", "qvalue_down"]].head(10)
+sign_only.hits(direction="down")[["gene", "lfc", "lfsr", "qvalue"]].head(10)
 
 # %% [markdown]
 # Every guide has its own row too (`result.sgrnas`): its LFC, and its **efficiency**,

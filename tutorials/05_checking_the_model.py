@@ -304,8 +304,8 @@ pd.DataFrame(rows).set_index("model")
 #
 # Whatever LOO says, the question a biologist cares about is whether the choice changes
 # the conclusions. `fit.compare(other)` gives, per gene, how the LFC and its sd move
-# (and the hit calls of `fit.contrast()` with its defaults, i.e. sign calls at
-# `delta = 0`):
+# (and the hit calls of `fit.contrast()` with its defaults, i.e. calls of an LFC
+# beyond `delta = 0.5`):
 
 # %%
 rows = []

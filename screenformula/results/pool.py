@@ -64,7 +64,8 @@ def compare_gene_lfcs(
     DataFrame
         Per gene and contrast: ``lfc`` and ``lfc_sd`` of each fit (suffixes ``_fit`` and
         ``_other``, log2), ``lfc_change`` = fit - other, ``sd_ratio`` = fit / other, and
-        ``hit_fit`` / ``hit_other``.
+        ``hit_fit`` / ``hit_other`` (each fit's calls at `ScreenFit.contrast`'s defaults:
+        delta 0.5, FDR 0.05).
     """
     columns = ["gene", "contrast", "lfc", "lfc_sd", "hit"]
     a = fit.contrast(factor, ref=ref).genes[columns]
