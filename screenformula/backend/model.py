@@ -97,21 +97,21 @@ def trend_dispersion(spec: ModelSpec) -> pt.TensorVariable:
     )
     slope = prior_variable(PHI_TREND_SLOPE, spec.prior(PHI_TREND_SLOPE), dims=PHI_CLASS_DIM)
     x = pt.as_tensor_variable(np.asarray(disp.abundance, dtype=float))
-    scatter = None
+    sd = z = None
     if disp.guide_scatter:
         sd = prior_variable(PHI_SD, spec.prior(PHI_SD), dims=PHI_CLASS_DIM)
-        scatter = (sd, pm.Normal(PHI_Z, 0.0, 1.0, dims=DIM_SGRNA))
+        z = pm.Normal(PHI_Z, 0.0, 1.0, dims=DIM_SGRNA)
     if len(disp.class_names) == 1:
         # indexed to scalars, so the column is statically broadcastable over samples
         # (lgamma(phi) once per guide)
         log_phi = intercept[0] + slope[0] * x
-        if scatter is not None:
-            log_phi = log_phi + scatter[0][0] * scatter[1]
+        if z is not None:
+            log_phi = log_phi + sd[0] * z
         log_phi = log_phi[:, None]
     else:
         log_phi = intercept[None, :] + slope[None, :] * x[:, None]
-        if scatter is not None:
-            log_phi = log_phi + scatter[0][None, :] * scatter[1][:, None]
+        if z is not None:
+            log_phi = log_phi + sd[None, :] * z[:, None]
     phi = pm.Deterministic(PHI, pt.exp(log_phi), dims=(DIM_SGRNA, PHI_CLASS_DIM))
     if len(disp.class_names) == 1:
         return phi

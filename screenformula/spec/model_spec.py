@@ -64,7 +64,7 @@ class DispersionSpec:
     #: dispersion="trend": whether each guide deviates from its class's trend (``sd_phi``,
     #: ``z_phi``). Off when no condition has two screen samples: nothing then measures a
     #: guide's own scatter, and a free deviation lets a depleted guide explain its depletion
-    #: as noise (HAP1, one replicate: AUC 0.986 with it, 0.995 without).
+    #: as noise (HAP1, one replicate: AUC 0.986 with it, 0.994 without).
     guide_scatter: bool = True
 
     def take(self, rows: np.ndarray) -> DispersionSpec:
