@@ -20,6 +20,7 @@ import xarray as xr
 from screenformula.errors import FitError
 from screenformula.io.atomic import atomic_path
 from screenformula.io.dataset import screen_data_to_dataset
+from screenformula.results.brms_vocabulary import BrmsVocabulary
 from screenformula.results.contrast_core import DEFAULT_DELTA
 from screenformula.results.diagnostics import (
     PYTHON_WORDING,
@@ -47,8 +48,13 @@ class ConvergenceWarning(UserWarning):
     """Raised (as a warning) when R-hat, ESS or divergences say a fit is not to be trusted."""
 
 
-class ScreenFit:
+class ScreenFit(BrmsVocabulary):
     """A fitted screen model.
+
+    Besides contrasts, a fit has brms's post-processing methods (`BrmsVocabulary`):
+    ``summary()``, ``fixef()``, ``ranef()``, ``VarCorr()``, ``posterior_epred()``,
+    ``posterior_predict()``, ``pp_check()``, ``loo()``, ``loo_compare()``,
+    ``hypothesis()`` and ``conditional_effects()``. ArviZ functions take ``fit.idata``.
 
     Attributes
     ----------
@@ -116,7 +122,18 @@ class ScreenFit:
                     if verdict.trusted
                     else verdict.message() + "\n  (fit.diagnostics() has the table)"
                 )
-        return head + "\n" + repr(self.model)
+        return head + "\n" + repr(self.model) + self._estimates_text()
+
+    def _estimates_text(self) -> str:
+        """The tables of `summary` (brms's print), or a line saying why they are missing."""
+        try:
+            tables = self.summary().tables_text()
+        except Exception as err:  # noqa: BLE001 - a repr must not fail
+            return f"\nestimates not available ({type(err).__name__}: {err})"
+        return (
+            "\n\nEstimates (posterior mean, sd, 95% interval; fit.summary() prints brms's "
+            "summary):\n" + tables
+        )
 
     # ------------------------------------------------------------- diagnostics
     def diagnostics(
