@@ -23,6 +23,31 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _GR = re.compile(r"^gr\((?P<args>.*)\)$", re.DOTALL)
 #: Distributions of varying effects (brms's ``gr(..., dist = )``).
 GROUP_DISTS = ("gaussian", "student")
+#: brms's special terms that screenformula does not fit, with what each is.
+UNSUPPORTED_TERMS = {
+    "s": "smooth terms",
+    "t2": "smooth terms",
+    "te": "smooth terms",
+    "ti": "smooth terms",
+    "gp": "Gaussian processes",
+    "mo": "monotonic effects",
+    "me": "measurement-error terms",
+    "mi": "missing-value imputation terms",
+    "cs": "category-specific effects",
+    "mm": "multi-membership terms",
+    "mmc": "multi-membership terms",
+    "car": "spatial autocorrelation",
+    "sar": "spatial autocorrelation",
+    "ar": "autocorrelation terms",
+    "ma": "autocorrelation terms",
+    "arma": "autocorrelation terms",
+    "cosy": "autocorrelation terms",
+    "unstr": "autocorrelation terms",
+    "fcor": "autocorrelation terms",
+    "lasso": "lasso priors",
+    "horseshoe": "horseshoe priors",
+}
+_SPECIAL = re.compile(r"(?<![A-Za-z0-9_.])(?P<name>" + "|".join(UNSUPPORTED_TERMS) + r")\s*\(")
 
 
 @dataclass(frozen=True)
@@ -139,6 +164,33 @@ def _group_options(factor: str, source: str) -> tuple[str, str]:
     return args[0], dist
 
 
+def check_supported(text: str) -> None:
+    """Raise a `FormulaError` naming the first brms term screenformula cannot fit.
+
+    ``s(x)``, ``gp(x)``, ``mo(x)`` and the other `UNSUPPORTED_TERMS` are brms syntax for
+    models this package does not build; they are refused by name, not read as variables.
+    """
+    match = _SPECIAL.search(text)
+    if match is None:
+        return
+    depth, end = 0, len(text)
+    for i in range(match.end() - 1, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        if depth == 0:
+            end = i + 1
+            break
+    term = text[match.start() : end]
+    kind = UNSUPPORTED_TERMS[match.group("name")]
+    raise FormulaError(
+        f"{term} is not supported by screenformula (brms {kind}); remove it from {text!r}"
+    )
+
+
+def variables_of(rhs: str) -> set[str]:
+    """Every variable name a right-hand side (without group blocks) uses."""
+    return _variables_of(rhs)
+
+
 def _variables_of(rhs: str) -> set[str]:
     if not rhs.strip():
         return set()
@@ -170,11 +222,13 @@ def parse_formula(text: str, *, dispersion: bool = False) -> ParsedFormula:
     Raises
     ------
     FormulaError
-        For a missing ``~``, unbalanced parentheses, an empty group block or an
-        unreadable grouping factor.
+        For a missing ``~``, unbalanced parentheses, an empty group block, an
+        unreadable grouping factor or a brms term screenformula does not fit
+        (`UNSUPPORTED_TERMS`: ``s(x)``, ``gp(x)``, ``mo(x)``, ...).
     """
     if not isinstance(text, str) or text.count("~") != 1:
         raise FormulaError(f"a formula needs exactly one '~', got {text!r}")
+    check_supported(text)
     lhs, rhs = (part.strip() for part in text.split("~"))
     if not _IDENT.match(lhs):
         raise FormulaError(f"the response of {text!r} must be a single name, got {lhs!r}")
