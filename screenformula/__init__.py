@@ -21,6 +21,7 @@ _LAZY = {
     "read_gene_groups": "screenformula.io.sample_sheet",
     "filter_sgrnas": "screenformula.io.filtering",
     "simulate_screen": "screenformula.simulate",
+    "SimulatedScreen": "screenformula.simulate",
     "datasets": "screenformula.datasets",
     "ScreenModel": "screenformula.model",
     "Prior": "screenformula.spec.priors",

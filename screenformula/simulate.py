@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,13 @@ from screenformula._constants import CONDITION, GENE, GROUP, POOL, REPLICATE, SG
 from screenformula.errors import ScreenFormulaError
 from screenformula.io.screen_data import ScreenData
 
-__all__ = ["CONTROL_GENE", "SimulationTruth", "sample_negative_binomial", "simulate_screen"]
+__all__ = [
+    "CONTROL_GENE",
+    "SimulatedScreen",
+    "SimulationTruth",
+    "sample_negative_binomial",
+    "simulate_screen",
+]
 
 #: Gene label of simulated non-targeting control guides.
 CONTROL_GENE = "NonTargeting"
@@ -630,6 +636,18 @@ def _truth_tables(
 
 
 # ------------------------------------------------------------------------ simulate
+class SimulatedScreen(NamedTuple):
+    """What `simulate_screen` returns: the counts and the truth behind them.
+
+    A pair, so ``data, truth = sf.simulate_screen(...)`` unpacks it; ``.data`` is the
+    `ScreenData` a model takes (``sf.ScreenModel(formula, sim.data)``), ``.truth`` the
+    `SimulationTruth`.
+    """
+
+    data: ScreenData
+    truth: SimulationTruth
+
+
 def simulate_screen(
     n_genes: int = 200,
     n_sgrnas_per_gene: int = 4,
@@ -663,8 +681,12 @@ def simulate_screen(
     alpha_pool: float | None = None,
     size_factors: str = "median",
     random_seed: int | np.random.Generator | None = None,
-) -> tuple[ScreenData, SimulationTruth]:
+) -> SimulatedScreen:
     r"""Simulate a pooled CRISPR screen from the screenformula model.
+
+    Returns a `SimulatedScreen`, the pair ``(data, truth)``: unpack it
+    (``data, truth = sf.simulate_screen()``) or take ``.data``; a model takes the
+    `ScreenData` alone (``sf.ScreenModel(formula, data)``).
 
     Counts of sgRNA ``s`` (gene ``g``, gene group ``k``) in screen sample ``j`` and pool
     sample ``p``::
@@ -789,6 +811,8 @@ def simulate_screen(
 
     Returns
     -------
+    SimulatedScreen
+        The pair below, also as attributes ``.data`` and ``.truth``.
     data : ScreenData
         Samples ordered pool samples first (``pool_1``...), then control (``control_1``...)
         and treatments (``<treatment>_1``...). Sample-sheet columns: ``condition`` (str:
@@ -970,4 +994,4 @@ def simulate_screen(
         )
     expected = pd.DataFrame(mu, index=pd.Index(guides.ids, name=SGRNA), columns=samples.names)
     truth = SimulationTruth(**tables, params=params, expected_counts=expected)
-    return data, truth
+    return SimulatedScreen(data, truth)
