@@ -8,11 +8,15 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from screenformula._blas import configure as _configure_blas
 from screenformula.errors import FitError, FormulaError, ScreenDataError, ScreenFormulaError
 from screenformula.io.normalize import compute_size_factors
 from screenformula.io.screen_data import ScreenData
 
 __version__ = "0.1.0"
+
+# PyTensor's C matrix products link to the OpenBLAS SciPy ships (set before PyTensor loads)
+_configure_blas()
 
 # Heavy parts (PyMC, Bambi) load only when used.
 _LAZY = {

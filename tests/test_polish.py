@@ -1,0 +1,77 @@
+"""Issue 16, "Polish": each test reproduces what a new user saw, and checks it is gone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from screenformula import _blas
+
+
+# ------------------------------------------------------------------ PyTensor's BLAS
+def _env_without_our_blas_flags() -> dict[str, str]:
+    """This environment as a user's shell has it: no blas__ldflags set by screenformula."""
+    env = dict(os.environ)
+    flags = env.get("PYTENSOR_FLAGS", "").split("blas__ldflags=")[0].rstrip(",")
+    if flags:
+        env["PYTENSOR_FLAGS"] = flags
+    else:
+        env.pop("PYTENSOR_FLAGS", None)
+    return env
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SciPy's OpenBLAS: Linux wheels")
+def test_pytensor_links_scipy_openblas_and_does_not_warn():
+    # before: the first compiled function printed PyTensor's five-line "could not link to
+    # a BLAS installation" warning, and matrix products ran through NumPy from Python
+    code = textwrap.dedent(
+        """
+        import warnings
+        warnings.simplefilter("always")
+        import screenformula
+        import numpy as np
+        import pytensor
+        import pytensor.tensor as pt
+        from pytensor.compile.mode import Mode
+
+        A, x = pt.matrix("A"), pt.vector("x")
+        f = pytensor.function([A, x], pt.dot(A, x), mode=Mode(linker="cvm", optimizer="fast_run"))
+        a, v = np.arange(12.0).reshape(3, 4), np.linspace(-1, 1, 4)
+        assert np.allclose(f(a, v), a @ v)
+        print(sorted(type(n.op).__name__ for n in f.maker.fgraph.toposort()))
+        print(pytensor.config.blas__ldflags)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env_without_our_blas_flags(),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "could not link to a BLAS" not in done.stderr, done.stderr
+    ops, flags = done.stdout.splitlines()[-2:]
+    assert "CGemv" in ops  # PyTensor's C BLAS op, not the NumPy fallback (Gemv)
+    assert "scipy_openblas" in flags and "-Ddgemm_=scipy_dgemm_" in flags
+
+
+def test_blas_flags_name_scipys_library_and_every_routine():
+    library = _blas.scipy_openblas()
+    if sys.platform.startswith("linux"):
+        assert library is not None and library.is_file()  # SciPy's wheel ships it
+        assert "openblas64" not in library.name  # LP64, as PyTensor's headers declare
+    if library is not None:
+        flags = _blas.ldflags(library)
+        assert f"-L{library.parent}" in flags and "-Wl,-rpath," in flags
+        assert flags.count("-D") == len(_blas.BLAS_ROUTINES) == 124
+
+
+def test_a_users_blas_choice_is_kept(monkeypatch):
+    monkeypatch.setenv("PYTENSOR_FLAGS", "floatX=float64,blas__ldflags=-lmyblas")
+    assert _blas.configure() is None
+    assert os.environ["PYTENSOR_FLAGS"] == "floatX=float64,blas__ldflags=-lmyblas"
