@@ -38,7 +38,7 @@
 # | `(1 \| gene/sgrna)` | `(1 \| gene/sgrna)` | expands to `(1 \| gene) + (1 \| gene:sgrna)`, as in brms |
 # | `(1 \| gene:sgrna)` | `(1 \| gene:sgrna)` | `gene`, `sgrna`, `group` are built-in factors; any sample-sheet column works too |
 # | `(1 + treatment \| gr(gene, dist = "student"))` | the same | multivariate Student-t varying effects (heavier tails); prior key `"df"` / `"df_gene"`, default Gamma(2, 0.1) as brms |
-# | `(1 \| p \| gene)` (ID syntax), `gr(..., by = )`, `mm()`, `s()`, `me()` | not supported | |
+# | `(1 \| p \| gene)` (ID syntax), `gr(..., by = )`, `mm()`, `s()`, `t2()`, `gp()`, `mo()`, `me()`, `mi()` | not supported | refused by name: "s(x) is not supported by screenformula" |
 # | `+ offset(log(size_factor))` | automatic | size factors (median-of-ratios, total or control guides) always enter as an offset |
 # | `+ offset(x)` | `+ offset(x)` | `x` a numeric sample-sheet column |
 # | `family = negbinomial()` | `family="negativebinomial"` (default) | `Var = mu + mu^2 / shape`: brms's `shape` is our `phi` |
@@ -69,15 +69,16 @@
 # | `iter`, `warmup`, `chains`, `seed` | `draws`, `tune`, `chains`, `random_seed` | `draws` counts kept draws only (brms's `iter` includes warm-up) |
 # | `control = list(adapt_delta = 0.95)` | `target_accept=0.95` | |
 # | `backend = "cmdstanr"` | `engine="nutpie"` (default), `"pymc"`, `"numpyro"` | or `method="approx"` for a fast, approximate first look |
-# | `summary(fit)` | `print(fit)`, `fit.diagnostics()` | R-hat, bulk/tail ESS, divergences |
-# | `fixef(fit)` | no method: `az.summary(fit.idata, var_names=["Intercept", "b"])` | |
-# | `ranef(fit)` | no method: `fit.posterior["r_gene"]` (deviations, as brms) | for gene LFCs use `fit.contrast()` |
-# | `VarCorr(fit)` | no method: `fit.posterior["sd_gene"]`, `fit.posterior["cor_gene"]` | |
-# | `hypothesis(fit, "treatmentdrugA < treatmentdrugB")` | per gene: `fit.contrast("treatment", a="drugA", b="drugB", delta=...)`; anything else: arithmetic on the draws | no string-hypothesis interface |
-# | `pp_check(fit)` | no method: `pm.sample_posterior_predictive(fit.idata, model=model.pymc_model)`, then plot | tutorial 05 does it in full |
-# | `loo(fit)`, `loo_compare(a, b)` | `az.loo(fit.idata, var_name="count")`, `az.compare({...})` | the pointwise log-likelihood is stored when it fits in memory |
-# | `conditional_effects(fit)` | closest: `fit.expected_counts()` and `plotting.forest_plot` | de-noised count per gene and condition; no plot over a continuous covariate |
-# | `posterior_epred(fit)` | gene level: `fit.expected_counts()`; guide x sample: no method | |
+# | `summary(fit)`, `print(fit)` | `fit.summary()`, `print(fit)` | brms's layout and columns (Estimate, Est.Error, l-95% CI, u-95% CI, Rhat, Bulk_ESS, Tail_ESS); `fit.diagnostics()` adds divergences |
+# | `fixef(fit)` | `fit.fixef()` | brms's names (`treatmentdrugA`); `summary=False` gives the draws |
+# | `ranef(fit)` | `fit.ranef()["gene"]["treatmentdrugA"]` | deviations per level, by grouping factor as the formula writes it; gene totals (`coef()`): `fit.contrast()` |
+# | `VarCorr(fit)` | `fit.VarCorr()["gene"]["sd"]`, `["cor"]` | |
+# | `hypothesis(fit, "treatmentdrugA - treatmentdrugB < 0")` | `fit.hypothesis("treatmentdrugA - treatmentdrugB < 0")` | brms's columns; `group="gene", scope="coef"` per gene; with q-values: `fit.contrast("treatment", a="drugA", b="drugB")` |
+# | `pp_check(fit)` | `fit.pp_check()` | density overlay on log10(count + 1) |
+# | `loo(fit)`, `loo_compare(a, b)` | `fit.loo()`, `fit.loo_compare(other)` | ArviZ's PSIS-LOO; the log-likelihood is computed when the fit did not store it |
+# | `conditional_effects(fit)` | `fit.conditional_effects()`, `.plot()` | typical guide's expected count per level (`scale="lfc"`: log2 fold-change); per gene: `fit.expected_counts()` |
+# | `posterior_epred(fit)`, `posterior_predict(fit)`, `log_lik(fit)` | `fit.posterior_epred()`, `fit.posterior_predict()`, `fit.log_lik()` | draws x guide x sample (xarray); `ndraws=` as brms, fewer draws by default for a big screen |
+# | ArviZ on a brmsfit (`as_draws`) | `az.summary(fit.idata)` | ArviZ functions take `fit.idata`; given `fit` they say so |
 # | `as_draws_df(fit)` | `fit.posterior` (xarray), `fit.posterior["b"].to_dataframe()` | |
 # | `saveRDS(fit)`, `readRDS` | `fit.save("fit.nc")`, `sf.load_fit("fit.nc")` | one netCDF file with data and model settings |
 
@@ -113,7 +114,6 @@ import warnings
 import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
-import pymc as pm
 
 import screenformula as sf
 
@@ -184,11 +184,21 @@ fit = model.fit(draws=150, tune=150, chains=2, random_seed=1, progress=False)
 print(fit)
 
 # %% [markdown]
-# ### `summary(fit)`: convergence
+# ### `summary(fit)`
 #
-# `fit.diagnostics()` gives the worst R-hat and smallest bulk/tail ESS per variable and
-# the divergence count, and warns when a threshold is missed (with 2 x 150 draws it
-# will: ESS below 400 is expected here). Tutorial 05 explains what to do about it.
+# `fit.summary()` prints brms's summary: group-level sds and correlations per grouping
+# factor, regression coefficients and the dispersion, each with R-hat and bulk/tail ESS
+# (with 2 x 150 draws ESS falls short of 400, as expected here; tutorial 05 explains
+# what to do about it). Its tables are DataFrames: `.fixed`, `.random["gene"]`,
+# `.spec_pars`.
+
+# %%
+s = fit.summary()
+print(s)
+
+# %% [markdown]
+# `fit.diagnostics()` adds the divergence count and names, for every variable, what it
+# is in words:
 
 # %%
 diag = fit.diagnostics(warn=False)
@@ -198,37 +208,31 @@ diag
 # %% [markdown]
 # ### `fixef()`, `ranef()`, `VarCorr()`
 #
-# No dedicated methods: the posterior is an xarray object with brms-like names, and
-# ArviZ summarises any of it. Population-level ("fixed") effects:
+# Population-level ("fixed") effects, named as brms names them:
 
 # %%
-az.summary(fit.idata, var_names=["Intercept", "b"])
+fit.fixef()
 
 # %% [markdown]
-# Group-level sds (`VarCorr`'s first half):
+# Group-level sds and correlations (`VarCorr`), per grouping factor:
 
 # %%
-az.summary(fit.idata, var_names=["sd_gene", "sd_sgrna"])
+vc = fit.VarCorr()
+print(vc["gene"]["sd"].round(3))
+vc["gene"]["cor"].round(3)
 
 # %% [markdown]
-# and the correlation matrix of the gene-level effects (its posterior mean; the draws
-# are in `fit.posterior["cor_gene"]`):
+# Group-level deviations (`ranef`), one table per grouping factor as the formula writes
+# it, levels x (coefficient, statistic); brms's `ranef(fit)$gene[, , "treatmentdrugA"]`
+# is:
 
 # %%
-fit.posterior["cor_gene"].mean(("chain", "draw")).to_pandas().round(2)
+fit.ranef()["gene"]["treatmentdrugA"].head()
 
 # %% [markdown]
-# Group-level deviations (`ranef`), gene x coefficient, as brms reports them (deviations
-# from the population coefficient, not totals):
-
-# %%
-r_gene = fit.posterior["r_gene"]
-print(dict(r_gene.sizes))
-r_gene.mean(("chain", "draw")).to_pandas().head()
-
-# %% [markdown]
-# For a screen the quantity of interest is usually a gene's total treatment effect
-# (`b + r_gene`: brms's `coef()`), which `fit.contrast()` computes and summarises:
+# These are deviations from the population coefficient, as in brms. For a screen the
+# quantity of interest is usually a gene's total treatment effect (`b + r_gene`: brms's
+# `coef()`), which `fit.contrast()` computes and summarises:
 
 # %%
 res = fit.contrast("treatment", delta=0.5)
@@ -237,64 +241,74 @@ res.genes.sort_values("rank")[["gene", "contrast", "lfc", "hdi_low", "hdi_high",
 # %% [markdown]
 # ### `hypothesis()`
 #
-# brms's `hypothesis(fit, "treatmentdrugA < treatmentdrugB")` evaluates an expression
-# on the draws. screenformula has no string interface; the two common cases are:
-#
-# 1. **per gene, drug A vs drug B** (brms: `hypothesis(..., scope = "coef", group =
-#    "gene")`): a contrast between levels, with posterior probabilities and q-values;
-# 2. **any other expression**: plain arithmetic on `fit.posterior`.
+# String hypotheses, with brms's columns: on the population effects,
+
+# %%
+fit.hypothesis(["treatmentdrugA - treatmentdrugB < 0", "treatmentdrugA = 0"])
+
+# %% [markdown]
+# and per gene (brms's `scope = "coef", group = "gene"`: population effect plus the
+# gene's deviation; `Group` names the gene):
+
+# %%
+per_gene = fit.hypothesis("treatmentdrugA - treatmentdrugB < 0", group="gene", scope="coef")
+per_gene.sort_values("Post.Prob", ascending=False).head()
+
+# %% [markdown]
+# For calling genes, `fit.contrast` asks the same per-gene question with a minimum
+# effect, posterior error probabilities and q-values across genes:
 
 # %%
 a_vs_b = fit.contrast("treatment", a="drugA", b="drugB", delta=0.5)
 a_vs_b.genes.sort_values("rank")[["gene", "contrast", "lfc", "prob_up", "prob_down", "pep"]].head()
 
+# %% [markdown]
+# ### `posterior_epred()`, `posterior_predict()`, `pp_check()`
+#
+# Draws x guides x samples, as xarray (brms's draws x observations matrix is
+# `.values.reshape(ndraws, -1)`); `ndraws=` as in brms, and a big screen gets fewer
+# draws by default so memory stays sane:
+
 # %%
-b = fit.posterior["b"]
-diff = b.sel(b_coef="treatment[drugA]") - b.sel(b_coef="treatment[drugB]")
-print(f"P(b_drugA < b_drugB) = {float((diff < 0).mean()):.3f}")
-print(f"posterior mean of the difference: {float(diff.mean()):.3f} (natural log)")
+epred = fit.posterior_epred(ndraws=100)
+print(dict(epred.sizes))
+yrep = fit.posterior_predict(ndraws=100, seed=1)
+print("mean count: observed", model.spec.counts.mean().round(1), "| replicated", yrep.mean().item())
 
 # %% [markdown]
-# ### `pp_check()`
-#
-# No method; PyMC draws replicated counts from the fitted model, and any plot of them
-# against the data is a posterior predictive check. The brms default is a density
-# overlay, here of log counts:
+# `pp_check` overlays the observed counts on replicated data sets (log10(count + 1)):
 
 # %%
-pp = pm.sample_posterior_predictive(
-    fit.idata, model=model.pymc_model, random_seed=1, progressbar=False
-)
-replicated = pp["posterior_predictive"]["count"].values  # chain, draw, sgrna, sample
-observed = fit.idata["observed_data"]["count"].values
-
-fig, ax = plt.subplots(figsize=(6, 4))
-bins = np.linspace(0, np.log1p(max(observed.max(), 1)) + 1, 40)
-for draw in replicated.reshape(-1, *observed.shape)[:40]:
-    ax.hist(np.log1p(draw).ravel(), bins=bins, histtype="step", color="C0", alpha=0.2)
-ax.hist(np.log1p(observed).ravel(), bins=bins, histtype="step", color="black", lw=2)
-ax.set_xlabel("log(1 + count)")
-ax.set_ylabel("guide x sample cells")
-ax.set_title("Posterior predictive check: data (black) vs 40 replicated screens (blue)")
-fig.tight_layout()
+fit.pp_check(ndraws=20, seed=1)
 
 # %% [markdown]
-# ### `loo()`
+# ### `loo()`, `loo_compare()`
 #
-# The fit stores the pointwise log-likelihood (one entry per guide x sample count), so
-# ArviZ's PSIS-LOO works directly; `az.compare` plays `loo_compare`. Tutorial 05 compares
-# dispersion and pool modes this way and explains the Pareto-k warnings.
+# ArviZ's PSIS-LOO of the guide x sample counts, from the stored pointwise
+# log-likelihood (computed from the posterior when a fit did not keep one).
+# `fit.loo_compare(other)` plays `loo_compare`; tutorial 05 compares dispersion and pool
+# modes and explains the Pareto-k warnings.
 
 # %%
-az.loo(fit.idata, var_name="count")
+fit.loo()
 
 # %% [markdown]
 # ### `conditional_effects()`
 #
-# brms plots the expected response across the levels of a predictor. The closest
-# screenformula quantity is `fit.expected_counts()`: the posterior expected ("real",
-# de-noised) read count of every gene in every condition at a typical sequencing depth,
-# with intervals, beside the observed normalised count.
+# The expected count of a typical guide at each level of each population predictor
+# (group-level effects left out, as brms's default), at a typical sequencing depth;
+# `scale="lfc"` gives log2 fold-changes from the reference level, and `.plot()` draws
+# them:
+
+# %%
+ce = fit.conditional_effects()
+print(ce)
+ce.plot()
+
+# %% [markdown]
+# Per gene, `fit.expected_counts()` gives the posterior expected ("real", de-noised) read
+# count of every gene in every condition, with intervals, beside the observed
+# normalised count:
 
 # %%
 expected = fit.expected_counts()
@@ -323,6 +337,14 @@ ax.legend(fontsize=8)
 fig.tight_layout()
 
 # %% [markdown]
+# ### ArviZ
+#
+# Every ArviZ function takes the posterior, `fit.idata` (`az.summary(fit)` says so):
+
+# %%
+az.summary(fit.idata, var_names=["Intercept", "b"])
+
+# %% [markdown]
 # ### Saving: `saveRDS()`
 #
 # One netCDF file holds the draws, the data and the model settings; `sf.load_fit`
@@ -340,11 +362,13 @@ print(again.model.settings["formula"], "|", again.model.settings["dispersion"])
 # %% [markdown]
 # ## What brms does that screenformula does not (yet)
 #
-# - No string `hypothesis()`, no `fixef()` / `ranef()` / `VarCorr()` / `pp_check()`
-#   methods: the draws and ArviZ cover them, as above.
+# - `hypothesis()` has no point-hypothesis Bayes factor (`Evid.Ratio` of `=`: it needs
+#   prior draws, which a fit does not keep); `conditional_effects()` shows the levels a
+#   sample-sheet variable takes, not a grid over a continuous covariate.
 # - Only the negative binomial and Poisson families; no zero-inflation, no
-#   `cens()`/`trunc()`/`weights()`/`mi()` response terms, no splines (`s()`), no
-#   `(1 | p | g)` cross-formula correlations.
+#   `cens()`/`trunc()`/`weights()` response terms, no `(1 | p | g)` cross-formula
+#   correlations. brms terms such as `s()`, `t2()`, `gp()`, `mo()`, `me()` and `mi()`
+#   are refused by name ("s(x) is not supported by screenformula").
 # - Formulas describe *samples*: population terms use sample-sheet columns and the
 #   group factors are genes, guides, gene groups or sheet columns. Guide-level
 #   covariates (e.g. a predicted guide efficiency) have no place in the formula yet.
