@@ -5,6 +5,7 @@ The public API only; everything else lives in sub-packages.
 
 from __future__ import annotations
 
+import warnings
 from importlib import import_module
 from typing import Any
 
@@ -17,6 +18,29 @@ __version__ = "0.1.0"
 
 # PyTensor's C matrix products link to the OpenBLAS SciPy ships (set before PyTensor loads)
 _configure_blas()
+
+_formatwarning = warnings.formatwarning
+
+
+def _format_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    """Our own warnings (`ApproximateWarning`, `ConvergenceWarning`) print their message only.
+
+    Python's format names a source file and line, which for these is our internals' or
+    the user's own call, neither of which says anything the message does not.
+    """
+    if getattr(category, "__module__", "").startswith("screenformula."):
+        return f"{category.__name__}: {message}\n"
+    return _formatwarning(message, category, filename, lineno, line)
+
+
+if getattr(warnings.formatwarning, "__module__", None) != __name__:  # once per process
+    warnings.formatwarning = _format_warning
 
 # Heavy parts (PyMC, Bambi) load only when used.
 _LAZY = {

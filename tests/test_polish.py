@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
+from types import SimpleNamespace
 
 import pytest
 
@@ -75,3 +77,48 @@ def test_a_users_blas_choice_is_kept(monkeypatch):
     monkeypatch.setenv("PYTENSOR_FLAGS", "floatX=float64,blas__ldflags=-lmyblas")
     assert _blas.configure() is None
     assert os.environ["PYTENSOR_FLAGS"] == "floatX=float64,blas__ldflags=-lmyblas"
+
+
+# ------------------------------------------------------- the approximate-fit warning
+_ADVI_STUB = """
+from types import SimpleNamespace
+import screenformula
+from screenformula.inference import approx
+approx.fit_advi = lambda *args, **kwargs: (None, {})  # no optimisation: only the notice
+request = SimpleNamespace(
+    draws=1, random_seed=1, progress=False, on_disk=(), scratch=None, kwargs={}, var_names=[]
+)
+approx.run_advi(SimpleNamespace(pymc_model=None), request)
+"""
+
+
+def test_the_approximate_fit_warning_names_no_internal_source_line(monkeypatch):
+    from screenformula.inference import approx
+
+    monkeypatch.setattr(approx, "fit_advi", lambda *args, **kwargs: (None, {}))
+    request = SimpleNamespace(
+        draws=1, random_seed=1, progress=False, on_disk=(), scratch=None, kwargs={}, var_names=[]
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        approx.run_advi(SimpleNamespace(pymc_model=None), request)
+    [w] = [w for w in caught if w.category is approx.ApproximateWarning]
+    # before: stacklevel=5 pointed past the caller (or into screenformula/results)
+    assert w.filename == __file__
+    text = warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line)
+    assert text == f"ApproximateWarning: {approx.APPROX_NOTICE}\n"
+    # other warnings keep Python's format
+    other = warnings.formatwarning("x", UserWarning, "f.py", 3)
+    assert other.startswith("f.py:3: UserWarning: x")
+
+
+def test_the_approximate_fit_warning_prints_one_line(tmp_path):
+    script = tmp_path / "user_script.py"
+    script.write_text(_ADVI_STUB, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    from screenformula.inference.approx import APPROX_NOTICE
+
+    assert done.stderr == f"ApproximateWarning: {APPROX_NOTICE}\n"

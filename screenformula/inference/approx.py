@@ -9,6 +9,7 @@ posterior correlations and under-states variance); the fit says so wherever it i
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from typing import Any
@@ -29,6 +30,9 @@ from screenformula.inference.scratch import draw_array
 APPROX_NOTICE = (
     "approximate posterior (ADVI): intervals may be too narrow; confirm hits with method='nuts'"
 )
+
+#: Frames in this folder are skipped when the warning names a source line.
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 #: Name of the DataTree group holding the optimisation trace of an ADVI fit.
 VI_GROUP = "variational"
@@ -345,5 +349,6 @@ def run_advi(model: Any, request: FitRequest) -> tuple[xr.DataTree, dict[str, An
         scratch=request.scratch,
         **request.kwargs,
     )
-    warnings.warn(APPROX_NOTICE, ApproximateWarning, stacklevel=5)  # at fit()'s caller
+    # at the user's line (the first frame outside this package), not at a frame in here
+    warnings.warn(APPROX_NOTICE, ApproximateWarning, skip_file_prefixes=(_PACKAGE_DIR,))
     return idata, {"tune": None, "engine": "pymc.fit", "target_accept": None, "advi": stats}
