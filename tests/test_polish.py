@@ -7,11 +7,17 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 import pytest
 
+import screenformula as sf
 from screenformula import _blas
+
+DATA = Path(__file__).resolve().parent / "data"
 
 
 # ------------------------------------------------------------------ PyTensor's BLAS
@@ -122,3 +128,42 @@ def test_the_approximate_fit_warning_prints_one_line(tmp_path):
     from screenformula.inference.approx import APPROX_NOTICE
 
     assert done.stderr == f"ApproximateWarning: {APPROX_NOTICE}\n"
+
+
+# ------------------------------------------------------------- numbers in genes.tsv
+def _longest_mantissa(text: str) -> int:
+    digits = 0
+    for cell in text.replace("\n", "\t").split("\t"):
+        try:
+            float(cell)
+        except ValueError:
+            continue
+        mantissa = cell.lower().split("e")[0].lstrip("+-").replace(".", "").lstrip("0")
+        digits = max(digits, len(mantissa))
+    return digits
+
+
+def test_genes_tsv_writes_six_significant_digits(tmp_path):
+    # before: `screenformula contrast` wrote 0.012499999999999956 (full float precision)
+    from screenformula.cli import main
+
+    fit = DATA / "fit_format1_ed30f57.nc"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["contrast", str(fit), "-n", str(tmp_path / "c"), "--mageck", "--quiet"])
+        want = sf.load_fit(fit).contrast(delta=0.5).genes
+    assert code == 0
+    for name in ("c.genes.tsv", "c.gene_summary.txt", "c.sgrna_summary.txt"):
+        text = (tmp_path / name).read_text(encoding="utf-8")
+        assert 0 < _longest_mantissa(text) <= 6, name
+    written = pd.read_csv(tmp_path / "c.genes.tsv", sep="\t")
+    for column in ("lfc", "lfsr", "qvalue"):
+        np.testing.assert_allclose(written[column], want[column], rtol=5e-6, atol=1e-300)
+
+
+def test_write_tsv_rounds_floats_only(tmp_path):
+    from screenformula.cli.outputs import write_tsv
+
+    table = pd.DataFrame({"gene": ["A"], "lfsr": [0.012499999999999956], "n": [123456789]})
+    write_tsv(table, tmp_path / "t.tsv")
+    assert (tmp_path / "t.tsv").read_text() == "gene\tlfsr\tn\nA\t0.0125\t123456789\n"

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from screenformula.cli.outputs import OutputSet
+from screenformula.cli.outputs import OutputSet, write_tsv
 from screenformula.errors import ScreenDataError
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ def write_gene_outputs(
     """Stage a contrast's gene table (tab-separated) and its volcano and rank plots."""
     from screenformula.plotting import rank_plot, volcano_plot
 
-    genes.to_csv(out.staged(table), sep="\t", index=False)
+    write_tsv(genes, out.staged(table))
     volcano_plot(genes, path=out.staged(volcano))
     rank_plot(genes, path=out.staged(rank))
 

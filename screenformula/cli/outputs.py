@@ -5,9 +5,23 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from screenformula.errors import ScreenFormulaError
 from screenformula.io.atomic import move_into_place
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: Numbers in tab-separated outputs: 6 significant digits (``0.0125``, not
+#: ``0.012499999999999956``); posterior summaries carry Monte Carlo error far above that,
+#: and MAGeCK's own tables (`screenformula.results.mageck`) use the same format.
+FLOAT_FORMAT = "%.6g"
+
+
+def write_tsv(table: pd.DataFrame, path: Path) -> None:
+    """Write ``table`` tab-separated, without its index, floats to `FLOAT_FORMAT`."""
+    table.to_csv(path, sep="\t", index=False, float_format=FLOAT_FORMAT)
 
 
 class OutputSet:

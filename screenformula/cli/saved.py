@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from screenformula.cli.analysis import hit_lines, warn_convergence
-from screenformula.cli.outputs import OutputSet
+from screenformula.cli.outputs import OutputSet, write_tsv
 from screenformula.errors import ScreenFormulaError
 from screenformula.io.text import format_names
 from screenformula.results.contrast_core import DEFAULT_DELTA
@@ -91,7 +91,7 @@ def run_contrast(args: argparse.Namespace, say: Any) -> int:
     # a fit saved without guide draws or guide summaries (before they existed) has no guides
     with OutputSet(paths, force=args.force, optional=[guides]) as out:
         result = _contrast(args)
-        result.genes.to_csv(out.staged(genes), sep="\t", index=False)
+        write_tsv(result.genes, out.staged(genes))
         if args.mageck:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
