@@ -167,3 +167,27 @@ def test_write_tsv_rounds_floats_only(tmp_path):
     table = pd.DataFrame({"gene": ["A"], "lfsr": [0.012499999999999956], "n": [123456789]})
     write_tsv(table, tmp_path / "t.tsv")
     assert (tmp_path / "t.tsv").read_text() == "gene\tlfsr\tn\nA\t0.0125\t123456789\n"
+
+
+# ------------------------------------------------------------ MAGeCK users' flags
+@pytest.mark.parametrize(
+    ("flags", "advice"),
+    [
+        (["--day0-label", "d0"], "-c/--control-id"),
+        (["--day0-label"], "-c/--control-id"),
+        (["--paired"], "(1 | pair)"),
+        (["--pdf-report"], "--kind forest -o FILE.pdf"),
+    ],
+)
+def test_mageck_only_flags_are_refused_with_what_to_use(flags, advice, capsys, tmp_path):
+    # before: argparse's usage block and "unrecognized arguments: --paired"
+    from screenformula.cli import main
+
+    argv = ["test", "-k", "counts.txt", "-t", "T1", "-c", "C1", "-n", str(tmp_path / "x")]
+    with pytest.raises(SystemExit) as stop:
+        main([*argv[:3], *flags, *argv[3:]])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"screenformula: error: {flags[0]} is not supported: ")
+    assert advice in err and err.count("\n") == 1 and "usage" not in err
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -53,6 +53,33 @@ CONVERGENCE_WORDING = {
 }
 #: The flags that give the samples each role.
 ROLE_FLAGS = ("-t/--treatment-id", "-c/--control-id", "--pool")
+#: ``mageck test`` flags this command refuses, each with what to use instead.
+MAGECK_ONLY = {
+    "--day0-label": (
+        "give the day-0 samples with -c/--control-id and the later ones with "
+        "-t/--treatment-id (a plasmid or T0 reference with --pool)",
+        "?",
+    ),
+    "--paired": (
+        "samples are not paired by order; all replicates are fitted together (for a "
+        "pair effect, use `screenformula fit` with a pair column and a (1 | pair) term)",
+        0,
+    ),
+    "--pdf-report": (
+        "PREFIX.volcano.png and PREFIX.rank.png are written, `screenformula plot "
+        "PREFIX.fit.nc --kind forest -o FILE.pdf` draws a PDF, and in Python "
+        "screenformula.report.write_report(fit, result, 'report.html') writes a report",
+        0,
+    ),
+}
+
+
+class _Refused(argparse.Action):
+    """A ``mageck test`` flag: exit 2 with one line saying what to use instead."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        advice = MAGECK_ONLY[self.option_strings[0]][0]
+        parser.exit(2, f"screenformula: error: {option_string} is not supported: {advice}\n")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -141,6 +168,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fdr", type=float, default=0.05, help="Bayesian FDR target for hits")
     p.add_argument("--force", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    for flag, (_, nargs) in MAGECK_ONLY.items():
+        p.add_argument(flag, nargs=nargs, action=_Refused, help=argparse.SUPPRESS)
     p.set_defaults(run=run, wording=WORDING)
 
 
