@@ -191,3 +191,28 @@ def test_mageck_only_flags_are_refused_with_what_to_use(flags, advice, capsys, t
     assert err.startswith(f"screenformula: error: {flags[0]} is not supported: ")
     assert advice in err and err.count("\n") == 1 and "usage" not in err
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+# ------------------------------------------------------------- expected_counts' column
+def test_expected_counts_names_its_column_after_the_treatment_column():
+    # before: the column was "condition" whatever the formula's treatment column was
+    from _contrast_fakes import fake_fit, small_screen
+
+    data = small_screen()
+    # the formula's factor is `drug`, a column that is neither `condition` nor `treatment`
+    data.samples["drug"] = data.samples["treatment"].map(
+        {"control": "none", "drugA": "A", "drugB": "B"}
+    )
+    fit, _ = fake_fit(data, "count ~ 1 + drug + (1 + drug | gene)", n_draws=20)
+    table = fit.expected_counts()
+    assert list(table.columns[:2]) == ["gene", "drug"] and table.attrs["by"] == "drug"
+    assert set(table["drug"]) == {"none", "A", "B"}
+    assert list(fit.expected_counts(by="treatment").columns[:2]) == ["gene", "treatment"]
+    # code written for the old name still runs, and is told the new one
+    with pytest.warns(FutureWarning, match="now named 'drug'"):
+        old = table["condition"]
+    assert old.equals(table["drug"])
+    subset = table[table["gene"] == "G1"]
+    with pytest.warns(FutureWarning):
+        indexed = subset.set_index(["gene", "condition"])
+    assert indexed.index.names == ["gene", "drug"] and len(indexed) == 3

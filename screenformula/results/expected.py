@@ -7,6 +7,7 @@ predictor from the posterior draws (via the draw extraction of
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from screenformula.results.fit import ScreenFit
     from screenformula.spec.terms import GroupTerm
 
-__all__ = ["expected_counts"]
+__all__ = ["ExpectedCounts", "expected_counts", "treatment_column"]
 
 
 def expected_counts(
@@ -58,19 +59,26 @@ def expected_counts(
     the variance of the guide-level effects in that condition (from ``sd_<term>`` and
     ``cor_<term>``): the expected count of a typical guide of the gene.
 
+    ``by`` defaults to the model's treatment column: the sample-sheet column whose levels
+    have coefficients in the formula (``treatment`` in ``count ~ 1 + treatment + ...``).
+
     Returns
     -------
     DataFrame
-        One row per gene x condition: ``gene, condition, mean, sd, hdi_low, hdi_high,
-        observed, n_sgrna``; ``attrs`` hold ``reference_depth``, ``by``, ``aggregate``,
-        ``hdi_prob`` and ``guide_effects`` (``"draws"`` or ``"integrated"``).
+        One row per gene x level of ``by``: ``gene, <by>, mean, sd, hdi_low, hdi_high,
+        observed, n_sgrna`` (the second column is named after ``by``, e.g. ``treatment``);
+        ``attrs`` hold ``reference_depth``, ``by``, ``aggregate``, ``hdi_prob`` and
+        ``guide_effects`` (``"draws"`` or ``"integrated"``). Code written when that column
+        was always called ``condition`` still runs: ``table["condition"]`` and
+        ``table.set_index([..., "condition"])`` use the ``by`` column, with a
+        `FutureWarning`.
     """
     spec = fit.model.spec
     data = spec.data
     if aggregate not in ("sum", "mean"):
         raise FitError(f"aggregate must be 'sum' or 'mean', not {aggregate!r}")
     if by is None:
-        by = TREATMENT if TREATMENT in data.samples.columns else CONDITION
+        by = treatment_column(spec)
     if by not in data.samples.columns:
         raise FitError(f"by={by!r} is not a sample-sheet column ({', '.join(data.samples)})")
     levels, avg = _condition_weights(spec, by)
@@ -99,12 +107,13 @@ def expected_counts(
     table = pd.DataFrame(
         {
             "gene": np.repeat(np.asarray(data.gene_names, dtype=object), n_cond),
-            "condition": np.tile(levels, n_genes),
+            by: np.tile(levels, n_genes),
             **{k: v.ravel() for k, v in stats.items()},
             "observed": observed.ravel(),
             "n_sgrna": np.repeat(n_sg, n_cond),
         }
     )
+    table = ExpectedCounts(table)
     table.attrs.update(
         {
             "reference_depth": l_ref,
@@ -115,6 +124,59 @@ def expected_counts(
         }
     )
     return table
+
+
+def treatment_column(spec: Any) -> str:
+    """The sample-sheet column the formula's coefficients are levels of (``treatment[x]``).
+
+    The first population-level factor (then group-level slopes) that is a sample-sheet
+    column; without one, ``treatment`` when the sheet has it, else ``condition``.
+    """
+    columns = spec.data.samples.columns
+    names = list(spec.mean.common.names)
+    for term in spec.groups:
+        names += [c for c in term.coef_names if c not in names]
+    for name in names:
+        factor = name.split("[", 1)[0]
+        if "[" in name and ":" not in factor and factor in columns:
+            return factor
+    return TREATMENT if TREATMENT in columns else CONDITION
+
+
+class ExpectedCounts(pd.DataFrame):
+    """`expected_counts`' table; ``"condition"`` still names its ``by`` column (deprecated).
+
+    Until this table named its second column after ``by`` it was always ``condition``;
+    reading ``table["condition"]`` or ``set_index(..."condition"...)`` on a table without
+    such a column uses the ``by`` column and warns.
+    """
+
+    @property
+    def _constructor(self) -> type[ExpectedCounts]:
+        return ExpectedCounts
+
+    def _old_name(self, key: Any) -> Any:
+        by = self.attrs.get("by")
+        if by is None or by == CONDITION or CONDITION in self.columns or by not in self.columns:
+            return key
+        keys = key if isinstance(key, list) else [key]
+        if not any(isinstance(k, str) and k == CONDITION for k in keys):
+            return key
+        warnings.warn(
+            f"expected_counts(): the column 'condition' is now named {by!r} (the "
+            f"sample-sheet column the counts are per level of, attrs['by']); use {by!r}",
+            FutureWarning,
+            stacklevel=3,
+        )
+        renamed = [by if isinstance(k, str) and k == CONDITION else k for k in keys]
+        return renamed if isinstance(key, list) else renamed[0]
+
+    def __getitem__(self, key: Any) -> Any:
+        return super().__getitem__(self._old_name(key))
+
+    def set_index(self, keys: Any, *args: Any, **kwargs: Any) -> Any:
+        """`pandas.DataFrame.set_index`, reading ``"condition"`` as the ``by`` column."""
+        return super().set_index(self._old_name(keys), *args, **kwargs)
 
 
 def _condition_weights(spec: Any, by: str) -> tuple[np.ndarray, np.ndarray]:
