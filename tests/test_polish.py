@@ -216,3 +216,53 @@ def test_expected_counts_names_its_column_after_the_treatment_column():
     with pytest.warns(FutureWarning):
         indexed = subset.set_index(["gene", "condition"])
     assert indexed.index.names == ["gene", "drug"] and len(indexed) == 3
+
+
+# ------------------------------------------------------------------- volcano labels
+def _ceiling_genes(n_top: int = 14) -> pd.DataFrame:
+    """300 genes; the n_top best have lfsr 0 (no draw on the other side) and close LFCs."""
+    rng = np.random.default_rng(4)
+    n = 300
+    lfc = rng.normal(0.0, 0.4, n)
+    lfsr = rng.uniform(0.05, 0.5, n)
+    lfc[:n_top] = np.linspace(-3.0, -2.35, n_top)
+    lfsr[:n_top] = 0.0
+    lfc[n_top : n_top + 3], lfsr[n_top : n_top + 3] = [1.4, 1.6, 1.8], 0.001
+    genes = pd.DataFrame(
+        {
+            "gene": [f"GENE{i}" for i in range(n)],
+            "contrast": "drug vs control",
+            "lfc": lfc,
+            "lfsr": lfsr,
+            "hit": lfsr < 0.01,
+            "direction": np.where(lfc < 0, "down", "up"),
+            "rank": np.argsort(np.argsort(lfsr - np.abs(lfc) * 1e-3)) + 1,
+        }
+    )
+    genes.attrs["n_draws"] = 400
+    return genes
+
+
+def test_volcano_labels_do_not_pile_up_and_there_is_a_legend(tmp_path):
+    # before: the 10 labels at the lfsr ceiling were drawn on top of each other; no legend
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    from screenformula.plotting import volcano_plot
+
+    fig = volcano_plot(_ceiling_genes(), path=tmp_path / "v.png")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    ax = fig.axes[0]
+    notes = [t for t in ax.texts if t.get_text().startswith("GENE")]
+    assert len(notes) >= 8  # most of the 10 asked for found a free place
+    boxes = [Text.get_window_extent(t, renderer) for t in notes]  # the text, not its line
+    for i, a in enumerate(boxes):
+        assert ax.get_window_extent().contains(a.x0, a.y0)
+        for b in boxes[i + 1 :]:
+            assert not a.overlaps(b), (a, b)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[:3] == ["not called (283)", "depleted (14)", "enriched (3)"]
+    assert "lfsr below 1/401 draws" in legend
+    assert (tmp_path / "v.png").stat().st_size > 1000

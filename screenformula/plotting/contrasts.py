@@ -69,15 +69,19 @@ def volcano_plot(
 ) -> Figure:
     """LFC (log2) against ``-log10`` of ``y`` (``"lfsr"`` or ``"qvalue"``), hits coloured.
 
-    One panel per contrast. Probabilities of 0 (no draw on the other side) are drawn at
-    ``1 / (n_draws + 1)`` (``genes.attrs["n_draws"]``), the resolution of the draws, and the
-    ``label_top`` genes by ``rank`` are named.
+    One panel per contrast, with a legend: depleted and enriched hits (by the
+    ``direction`` column, else the sign of the LFC) and genes not called, with counts.
+    Probabilities of 0 (no draw on the other side) are drawn at ``1 / (n_draws + 1)``
+    (``genes.attrs["n_draws"]``), the resolution of the draws, marked by a dashed line;
+    the ``label_top`` genes by ``rank`` are named, their labels spread so that none
+    overlaps another (a label that finds no free place in the panel is left out).
     """
     _require(genes, ["gene", "contrast", "lfc", y, "hit"], "the gene table")
     labels = _contrasts(genes, contrast)
     fig = Figure(figsize=(4.8 * len(labels), 4.2))
     axes = fig.subplots(1, len(labels), squeeze=False)[0]
     n_draws = genes.attrs.get("n_draws")
+    to_label = []
     for ax, label in zip(axes, labels, strict=True):
         g = genes[genes["contrast"] == label]
         values = g[y].to_numpy(dtype=float)
@@ -86,21 +90,107 @@ def volcano_plot(
         evidence = -np.log10(np.clip(values, floor, 1.0))
         lfc = g["lfc"].to_numpy(dtype=float)
         hit = g["hit"].to_numpy(dtype=bool)
-        ax.scatter(lfc, evidence, s=8, c=list(_direction_colors(lfc, hit)), linewidths=0)
+        if "direction" in g.columns:
+            direction = g["direction"].astype(str).to_numpy()
+        else:
+            direction = np.where(lfc < 0, "down", "up")
+        groups = (
+            (~hit, BASE_COLOR, "not called"),
+            (hit & (direction == "down"), DOWN_COLOR, "depleted"),
+            (hit & (direction == "up"), UP_COLOR, "enriched"),
+        )
+        for mask, color, name in groups:
+            name = f"{name} ({int(mask.sum())})"
+            ax.scatter(lfc[mask], evidence[mask], s=8, c=color, linewidths=0, label=name)
         ax.axvline(0, color="black", lw=0.6)
-        if "rank" in g.columns and label_top > 0:
-            for _, row in g.nsmallest(label_top, "rank").iterrows():
-                ax.annotate(
-                    str(row["gene"]),
-                    (row["lfc"], -np.log10(max(float(row[y]), floor))),
-                    fontsize=7,
-                    xytext=(3, 2),
-                    textcoords="offset points",
-                )
+        ceiling = -np.log10(floor)
+        if n_draws and np.any(values <= floor):
+            ax.axhline(
+                ceiling, color="0.5", lw=0.6, ls="--", label=f"{y} below 1/{n_draws + 1} draws"
+            )
+        top = float(evidence.max()) if evidence.size else 1.0
+        ax.set_ylim(-0.03 * top, top * 1.12 + 0.1)
         ax.set_xlabel("log2 fold-change (posterior mean)")
         ax.set_ylabel(f"-log10 {y}")
         ax.set_title(f"{label}: {int(hit.sum())} hits")
+        if "rank" in g.columns and label_top > 0:
+            best = g.nsmallest(label_top, "rank")
+            spots = -np.log10(np.clip(best[y].to_numpy(dtype=float), floor, 1.0))
+            to_label.append((ax, list(zip(best["gene"], best["lfc"], spots, strict=True))))
+        ax.legend(fontsize=7, loc="best", framealpha=0.9)  # away from points and labels
+    fig.tight_layout()  # labels are placed in the final axes (they stay out of the layout)
+    for ax, rows in to_label:
+        _place_labels(ax, rows, fontsize=7)
     return _finish(fig, path)
+
+
+def _place_labels(ax: object, rows: list, fontsize: float) -> None:
+    """Name points without overlaps: each label takes the first free spot below its point.
+
+    Labels sit beside their points, on the outer side (left of depleted genes) when all
+    of them fit in the panel, else on the inner side; labels that collide step down
+    (then up) a line at a time, with a leader line. Labels on the right are placed
+    from the rightmost point leftwards (on the left, the reverse), so a pile of points
+    at the same height (the lfsr floor) gets a staircase of labels whose leader lines
+    cross neither each other nor a label.
+    Text sizes are estimated from the font size (no renderer needed); a label with no
+    free spot in the panel is left out.
+    """
+    to_px = ax.figure.dpi / 72.0
+    frame = ax.get_window_extent()
+    height = 1.3 * fontsize * to_px
+    gap = 3 * to_px
+    items = []
+    for gene, x, y in rows:
+        text = str(gene)
+        width = (0.68 * fontsize * len(text) + 2) * to_px
+        px, py = ax.transData.transform((float(x), float(y)))
+        items.append([-1 if x < 0 else 1, px, py, text, width, float(x), float(y)])
+    for outer in (-1, 1):  # one side for all depleted (enriched) labels: the outer if all fit
+        group = [it for it in items if it[0] == outer]
+        fits = all(
+            it[1] + gap + it[4] <= frame.x1 if outer > 0 else it[1] - gap - it[4] >= frame.x0
+            for it in group
+        )
+        for it in group:
+            it[0] = outer if fits else -outer
+    items.sort(key=lambda it: (it[0], -it[1] if it[0] > 0 else it[1]))
+    steps = [0, *range(-1, -31, -1), *range(1, 11)]
+    placed: list[tuple[float, float, float, float]] = []
+    for side, px, py, text, width, x, y in items:
+        left = px + gap if side > 0 else px - gap - width
+        for step in steps:
+            dy = step * height
+            box = (left, py + dy - height / 2, left + width, py + dy + height / 2)
+            inside = box[0] >= frame.x0 and box[2] <= frame.x1 and box[1] >= frame.y0
+            inside = inside and box[3] <= frame.y1
+            if inside and all(
+                # touching boxes are free (0.5 px for rounding)
+                box[2] <= b[0] + 0.5
+                or box[0] >= b[2] - 0.5
+                or box[3] <= b[1] + 0.5
+                or box[1] >= b[3] - 0.5
+                for b in placed
+            ):
+                break
+        else:
+            continue
+        placed.append(box)
+        note = ax.annotate(
+            text,
+            (x, y),
+            xytext=((left - px) / to_px, dy / to_px),
+            textcoords="offset points",
+            fontsize=fontsize,
+            ha="left",
+            va="center",
+            arrowprops=(
+                {"arrowstyle": "-", "lw": 0.4, "color": "0.45", "shrinkA": 0, "shrinkB": 2}
+                if step
+                else None
+            ),
+        )
+        note.set_in_layout(False)
 
 
 def rank_plot(
