@@ -282,6 +282,8 @@ def VarCorr(  # noqa: N802 - brms's name
     out: dict[str, dict[str, pd.DataFrame]] = {}
     post = fit.posterior
     for group, term, prefix in _iter_group_terms(fit):
+        if term.names.sd not in post:  # not kept by this fit's engine
+            continue
         coefs = [f"{prefix}{brms_name(c)}" for c in term.coef_names]
         sd = describe_draws(flatten_draws(post[term.names.sd]).reshape(-1, term.n_coefs), probs)
         sd.index = pd.Index(coefs, name="coef")
@@ -423,6 +425,8 @@ def summarize_fit(fit: ScreenFit, prob: float = 0.95) -> BrmsSummary:
     random: dict[str, pd.DataFrame] = {}
     levels: dict[str, int] = {}
     for group, term, prefix in _iter_group_terms(fit):
+        if term.names.sd not in post:  # not kept by this fit's engine
+            continue
         coefs = [f"{prefix}{brms_name(c)}" for c in term.coef_names]
         sd = post[term.names.sd].rename({term.names.coef_dim: "k"})
         parts = [_summary_rows(sd, [f"sd({c})" for c in coefs], prob)]
