@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
 import subprocess
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -24,7 +27,6 @@ from screenformula.report.html import _png_bytes, top_genes  # noqa: E402
 from screenformula.results.fit import ScreenFit  # noqa: E402
 
 FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
-CHROMIUM = Path("/usr/bin/chromium")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -302,17 +304,55 @@ def test_approximate_fits_get_a_banner(fitted, tmp_path):
 
 
 # ----------------------------------------------------------- headless Chromium
-_IMAGE_PROBE = """
-<script>
+# .ci/run installs Chromium when it is missing and sets SCREENFORMULA_REQUIRE_BROWSER=1:
+# there these tests fail, not skip, without a browser. Their screenshot and the page they
+# rendered are kept in $PYTEST_ARTIFACTS (default tests/_artifacts/, gitignored).
+REQUIRE_BROWSER = os.environ.get("SCREENFORMULA_REQUIRE_BROWSER") == "1"
+
+# first in <head>: every error the page meets (a script error, a resource that fails to
+# load, console.error) is kept in window.__errors
+_ERROR_TRAP = """<script>
+window.__errors = [];
+window.addEventListener("error", function (e) {
+  var t = e.target;
+  if (t && t !== window && t.tagName) {
+    window.__errors.push("failed to load <" + t.tagName.toLowerCase() + "> "
+      + String(t.currentSrc || t.src || t.href || "").slice(0, 60));
+  } else {
+    window.__errors.push("script error: " + e.message + " (line " + e.lineno + ")");
+  }
+}, true);
+window.addEventListener("unhandledrejection", function (e) {
+  window.__errors.push("unhandled rejection: " + e.reason);
+});
+(function () {
+  var original = console.error;
+  console.error = function () {
+    window.__errors.push("console.error: " + Array.prototype.join.call(arguments, " "));
+    return original.apply(console, arguments);
+  };
+})();
+</script>
+"""
+
+# last in <body>: what a reader sees, written into the DOM once the page has loaded
+_RENDER_PROBE = """<script>
 window.addEventListener("load", function () {
   var imgs = Array.prototype.slice.call(document.images);
   var out = document.createElement("pre");
   out.id = "render-check";
   out.textContent = JSON.stringify({
-    images: imgs.map(function (i) { return [i.complete, i.naturalWidth, i.naturalHeight]; }),
+    images: imgs.map(function (i) {
+      return [i.complete, i.naturalWidth, i.naturalHeight, i.alt];
+    }),
     tables: document.querySelectorAll("table").length,
     rows: document.querySelectorAll("tbody tr").length,
-    width: document.documentElement.scrollWidth
+    headings: Array.prototype.map.call(document.querySelectorAll("h2"), function (h) {
+      return h.textContent;
+    }),
+    width: document.documentElement.scrollWidth,
+    height: document.documentElement.scrollHeight,
+    errors: window.__errors
   });
   document.body.appendChild(out);
 });
@@ -320,69 +360,122 @@ window.addEventListener("load", function () {
 """
 
 
-def _chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+def _artifacts() -> Path:
+    folder = Path(
+        os.environ.get("PYTEST_ARTIFACTS") or Path(__file__).resolve().parents[1] / "_artifacts"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    """Chromium's executable; a skip without one, or a failure when CI requires it."""
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    message = (
+        "headless Chromium not found (Debian: apt-get install --no-install-recommends "
+        "chromium); the HTML report was not rendered in a browser"
+    )
+    if REQUIRE_BROWSER:
+        pytest.fail(f"{message}, and SCREENFORMULA_REQUIRE_BROWSER=1 (.ci/run) requires it")
+    pytest.skip(message)
+
+
+def _chromium(binary: Path, args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     profile = tmp_path / "chromium-profile"
     command = [
-        str(CHROMIUM),
+        str(binary),
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
+        "--disable-dev-shm-usage",
         "--disable-quic",
         "--no-first-run",
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
+        "--hide-scrollbars",
         f"--user-data-dir={profile}",
         *args,
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="headless Chromium not installed at /usr/bin/chromium "
-    "(Debian: apt-get install chromium); the HTML report is not rendered",
-)
-
-
-@pytest.mark.slow
-@needs_chromium
-def test_chromium_loads_every_image(report, tmp_path):
-    probe = tmp_path / "probe.html"
-    probe.write_text(
-        report.read_text(encoding="utf-8").replace("</body>", _IMAGE_PROBE + "</body>"),
-        encoding="utf-8",
-    )
+def _render(binary: Path, html: str, tmp_path: Path, name: str = "probe.html") -> dict:
+    """Load ``html`` in headless Chromium; what the page saw (`_RENDER_PROBE`)."""
+    html = html.replace('<meta charset="utf-8">\n', '<meta charset="utf-8">\n' + _ERROR_TRAP, 1)
+    assert _ERROR_TRAP in html, "the page has no <meta charset> to put the error trap after"
+    page = tmp_path / name
+    page.write_text(html.replace("</body>", _RENDER_PROBE + "</body>"), encoding="utf-8")
     done = _chromium(
-        ["--virtual-time-budget=10000", "--dump-dom", probe.resolve().as_uri()], tmp_path
+        binary,
+        [
+            "--virtual-time-budget=10000",
+            "--window-size=1200,900",  # a laptop's width, as the screenshot
+            "--dump-dom",
+            page.resolve().as_uri(),
+        ],
+        tmp_path,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     dom = done.stdout
-    start = dom.index('<pre id="render-check">') + len('<pre id="render-check">')
-    check = json.loads(dom[start : dom.index("</pre>", start)])
+    tag = '<pre id="render-check">'
+    assert tag in dom, f"the page never finished loading; Chromium said: {done.stderr[-2000:]}"
+    start = dom.index(tag) + len(tag)
+    return json.loads(unescape(dom[start : dom.index("</pre>", start)]))
+
+
+def test_the_render_check_sees_broken_pages(chromium, tmp_path):
+    # the checks below would pass a page whose errors they cannot see: they can
+    broken = (
+        '<!DOCTYPE html>\n<html><head>\n<meta charset="utf-8">\n</head><body>'
+        '<img alt="gone" src="missing.png"><table><tbody><tr><td>1</td></tr></tbody></table>'
+        "<script>undefinedFunction();</script></body></html>"
+    )
+    check = _render(chromium, broken, tmp_path)
+    assert check["images"] == [[True, 0, 0, "gone"]]  # a broken image has no pixels
+    assert check["tables"] == 1 and check["rows"] == 1
+    errors = " | ".join(check["errors"])
+    assert "failed to load <img>" in errors and "undefinedFunction" in errors
+
+
+@pytest.mark.slow
+def test_chromium_shows_every_figure_and_table_without_errors(chromium, report, tmp_path):
+    check = _render(chromium, report.read_text(encoding="utf-8"), tmp_path)
     page = parse(report)
+    assert check["errors"] == []  # no script error, no resource that failed, no console.error
+    assert check["headings"] == page.headings["h2"]
     assert len(check["images"]) == len(page.images) >= 4
-    for complete, width, height in check["images"]:
-        assert complete and width > 100 and height > 100  # decoded, not a broken-image icon
-    assert check["tables"] == len(page.tables)
+    for complete, width, height, alt in check["images"]:
+        assert complete and width > 100 and height > 100, alt  # decoded, not a broken icon
+    assert {alt for *_, alt in check["images"]} >= {"Volcano plot", "Rank plot", "Forest plot"}
+    assert check["tables"] == len(page.tables) >= 5
     assert check["rows"] > 30
     assert check["width"] <= 1200  # no horizontal overflow at a laptop width
 
 
 @pytest.mark.slow
-@needs_chromium
-def test_chromium_screenshot_is_a_page(report, tmp_path):
+def test_chromium_screenshot_is_a_page_and_is_kept(chromium, report, tmp_path):
     from PIL import Image
 
-    shot = tmp_path / "report.png"
+    # the whole page, figures included, at a laptop's width
+    height = min(_render(chromium, report.read_text(encoding="utf-8"), tmp_path)["height"], 16000)
+    assert height > 3000
+    shot = _artifacts() / "report.png"
+    shot.unlink(missing_ok=True)
     done = _chromium(
-        ["--screenshot=" + str(shot), "--window-size=1200,3000", report.resolve().as_uri()],
+        chromium,
+        ["--screenshot=" + str(shot), f"--window-size=1200,{height}", report.resolve().as_uri()],
         tmp_path,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert shot.is_file()
+    assert shot.is_file(), done.stderr[-2000:]
+    shutil.copyfile(report, _artifacts() / "report.html")
     with Image.open(shot) as image:
-        assert image.size == (1200, 3000)
+        assert image.size == (1200, height)
         gray = np.asarray(image.convert("L"), dtype=float)
     # text, tables and plots make a page that is neither blank nor one colour
     dark = (gray < 128).mean()
