@@ -178,7 +178,7 @@ def run_leukemia(out: Path, settings: Settings) -> dict[str, Any]:
     with _staged_outputs(out, list(names.values())) as outputs:
         staged = {k: outputs.staged(out / v) for k, v in names.items()}
         result.to_mageck(outputs.stage / LEUKEMIA, overwrite=True)
-        result.genes.to_csv(staged["genes"], sep="\t", index=False)
+        result.genes.to_csv(staged["genes"], sep="\t", index=False, float_format="%.6g")
         if settings.save_fit:  # about 90 MB: every draw of every guide-level variable
             fit.save(staged["fit"], overwrite=True)
         genes = result.genes
@@ -347,7 +347,7 @@ def run_hap1(out: Path, settings: Settings) -> dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # no sgrna_summary without guide draws
             result.to_mageck(outputs.stage / HAP1, overwrite=True)
-        genes.to_csv(staged["genes"], sep="\t", index=False)
+        genes.to_csv(staged["genes"], sep="\t", index=False, float_format="%.6g")
         section = Section(
             "Essential-gene benchmark (CEGv2 vs NEGv1)",
             text=(

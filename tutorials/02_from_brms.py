@@ -316,9 +316,10 @@ top = list(res.genes.sort_values("rank")["gene"].drop_duplicates().head(4))
 shown = expected[expected["gene"].isin(top)]
 
 fig, ax = plt.subplots(figsize=(7, 4))
-conditions = list(dict.fromkeys(shown["condition"]))
+by = expected.attrs["by"]  # the sample-sheet column the counts are per level of
+conditions = list(dict.fromkeys(shown[by]))
 for i, gene in enumerate(top):
-    g = shown[shown["gene"] == gene].set_index("condition").loc[conditions]
+    g = shown[shown["gene"] == gene].set_index(by).loc[conditions]
     x = np.arange(len(conditions)) + (i - 1.5) * 0.12
     ax.errorbar(
         x,
@@ -330,7 +331,7 @@ for i, gene in enumerate(top):
     ax.scatter(x, g["observed"], marker="x", color="black", zorder=3)
 ax.set_xticks(range(len(conditions)), conditions)
 ax.set_yscale("log")
-ax.set_xlabel("condition")
+ax.set_xlabel(by)
 ax.set_ylabel("expected gene count (sum over guides)")
 ax.set_title("Expected counts per condition (94% HDI); x = observed, normalised")
 ax.legend(fontsize=8)

@@ -57,9 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    # PyTensor's C backend says so when numpy's BLAS is not linkable; it is not actionable
-    # for a user (sampling runs through nutpie's numba code)
-    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
     # a fit that failed its checks: the commands say so themselves, worded as flags
     # (analysis.warn_convergence), not as Python keywords with a source line
     from screenformula.results.fit import ConvergenceWarning

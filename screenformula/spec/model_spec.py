@@ -239,6 +239,8 @@ def build_spec(settings: ModelSettings | str, data: ScreenData, **options: Any) 
         settings = ModelSettings(settings, **options)
     elif options:
         settings = settings.replace(**options)
+    if not isinstance(data, ScreenData) and isinstance(getattr(data, "data", None), ScreenData):
+        data = data.data  # simulate_screen()'s (data, truth) pair: the model takes its data
     if not isinstance(data, ScreenData):
         raise FormulaError(
             f"data must be a ScreenData (see sf.read_counts), got {type(data).__name__}"

@@ -254,7 +254,7 @@ def test_expected_counts_arithmetic(data):
     assert table.attrs["guide_effects"] == "draws"
     design = {"control": [1, 0, 0], "drugA": [1, 1, 0], "drugB": [1, 0, 1]}
     codes = data.gene_codes
-    for (gene, cond), row in table.set_index(["gene", "condition"]).iterrows():
+    for (gene, cond), row in table.set_index(["gene", "treatment"]).iterrows():
         g = list(data.gene_names).index(gene)
         z = np.array(design[cond], dtype=float)
         eta = 5.0 + values["b"] @ z[1:] + values["r_gene"][g] @ z
@@ -279,7 +279,7 @@ def test_expected_counts_integrate_guides_without_their_draws(data):
     table = fit.expected_counts()
     assert table.attrs["guide_effects"] == "integrated"
     l_ref = table.attrs["reference_depth"]
-    row = table.set_index(["gene", "condition"]).loc[("G1", "drugA")]
+    row = table.set_index(["gene", "treatment"]).loc[("G1", "drugA")]
     # lognormal mean of a typical guide: exp(v / 2), v = 0.6^2 + 0.3^2 (no correlation)
     assert row["mean"] == pytest.approx(3 * l_ref * np.exp(4.0 + 0.5 * (0.36 + 0.09)))
 
