@@ -135,6 +135,9 @@ class ScreenModel:
         store_sgrna: bool | str = "auto",
         log_likelihood: bool | str = "auto",
         summary_deltas: tuple[float, ...] = (),
+        client: Any = None,
+        checkpoint: str | os.PathLike | None = None,
+        force: bool = False,
         **kwargs: Any,
     ) -> ScreenFit:
         """Fit the model and return a `ScreenFit`.
@@ -193,8 +196,23 @@ class ScreenModel:
         summary_deltas : tuple of float
             More minimum effects (log2) at which guide statistics are kept when the guide
             draws are not (the ``delta`` you will use, if it is not on the default grid).
+        client : distributed.Client or str, optional
+            ``method="two-stage"``: run stage 2's chunks of genes on this Dask cluster (a
+            client, or a scheduler's address ``"tcp://HOST:8786"``). The screen is sent to
+            every worker once and each chunk's draws come back as arrays; the result is
+            the one an in-process fit gives with the same seed. Needs the ``dask`` extra
+            (``pip install 'screenformula[dask]'``).
+        checkpoint : path, optional
+            ``method="two-stage"``: a folder where stage 1's result and every finished
+            chunk are kept as they are made. Fitting again with the same data, settings
+            and seed after an interruption resumes from them, with the same result as an
+            uninterrupted fit; a checkpoint made from other data or settings is refused
+            (a `FitError` naming what differs). The folder stays after the fit.
+        force : bool
+            With ``checkpoint``: start over, removing the checkpoint's files first.
         **kwargs
-            Passed to the engine (e.g. ``maxdepth`` for nutpie).
+            Passed to the engine (e.g. ``maxdepth`` for nutpie; `TwoStageConfig`'s
+            fields such as ``chunk_genes`` for the two-stage engine).
         """
         from screenformula.inference.fit import fit_model
 
@@ -212,6 +230,9 @@ class ScreenModel:
             store_sgrna=store_sgrna,
             log_likelihood=log_likelihood,
             summary_deltas=summary_deltas,
+            client=client,
+            checkpoint=checkpoint,
+            force=force,
             **kwargs,
         )
 

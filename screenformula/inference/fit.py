@@ -8,6 +8,7 @@ scratch folder for draws on disk, the observed data, the kept guide summaries, a
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -29,6 +30,7 @@ from screenformula.inference.nuts import (
     sgrna_variables,
     stored_variables,
 )
+from screenformula.inference.registry import METHODS as METHOD_LIST
 from screenformula.inference.registry import FitRequest, choose_method, get_method, method_names
 from screenformula.results.fit import ScreenFit
 from screenformula.results.guide_summary import (
@@ -63,6 +65,9 @@ def fit_model(
     store_sgrna: bool | str = "auto",
     log_likelihood: bool | str = "auto",
     summary_deltas: tuple[float, ...] = (),
+    client: Any = None,
+    checkpoint: str | os.PathLike | None = None,
+    force: bool = False,
     **kwargs: Any,
 ) -> ScreenFit:
     """Fit ``model``; see `ScreenModel.fit` for the parameters."""
@@ -72,6 +77,14 @@ def fit_model(
             print(reason, flush=True)
     else:
         chosen, reason = get_method(method), None
+    asked = [k for k, v in (("client", client), ("checkpoint", checkpoint)) if v is not None]
+    if asked and not chosen.resumable:
+        takes = [m.name for m in METHOD_LIST if m.resumable]
+        why = f" (method='auto' chose {chosen.name!r})" if reason else ""
+        raise FitError(
+            f"{' and '.join(k + '=' for k in asked)} apply to method={takes[0]!r} only, not "
+            f"{chosen.name!r}{why}"
+        )
     method = chosen.name
     pymc_model = model.pymc_model
     if chosen.single_chain:
@@ -104,6 +117,9 @@ def fit_model(
             on_disk=tuple(streamed),
             scratch=scratch,
             kwargs=kwargs,
+            client=client,
+            checkpoint=None if checkpoint is None else os.fspath(checkpoint),
+            force=force,
         )
         start = time.perf_counter()
         with threadpool_limits(limits=1, user_api="blas"):

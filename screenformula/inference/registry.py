@@ -38,7 +38,9 @@ class FitRequest:
 
     ``var_names`` are the variables to keep in the posterior; ``on_disk`` those of them
     (guide-level) whose draws should go to disk in folder ``scratch`` when the runner can
-    (None: keep them in memory); ``kwargs`` the method's own options.
+    (None: keep them in memory); ``kwargs`` the method's own options. ``client`` (a Dask
+    client or a scheduler address), ``checkpoint`` (a folder) and ``force`` reach only
+    methods that take them (`InferenceMethod.resumable`).
     """
 
     draws: int
@@ -53,6 +55,9 @@ class FitRequest:
     on_disk: tuple[str, ...] = ()
     scratch: str | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
+    client: Any = None
+    checkpoint: str | None = None
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,9 @@ class InferenceMethod:
         Its draws are one set of draws (``chains`` is ignored).
     iteration_keyword : str, optional
         The keyword of ``fit`` that caps its iterations, if it has one.
+    resumable : bool
+        It runs its pieces on a Dask client and keeps them in a checkpoint folder
+        (``fit(client=..., checkpoint=...)``).
     """
 
     name: str
@@ -84,6 +92,7 @@ class InferenceMethod:
     aliases: tuple[str, ...] = ()
     single_chain: bool = False
     iteration_keyword: str | None = None
+    resumable: bool = False
 
     def runner_function(self) -> Callable[..., tuple[Any, dict[str, Any]]]:
         """The runner, imported."""
@@ -110,6 +119,7 @@ METHODS: tuple[InferenceMethod, ...] = (
         description="NUTS on a gene subsample for the global parameters, then every gene's "
         "posterior given them (Laplace, importance sampling, per-gene HMC): genome scale",
         single_chain=True,
+        resumable=True,
     ),
     InferenceMethod(
         "advi",

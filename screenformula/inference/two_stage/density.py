@@ -25,6 +25,7 @@ HMC subset of a run, and the next run on the same machine loads it from the cach
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -32,6 +33,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 from pytensor.compile.mode import get_mode
+from pytensor.graph.basic import Constant
 from pytensor.graph.replace import clone_replace, graph_replace
 from pytensor.graph.traversal import graph_inputs, io_toposort
 
@@ -113,7 +115,7 @@ class BlockDensity:
         hG, hU = pytensor.grad((gG * self.VG).sum() + (gU * self.VU).sum(), [self.G, self.U])
         inputs = [*self.global_inputs, self.G, self.U, *self.data_inputs]
         self._mode = mode
-        self._functions: dict[tuple, Any] = {} if like is None else like._functions
+        self._functions = _process_functions() if like is None else like._functions
         self._logp = self._compile(inputs, lp)
         self._logp_grad = self._compile(inputs, [lp, gG, gU])
         self._hvp = self._compile([*inputs, self.VG, self.VU], [hG, hU])
@@ -122,14 +124,19 @@ class BlockDensity:
     def _compile(self, inputs: list, outputs: Any) -> Any:
         """``pytensor.function(inputs, outputs)``, or the one already compiled for this graph.
 
-        The key is the graph's operations in order and its inputs' types: two densities of
-        one model on different genes share it, as their data are inputs.
+        The key is the compile mode, the graph's operations in order, its inputs' types
+        and the values of the constants left in it (priors' parameters, the model's
+        structure): two densities of one model on different genes share it, as their data
+        are inputs; so do the chunks of later fits of a like model in this process (a
+        worker's), which pay the compilation once.
         """
         outs = outputs if isinstance(outputs, list) else [outputs]
         key = (
+            self._mode,
             tuple(str(i.type) for i in inputs),
             len(outs),
             tuple(str(node.op) for node in io_toposort(inputs, outs)),
+            tuple(_constant_key(v) for v in graph_inputs(outs) if isinstance(v, Constant)),
         )
         fn = self._functions.get(key)
         if fn is None:
@@ -138,6 +145,8 @@ class BlockDensity:
             # rejects, instead of raising
             mode = get_mode(self._mode).including("local_check_parameter_to_ninf_switch")
             fn = pytensor.function(inputs, outputs, mode=mode, on_unused_input="ignore")
+            if len(self._functions) >= FUNCTION_CACHE_SIZE:
+                self._functions.pop(next(iter(self._functions)))
             self._functions[key] = fn
         return fn
 
@@ -213,6 +222,25 @@ class BlockDensity:
             np.asarray(values[n], dtype=float).reshape(self.layout.global_shapes[n])
             for n in self.layout.global_names
         ]
+
+
+#: Compiled functions kept per thread of a process (oldest dropped first).
+FUNCTION_CACHE_SIZE = 64
+
+_FUNCTIONS: dict[int, dict[tuple, Any]] = {}
+
+
+def _process_functions() -> dict[tuple, Any]:
+    """The compiled stage-2 functions of the calling thread (one is not thread-safe)."""
+    return _FUNCTIONS.setdefault(threading.get_ident(), {})
+
+
+def _constant_key(v: Any) -> tuple:
+    """A constant of a graph by its type and value."""
+    data = np.asarray(v.data) if isinstance(v, pt.TensorConstant) else v.data
+    if isinstance(data, np.ndarray) and data.dtype.kind not in "OUT":
+        return (str(v.type), data.shape, data.tobytes())
+    return (str(v.type), repr(data))
 
 
 def lift_constants(

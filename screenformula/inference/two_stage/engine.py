@@ -8,17 +8,27 @@ genes whose pooled k-hat exceeds a threshold. Output draw ``i`` uses global draw
 
 Stage 2 runs over chunks of genes: `run_chunk` takes a `ChunkTask` (the chunk's counts as
 a `ScreenData`, the model settings, the K global draws) and returns a `ChunkResult` of
-arrays, with no shared state, so any executor with a ``map`` (a thread or process pool,
-later a Dask client) can run the chunks.
+arrays, with no shared state. `run_chunk_part` builds that task on the worker from the
+data every chunk shares (`ChunkShared`, sent once) and the chunk's own small part
+(`ChunkPart`: its gene codes and seed), so an executor of
+`screenformula.inference.executors` (this process, local processes, a Dask cluster) runs
+the chunks without shipping the screen once per chunk.
+
+With a checkpoint folder (`screenformula.inference.two_stage.checkpoint`), stage 1's
+result and every finished chunk are kept there as they are made; a rerun with the same
+inputs and settings reuses them and computes only what is missing, with the same result
+as an uninterrupted run: stage 1's seed and every chunk's seed are drawn from the fit's
+seed in a fixed order, so a chunk's random numbers depend only on the seed and its
+index, never on which chunks ran before or where.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -110,6 +120,50 @@ class ChunkTask:
     guide_sinks: dict[str, tuple[str, np.ndarray]] | None = None
     # the whole screen's dispersion spec on the chunk's guides (its data-scaled covariate)
     dispersion: Any = None
+
+
+@dataclass
+class ChunkShared:
+    """What every chunk of one fit shares: sent to each worker once (picklable)."""
+
+    formula: str
+    settings: dict[str, Any]
+    data: Any  # the whole screen's ScreenData
+    dispersion: Any  # the whole screen's dispersion spec
+    globals_unc: list[dict[str, np.ndarray]]
+    draw_k: np.ndarray
+    gene_names: list[str]
+    guide_names: list[str]
+    config: TwoStageConfig
+
+
+@dataclass
+class ChunkPart:
+    """One chunk's own part: its genes (codes), its seed, where its guide draws go."""
+
+    index: int
+    genes: np.ndarray
+    seed: int
+    guide_sinks: dict[str, tuple[str, np.ndarray]] | None = None
+
+
+def run_chunk_part(shared: ChunkShared, part: ChunkPart) -> ChunkResult:
+    """`run_chunk` on the chunk ``part`` of the screen ``shared`` (what a worker runs)."""
+    sub, rows = subset_data(shared.data, part.genes)
+    task = ChunkTask(
+        shared.formula,
+        shared.settings,
+        sub,
+        shared.globals_unc,
+        shared.draw_k,
+        shared.gene_names,
+        shared.guide_names,
+        shared.config,
+        part.seed,
+        part.guide_sinks,
+        shared.dispersion.take(rows),
+    )
+    return run_chunk(task)
 
 
 @dataclass
@@ -368,38 +422,6 @@ def _workers(config: TwoStageConfig, n_genes: int) -> int:
     return max(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1, 1)
 
 
-@contextlib.contextmanager
-def _process_pool(workers: int) -> Iterator[Any]:
-    """A pool of ``workers`` processes, each limited to one BLAS / OpenMP thread.
-
-    Forked on Linux, as PyMC does: a spawned child re-imports the user's ``__main__``,
-    which breaks every script that calls ``fit`` without an ``if __name__ ==
-    "__main__":`` guard; elsewhere spawned. The chunks are the parallelism: threaded
-    BLAS on busy cores slowed a gradient many-fold (``../shared/ENGINE.md``).
-    """
-    import multiprocessing
-    import sys
-    from concurrent.futures import ProcessPoolExecutor
-
-    method = "fork" if sys.platform.startswith("linux") else "spawn"
-    pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context(method), initializer=_one_thread
-    )
-    with pool:
-        yield pool
-
-
-def _one_thread() -> None:
-    """Worker start-up: one thread in every BLAS / OpenMP library already loaded."""
-    for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[key] = "1"  # for libraries loaded from here on
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - a dependency of scikit-learn, not ours
-        return
-    threadpool_limits(1)
-
-
 def fit_two_stage(
     model: Any,
     *,
@@ -411,6 +433,9 @@ def fit_two_stage(
     executor: Any = None,
     var_names: list[str] | None = None,
     allocate: Callable[[str, tuple[int, ...]], np.ndarray] | None = None,
+    client: Any = None,
+    checkpoint: str | os.PathLike | None = None,
+    force: bool = False,
     **overrides: Any,
 ) -> tuple[xr.DataTree, dict[str, Any]]:
     """Fit a `ScreenModel` with the two-stage engine.
@@ -431,9 +456,21 @@ def fit_two_stage(
     config : TwoStageConfig, optional
         Settings; keyword ``overrides`` replace single fields
         (``fit_two_stage(m, n_global_draws=10)``).
-    executor : object with ``map``, optional
-        Runs `run_chunk` over the chunks (e.g. a ``concurrent.futures`` pool); default:
-        ``config.workers`` spawned processes (see `TwoStageConfig`), or this process.
+    executor : object, optional
+        Runs the chunks: an executor of `screenformula.inference.executors`, or any
+        object with ``map`` (a ``concurrent.futures`` pool); default: ``config.workers``
+        local processes (see `TwoStageConfig`), or this process.
+    client : distributed.Client or str, optional
+        Run the chunks on this Dask cluster (a client, or a scheduler's address
+        ``tcp://HOST:8786``, connected here and closed afterwards): the screen is
+        scattered to the workers once, each chunk's draws come back as arrays.
+    checkpoint : path, optional
+        A folder keeping stage 1's result and every finished chunk as they are made; a
+        rerun with the same inputs and settings (and seed) resumes from them and gives
+        the same result. A folder made from other inputs or settings is refused
+        (`CheckpointMismatchError`), unless ``force``.
+    force : bool
+        With ``checkpoint``: start over, removing what the folder holds.
 
     Returns
     -------
@@ -449,9 +486,13 @@ def fit_two_stage(
         per-variable ``rhat_max``/``ess_bulk_min``/``ess_tail_min``, ``divergences``),
         ``khat`` (quantiles and counts above 0.5/0.7/1), ``n_hmc_genes``, ``hmc``
         (acceptance quantiles, divergences), ``seconds`` (per step; stage-2 parts are CPU
-        seconds summed over chunks), ``n_chunks``, ``workers``.
+        seconds summed over chunks), ``n_chunks``, ``workers``, ``executor``, and with a
+        checkpoint ``checkpoint`` (folder, stage-1 reused, chunks reused and computed).
     """
+    from screenformula.inference.executors import as_executor
     from screenformula.inference.nuts import stored_variables
+    from screenformula.inference.progress import Bar, stage_line
+    from screenformula.inference.two_stage.checkpoint import Checkpoint, hash_arrays
     from screenformula.inference.two_stage.stage1 import (
         choose_genes,
         convergence,
@@ -462,7 +503,6 @@ def fit_two_stage(
     config = replace(config or TwoStageConfig(), **overrides)
     check_supported(model.spec)
     t_start = time.perf_counter()
-    rng = np.random.default_rng(random_seed)
     data = model.data
     full = model.pymc_model
     shapes = _shapes(full)
@@ -475,29 +515,77 @@ def fit_two_stage(
     global_stored = [n for n in stored if level[n] is None]
     gene_names = [n for n in stored if level[n] == "gene"]
     guide_names = [n for n in stored if level[n] == "sgrna"]
+    ckpt = None
+    if checkpoint is not None:
+        parts = _fingerprint(model, draws, random_seed, stored, config)
+        ckpt = Checkpoint(checkpoint, parts, force=force)
+        if random_seed is None:  # drawn once, kept: a resumed run draws the same numbers
+            if ckpt.seed is None:
+                ckpt.remember_seed(int(np.random.default_rng().integers(2**31)))
+            random_seed = ckpt.seed
+    rng = np.random.default_rng(random_seed)
 
     # ---- stage 1
     genes1 = choose_genes(data, config.stage1_genes, rng)
     probe = _global_free_rvs(full, n_genes, n_sgrna, shapes)
-    idata1, sub1, t1 = run_stage1(
-        model,
-        genes1,
-        [rv for rv, _ in probe],
-        global_stored,
-        draws=config.stage1_draws,
-        tune=config.stage1_tune,
-        chains=config.stage1_chains,
-        random_seed=int(rng.integers(2**31)),
-        progress=progress,
-        target_accept=config.target_accept,
-    )
-    post1 = idata1["posterior"]
-    n_flat = post1.sizes["chain"] * post1.sizes["draw"]
-    K = min(config.n_global_draws, n_flat)
-    picks = np.linspace(0, n_flat - 1, K).round().astype(int)
-    globals_unc = unconstrained(sub1.pymc_model, [v for _, v in probe], post1, picks)
+    seed1 = int(rng.integers(2**31))
+    saved = ckpt.load_stage1() if ckpt is not None else None
+    if saved is not None and not np.array_equal(saved[1].get("genes"), genes1):
+        saved = None
+    if saved is not None:
+        post1, arrays1, info1 = saved
+        picks = arrays1["picks"]
+        K = len(picks)
+        globals_unc = [
+            {name: arrays1[f"g{k}:{name}"] for name in info1["global_values"]} for k in range(K)
+        ]
+        t1, divergences = info1["seconds"], info1["divergences"]
+        stage_line(
+            f"stage 1: reused from the checkpoint in {ckpt.folder} (NUTS on {len(genes1):,} "
+            f"genes, {t1:.1f} s when it ran)",
+            progress,
+        )
+    else:
+        stage_line(
+            f"stage 1: NUTS on {len(genes1):,} of {n_genes:,} genes ({config.stage1_chains} "
+            f"chains x {config.stage1_draws} draws)",
+            progress,
+        )
+        idata1, sub1, t1 = run_stage1(
+            model,
+            genes1,
+            [rv for rv, _ in probe],
+            global_stored,
+            draws=config.stage1_draws,
+            tune=config.stage1_tune,
+            chains=config.stage1_chains,
+            random_seed=seed1,
+            progress=progress,
+            target_accept=config.target_accept,
+        )
+        post1 = idata1["posterior"].to_dataset()
+        n_flat = post1.sizes["chain"] * post1.sizes["draw"]
+        K = min(config.n_global_draws, n_flat)
+        picks = np.linspace(0, n_flat - 1, K).round().astype(int)
+        globals_unc = unconstrained(sub1.pymc_model, [v for _, v in probe], post1, picks)
+        divergences = int(np.asarray(idata1["sample_stats"]["diverging"]).sum())
+        if ckpt is not None:
+            ckpt.save_stage1(
+                post1,
+                {
+                    "genes": genes1,
+                    "picks": picks,
+                    **{f"g{k}:{n}": v for k, g in enumerate(globals_unc) for n, v in g.items()},
+                },
+                {
+                    "seconds": t1,
+                    "divergences": divergences,
+                    "global_values": [v for _, v in probe],
+                },
+            )
+        stage_line(f"stage 1: done in {t1:.1f} s", progress)
     conv = convergence(post1, [rv for rv, _ in probe])
-    divergences = int(np.asarray(idata1["sample_stats"]["diverging"]).sum())
+    stage1_hash = hash_arrays(*(g[n] for g in globals_unc for n in sorted(g)))
 
     # ---- stage 2
     draw_k = np.arange(draws) % K
@@ -507,63 +595,107 @@ def fit_two_stage(
         math.ceil(n_genes / config.chunk_genes), 2 if n_genes >= config.parallel_min_genes else 1
     )
     chunks = np.array_split(np.arange(n_genes), n_chunks)
+    seeds = [int(rng.integers(2**31)) for _ in chunks]  # chunk i's: from the seed and i only
+    rows = [np.flatnonzero(np.isin(data.gene_codes, genes)) for genes in chunks]
+    gene_arrays = {n: np.empty((1, draws, *shapes[n])) for n in gene_names}
     guide_arrays = {}
     for n in guide_names:
         shape = (1, draws, *shapes[n])
         guide_arrays[n] = np.empty(shape) if allocate is None else allocate(n, shape)
     files = {n: getattr(a, "filename", None) for n, a in guide_arrays.items()}
-    on_disk = bool(files) and all(files.values())
-    tasks, rows = [], []
-    for genes in chunks:
-        sub, r = subset_data(data, genes)
-        rows.append(r)
-        tasks.append(
-            ChunkTask(
-                model.settings["formula"],
-                settings,
-                sub,
-                globals_unc,
-                draw_k,
-                gene_names,
-                guide_names,
-                config,
-                int(rng.integers(2**31)),
-                {n: (str(files[n]), r) for n in guide_names} if on_disk else None,
-                model.spec.dispersion.take(r),
-            )
-        )
+    # workers write guide draws into the files themselves only on this machine, and only
+    # when no checkpoint needs them back
+    on_disk = (
+        bool(files)
+        and all(files.values())
+        and ckpt is None
+        and client is None
+        and getattr(executor, "kind", None) != "dask"
+    )
     for arr in guide_arrays.values():  # written by the chunks from here on
         if on_disk:
             arr.flush()
+    shared = ChunkShared(
+        model.settings["formula"],
+        settings,
+        data,
+        model.spec.dispersion,
+        globals_unc,
+        draw_k,
+        gene_names,
+        guide_names,
+        config,
+    )
+    metas = [
+        {
+            "index": i,
+            "n_chunks": n_chunks,
+            "genes": hash_arrays(genes),
+            "seed": seeds[i],
+            "stage1": stage1_hash,
+        }
+        for i, genes in enumerate(chunks)
+    ]
+    results: list[ChunkResult | None] = [None] * n_chunks
+    todo = []
+    for i in range(n_chunks):
+        arrays = ckpt.load_chunk(i, metas[i]) if ckpt is not None else None
+        if arrays is None:
+            todo.append(i)
+        else:
+            results[i] = _from_arrays(arrays)
+            _place(results[i], i, chunks, rows, gene_arrays, guide_arrays, on_disk)
+    reused = n_chunks - len(todo)
+    parts = [
+        ChunkPart(
+            i,
+            chunks[i],
+            seeds[i],
+            {n: (str(files[n]), rows[i]) for n in guide_names} if on_disk else None,
+        )
+        for i in todo
+    ]
     t2 = time.perf_counter()
-    if executor is not None:
-        results = list(executor.map(run_chunk, tasks))
-    elif workers > 1:
-        with _process_pool(workers) as pool:
-            results = list(pool.map(run_chunk, tasks))
-    else:
-        results = [run_chunk(t) for t in tasks]
+    with as_executor(executor, client, workers) as ex:
+        where = ex.describe()
+        found = f"{reused} reused from the checkpoint, " if ckpt is not None else ""
+        stage_line(
+            f"stage 2: {n_chunks} chunk(s) of up to {min(config.chunk_genes, n_genes):,} genes: "
+            f"{found}{len(todo)} to compute {where}",
+            progress,
+        )
+        done = 0
+        try:
+            with Bar(n_chunks, "stage 2 chunks", enabled=progress, done=reused) as bar:
+                for j, result in ex.run(run_chunk_part, shared, parts):
+                    i = todo[j]
+                    if ckpt is not None:
+                        ckpt.save_chunk(i, _to_arrays(result), metas[i])
+                    _place(result, i, chunks, rows, gene_arrays, guide_arrays, on_disk)
+                    results[i] = result
+                    done += 1
+                    bar.advance()
+        except BaseException as err:
+            if ckpt is not None:
+                err.add_note(
+                    f"{reused + done} of {n_chunks} stage-2 chunks are checkpointed in "
+                    f"{ckpt.folder}: rerun the same command to resume"
+                )
+            raise
+        workers_used = ex.workers if ex.workers is not None else workers
+        kind = ex.kind
     t_stage2 = time.perf_counter() - t2
+    stage_line(
+        f"stage 2: {len(todo)} chunk(s) computed in {t_stage2:.1f} s"
+        + (f", {reused} reused" if reused else ""),
+        progress,
+    )
 
     # ---- assemble
-    post_vars = {}
     flat1 = {n: post1[n].values.reshape((-1,) + post1[n].shape[2:])[picks] for n in global_stored}
-    for n in global_stored:
-        post_vars[n] = flat1[n][draw_k][None]
-    for n in gene_names:
-        first = results[0].gene_draws[n]
-        arr = np.empty((1, draws, n_genes, *first.shape[2:]))
-        for r, genes in zip(results, chunks, strict=True):
-            arr[0][:, genes] = r.gene_draws[n]
-            r.gene_draws[n] = None  # one copy at a time
-        post_vars[n] = arr
-    for n in guide_names:
-        arr = guide_arrays[n]
-        if not on_disk:
-            for r, rr in zip(results, rows, strict=True):
-                arr[0][:, rr] = r.guide_draws[n]
-                r.guide_draws[n] = None  # one copy at a time
-        post_vars[n] = arr
+    post_vars = {n: flat1[n][draw_k][None] for n in global_stored}
+    post_vars.update(gene_arrays)
+    post_vars.update(guide_arrays)
     posterior = _dataset(full, post_vars, shapes)
     diag = {k: np.concatenate([r.diagnostics[k] for r in results]) for k in results[0].diagnostics}
     gene_diag = xr.Dataset(
@@ -579,7 +711,7 @@ def fit_two_stage(
             "posterior": posterior,
             "sample_stats": stats,
             "gene_diagnostics": gene_diag,
-            "stage1_posterior": post1.to_dataset(),
+            "stage1_posterior": post1,
         }
     )
     khat = diag["khat"]
@@ -625,9 +757,17 @@ def fit_two_stage(
             "stage2_parts": seconds,
             "total": round(time.perf_counter() - t_start, 2),
         },
-        "n_chunks": len(tasks),
-        "workers": workers,
+        "n_chunks": n_chunks,
+        "workers": workers_used,
+        "executor": kind,
     }
+    if ckpt is not None:
+        options["checkpoint"] = {
+            "folder": str(ckpt.folder),
+            "stage1_reused": saved is not None,
+            "chunks_reused": reused,
+            "chunks_computed": len(todo),
+        }
     return idata, options
 
 
@@ -675,3 +815,64 @@ def _dataset(pm_model: Any, values: dict[str, np.ndarray], shapes: dict) -> xr.D
     n_draws = next(iter(values.values())).shape[1]
     coords.update({"chain": [0], "draw": np.arange(n_draws)})
     return xr.Dataset(data_vars, coords=coords)
+
+
+def _fingerprint(
+    model: Any, draws: int, random_seed: int | None, stored: list[str], config: TwoStageConfig
+) -> dict[str, Any]:
+    """What a checkpoint of this fit must have been made from, part by part."""
+    from screenformula.inference.two_stage.checkpoint import data_hash, hash_arrays
+
+    s = model.settings.to_dict()
+    formula = s.pop("formula")
+    priors = s.pop("priors", None)
+    engine = asdict(config)
+    engine.pop("workers")  # where the chunks run never changes the result
+    return {
+        "counts": data_hash(model.data),
+        "formula": formula,
+        "priors": hash_arrays(json.dumps(priors, sort_keys=True, default=str)),
+        "model settings": hash_arrays(json.dumps(s, sort_keys=True, default=str)),
+        "seed": random_seed,
+        "draws": int(draws),
+        "variables": sorted(stored),
+        "engine settings": hash_arrays(json.dumps(engine, sort_keys=True, default=str)),
+    }
+
+
+def _to_arrays(result: ChunkResult) -> dict[str, np.ndarray]:
+    """A chunk result as named arrays (its checkpoint file)."""
+    out = {f"g:{n}": v for n, v in result.gene_draws.items()}
+    out.update({f"s:{n}": v for n, v in result.guide_draws.items()})
+    out.update({f"d:{n}": v for n, v in result.diagnostics.items()})
+    out.update({f"t:{n}": np.asarray(v) for n, v in result.seconds.items()})
+    return out
+
+
+def _from_arrays(arrays: dict[str, np.ndarray]) -> ChunkResult:
+    """The `ChunkResult` that `_to_arrays` gave."""
+    groups: dict[str, dict] = {"g": {}, "s": {}, "d": {}, "t": {}}
+    for key, value in arrays.items():
+        kind, _, name = key.partition(":")
+        groups[kind][name] = value
+    seconds = {n: float(v) for n, v in groups["t"].items()}
+    return ChunkResult(groups["g"], groups["s"], groups["d"], seconds)
+
+
+def _place(
+    result: ChunkResult,
+    i: int,
+    chunks: list[np.ndarray],
+    rows: list[np.ndarray],
+    gene_arrays: dict[str, np.ndarray],
+    guide_arrays: dict[str, np.ndarray],
+    on_disk: bool,
+) -> None:
+    """Copy chunk ``i``'s draws into the fit's arrays, then drop them from the result."""
+    for n, arr in result.gene_draws.items():
+        gene_arrays[n][0][:, chunks[i]] = arr
+    if not on_disk:
+        for n, arr in result.guide_draws.items():
+            guide_arrays[n][0][:, rows[i]] = arr
+    result.gene_draws = {}
+    result.guide_draws = {}
