@@ -14,7 +14,7 @@ import argparse
 import errno
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from screenformula.errors import ScreenFormulaError
 from screenformula.io.advice import AdvisedDataError, Wording
@@ -70,11 +70,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not quiet:
             print(text, flush=True)
 
+    restore = _interrupt_on_sigterm()
     try:
         return int(args.run(args, say) or 0)
     except KeyboardInterrupt as err:
         notes = getattr(err, "__notes__", [])
-        what = "only the fit was kept" if notes else "no output was written"
+        kept = any(" is kept" in note for note in notes)
+        what = "only the fit was kept" if kept else "no output was written"
         print(f"screenformula: interrupted; {what}", file=sys.stderr)
         _print_notes(err)
         return 130
@@ -94,6 +96,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         _print_notes(err)
         return 1
+    finally:
+        restore()
+
+
+def _interrupt_on_sigterm() -> Callable[[], None]:
+    """SIGTERM (a batch system's time limit, ``kill``) stops a command as Ctrl-C does.
+
+    So its clean-up runs: staged outputs are removed and a checkpointed fit says how many
+    chunks are kept (a rerun resumes). Only in the main thread, where signals arrive;
+    returns what puts the previous handler back.
+    """
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def user_error(err: BaseException, wording: Wording) -> str | None:

@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from screenformula.cli.outputs import OutputSet, write_tsv
-from screenformula.errors import ScreenDataError
+from screenformula.errors import ScreenDataError, ScreenFormulaError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "check_samples_have_reads",
+    "dask_client",
+    "distributed_options",
     "describe_data",
     "fit_and_keep",
     "hit_lines",
@@ -66,6 +70,56 @@ def check_samples_have_reads(data: ScreenData, fix: Callable[[str], str]) -> Non
         f"{source}: sample {empty[0]!r}{more} has no reads (every count is 0): check that "
         f"column, or {fix(empty[0])}"
     )
+
+
+@contextmanager
+def dask_client(address: str | None) -> Iterator[Any]:
+    """A Dask client of the scheduler at ``address`` (None: no Dask), closed afterwards.
+
+    Raises the engine's one-line errors when Dask is not installed or no scheduler answers
+    (`screenformula.inference.executors.connect`, a short timeout).
+    """
+    if not address:
+        yield None
+        return
+    from screenformula.inference.executors import connect
+
+    client = connect(address)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def distributed_options(
+    model: ScreenModel,
+    method: str,
+    client: Any,
+    checkpoint: Path,
+    force: bool,
+    scheduler_flag: str,
+) -> dict[str, Any]:
+    """``fit`` keywords for a Dask client and a checkpoint, when the method takes them.
+
+    The two-stage engine gets ``checkpoint`` (a folder beside the outputs, resumed by
+    rerunning the command; ``force`` starts over) and the client; other methods get
+    neither, and a scheduler given for them is an error naming ``scheduler_flag``.
+    """
+    from screenformula.inference.registry import choose_method, get_method
+
+    chosen = choose_method(model.data.n_genes)[0] if method == "auto" else get_method(method)
+    if not chosen.resumable:
+        if client is not None:
+            why = f" (auto chose {chosen.name} for {model.data.n_genes:,} genes)"
+            raise ScreenFormulaError(
+                f"{scheduler_flag} runs the two-stage engine's stage 2 on Dask: it needs "
+                f"method two-stage, not {chosen.name}{why if method == 'auto' else ''}"
+            )
+        return {}
+    out: dict[str, Any] = {"checkpoint": checkpoint, "force": force}
+    if client is not None:
+        out["client"] = client
+    return out
 
 
 def describe_data(data: ScreenData, log: Path) -> str:

@@ -5,18 +5,29 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 import time
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal
 
+import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from screenformula.cli.analysis import (
     check_samples_have_reads,
+    dask_client,
     describe_data,
+    distributed_options,
     fit_and_keep,
     hit_lines,
     run_log,
@@ -26,6 +37,7 @@ from screenformula.cli.analysis import (
 from screenformula.cli.outputs import OutputSet
 from screenformula.errors import ScreenFormulaError
 from screenformula.inference.registry import method_names
+from screenformula.inference.two_stage.checkpoint import remove_checkpoint
 from screenformula.io.advice import Wording
 from screenformula.results.contrast_core import DEFAULT_DELTA
 
@@ -142,11 +154,29 @@ class ContrastConfig(BaseModel):
     name: str | None = None
 
 
-class AnalysisConfig(BaseModel):
-    """The whole analysis (see `EXAMPLE`)."""
+class ScreenEntry(BaseModel):
+    """One screen of several: its count table, and its own sample sheet if it has one."""
 
     model_config = ConfigDict(extra="forbid")
     counts: Path
+    name: str | None = None
+    samples: Path | None = None
+
+
+class AnalysisConfig(BaseModel):
+    """The whole analysis (see `EXAMPLE`).
+
+    ``screens`` (instead of ``counts``) fits several screens with the same settings, each
+    into its own folder ``output/<name>/``: a list of count tables (``{counts:, name:,
+    samples:}``), or a folder whose count tables all share the ``samples`` sheet.
+    ``scheduler`` (``tcp://HOST:8786``) runs the two-stage engine's stage 2 on that Dask
+    cluster.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    counts: Path | None = None
+    screens: list[ScreenEntry] | Path | None = None
+    scheduler: str | None = None
     samples: Path | None = None
     formula: str
     family: str = "negativebinomial"
@@ -162,6 +192,24 @@ class AnalysisConfig(BaseModel):
     fit: FitConfig = Field(default_factory=FitConfig)
     contrasts: list[ContrastConfig] = Field(default_factory=lambda: [ContrastConfig()])
     output: Path = Path("screenformula-output")
+
+    @field_validator("screens", mode="before")
+    @classmethod
+    def _plain_paths(cls, value: Any) -> Any:
+        if isinstance(value, list):  # a bare path stands for {counts: path}
+            return [{"counts": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AnalysisConfig:
+        if (self.counts is None) == (self.screens is None):
+            raise ValueError(
+                "give counts: (one screen) or screens: (a list of count tables, or a folder "
+                "of them), not both"
+                if self.counts is not None
+                else "counts: or screens: is required"
+            )
+        return self
 
     @field_validator("pool")
     @classmethod
@@ -196,7 +244,43 @@ def load_config(path: Path) -> AnalysisConfig:
             setattr(config, field, base / value)
     if isinstance(config.controls, str) and (base / config.controls).is_file():
         config.controls = base / config.controls
+    if isinstance(config.screens, Path):
+        folder = config.screens if config.screens.is_absolute() else base / config.screens
+        config.screens = screens_in(folder, path)
+    elif config.screens is not None:
+        for entry in config.screens:
+            for field in ("counts", "samples"):
+                value = getattr(entry, field)
+                if value is not None and not value.is_absolute():
+                    setattr(entry, field, base / value)
     return config
+
+
+#: File name endings of count tables in a folder of screens.
+TABLE_SUFFIXES = (".txt", ".tsv", ".csv")
+COMPRESSED = (".gz", ".bz2", ".xz")
+
+
+def screens_in(folder: Path, path: Path) -> list[ScreenEntry]:
+    """A screen per count table (``.txt``/``.tsv``/``.csv``, maybe compressed) in ``folder``.
+
+    Each is named after its file (``a.count.txt.gz`` -> ``a.count``), in name order.
+    """
+    if not folder.is_dir():
+        raise ScreenFormulaError(f"{path}: screens: {folder} is not a folder")
+    entries = []
+    for file in sorted(folder.iterdir()):
+        name = file.name
+        for suffix in COMPRESSED:
+            name = name.removesuffix(suffix)
+        if not file.is_file() or name.startswith(".") or not name.endswith(TABLE_SUFFIXES):
+            continue
+        entries.append(ScreenEntry(counts=file, name=Path(name).stem))
+    if not entries:
+        raise ScreenFormulaError(
+            f"{path}: screens: no count table ({'/'.join(TABLE_SUFFIXES)}) in {folder}"
+        )
+    return entries
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -299,9 +383,20 @@ def check_contrasts(config: AnalysisConfig, model: ScreenModel, path: Path) -> N
 
 def run(args: argparse.Namespace, say: Any) -> int:
     """Run ``screenformula fit``."""
-    started = time.perf_counter()
     config = load_config(args.config)
-    names = contrast_names(config, args.config)
+    contrast_names(config, args.config)
+    if config.screens is not None:
+        return run_screens(config, args, say)
+    if args.check:
+        check_one(config, args, say)
+        return 0
+    with dask_client(config.scheduler) as client:
+        fit_one(config, args, say, client)
+    return 0
+
+
+def output_paths(config: AnalysisConfig, names: list[str]) -> list[Path]:
+    """The files a fit of ``config`` writes: fit, log, then each contrast's three."""
     out_dir = config.output
     paths = [out_dir / "fit.nc", out_dir / "log.json"]
     for name in names:
@@ -310,16 +405,38 @@ def run(args: argparse.Namespace, say: Any) -> int:
             out_dir / f"{name}.volcano.png",
             out_dir / f"{name}.rank.png",
         ]
-    if args.check:
-        prepare(config, args.config, say, paths[1])
-        existing = [p for p in paths if p.exists()]
-        if existing and not args.force:
-            say(f"note: {existing[0]} exists: the fit will need --force")
-        say(f"{args.config}: ready to fit (nothing was fitted or written)")
-        return 0
+    return paths
+
+
+def check_one(config: AnalysisConfig, args: argparse.Namespace, say: Any) -> None:
+    """``--check``: read, build and check everything; fit and write nothing."""
+    paths = output_paths(config, contrast_names(config, args.config))
+    prepare(config, args.config, say, paths[1])
+    existing = [p for p in paths if p.exists()]
+    if existing and not args.force:
+        say(f"note: {existing[0]} exists: the fit will need --force")
+    say(f"{args.config}: ready to fit (nothing was fitted or written)")
+
+
+def fit_one(
+    config: AnalysisConfig, args: argparse.Namespace, say: Any, client: Any
+) -> dict[str, Any]:
+    """Fit one screen and write its outputs; returns its genes, hits and seconds.
+
+    A two-stage fit keeps its checkpoint in ``output/checkpoint`` until the outputs are
+    written (rerunning the command resumes it; ``--force`` starts over).
+    """
+    started = time.perf_counter()
+    names = contrast_names(config, args.config)
+    out_dir = config.output
+    paths = output_paths(config, names)
+    checkpoint = out_dir / "checkpoint"
     with OutputSet(paths, force=args.force) as out:
         data, model = prepare(config, args.config, say, paths[1])
         f = config.fit
+        extra = distributed_options(
+            model, f.method, client, checkpoint, args.force, "scheduler: in the config"
+        )
         fit, diagnostics = fit_and_keep(
             model,
             out,
@@ -337,6 +454,7 @@ def run(args: argparse.Namespace, say: Any) -> int:
             target_accept=f.target_accept,
             progress=not args.quiet,
             summary_deltas=tuple(c.delta for c in config.contrasts),
+            **extra,
         )
         summary = {}
         for name, c in zip(names, config.contrasts, strict=True):
@@ -363,8 +481,101 @@ def run(args: argparse.Namespace, say: Any) -> int:
         )
         write_log(log, out, paths[1])
         out.commit()
+    remove_checkpoint(checkpoint)  # the run is finished
     say(f"wrote {len(paths)} files to {out_dir}")
+    return {"genes": data.n_genes, "hits": sum(summary.values())}
+
+
+#: Columns of the many-screens summary (``output/summary.tsv``).
+SUMMARY_COLUMNS = ["screen", "status", "genes", "hits", "seconds", "error"]
+
+
+def screen_configs(config: AnalysisConfig) -> list[tuple[str, AnalysisConfig]]:
+    """Each screen's own config: its counts (and sheet), output in ``output/<name>/``."""
+    out, seen = [], set()
+    for i, entry in enumerate(config.screens or []):
+        name = entry.name or Path(entry.counts).name.split(".")[0] or f"screen{i + 1}"
+        if name in seen or name.startswith(".") or any(x in name for x in "/\\\0"):
+            raise ScreenFormulaError(
+                f"screens.{i}: {name!r} cannot name its own output folder (give it a "
+                "distinct name:)"
+            )
+        seen.add(name)
+        one = config.model_copy(
+            update={
+                "counts": entry.counts,
+                "samples": entry.samples or config.samples,
+                "screens": None,
+                "output": config.output / name,
+            }
+        )
+        out.append((name, one))
+    return out
+
+
+def run_screens(config: AnalysisConfig, args: argparse.Namespace, say: Any) -> int:
+    """Fit every screen of ``config`` on one executor; one failure does not stop the others.
+
+    Writes ``output/summary.tsv`` (screen, status, genes, hits, seconds, error) and prints
+    it; exit status 1 when a screen failed (each failure is one line in the table).
+    """
+    from screenformula.inference.progress import Bar, stage_line
+    from screenformula.io.atomic import write_text_atomic
+
+    screens = screen_configs(config)
+    if args.check:
+        for name, one in screens:
+            say(f"== {name}")
+            check_one(one, args, say)
+        return 0
+    rows = []
+    with dask_client(config.scheduler) as client:
+        with Bar(len(screens), "screens", enabled=not args.quiet) as bar:
+            for k, (name, one) in enumerate(screens):
+                stage_line(f"screen {k + 1}/{len(screens)}: {name}", not args.quiet)
+                start = time.perf_counter()
+                row = {"screen": name, "status": "ok", "genes": None, "hits": None}
+                try:
+                    row.update(fit_one(one, args, say, client))
+                except Exception as err:  # noqa: BLE001 - reported in the summary
+                    row.update(status="failed", error=_error_line(err))
+                row["seconds"] = round(time.perf_counter() - start, 1)
+                rows.append(row)
+                stage_line(
+                    f"screen {k + 1}/{len(screens)}: {name}: {row['status']} in "
+                    f"{row['seconds']:g} s" + (f": {row['error']}" if row.get("error") else ""),
+                    not args.quiet,
+                )
+                bar.advance()
+    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    config.output.mkdir(parents=True, exist_ok=True)
+    summary = config.output / "summary.tsv"
+    write_text_atomic(summary, table.to_csv(sep="\t", index=False))
+    say(table.fillna("").to_string(index=False))
+    failed = int((table["status"] != "ok").sum())
+    if failed:
+        print(
+            f"screenformula: {failed} of {len(table)} screens failed (see {summary})",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
+    say(f"wrote {summary}")
     return 0
+
+
+def _error_line(err: BaseException) -> str:
+    """One line for a failed screen: a user error's own line, else the internal error."""
+    from screenformula.io.advice import AdvisedDataError
+
+    if isinstance(err, AdvisedDataError):
+        return err.worded(WORDING)
+    first = str(err).splitlines()[0] if str(err) else ""
+    if isinstance(err, ScreenFormulaError):
+        return first or type(err).__name__
+    if isinstance(err, OSError):
+        return f"{err.strerror or type(err).__name__}: {err.filename or first}"
+    return f"internal error: {type(err).__name__}: {first}"
 
 
 def _contrast_name(c: ContrastConfig, i: int) -> str:

@@ -11,7 +11,9 @@ import pandas as pd
 
 from screenformula.cli.analysis import (
     check_samples_have_reads,
+    dask_client,
     describe_data,
+    distributed_options,
     fit_and_keep,
     hit_lines,
     run_log,
@@ -21,6 +23,7 @@ from screenformula.cli.analysis import (
 from screenformula.cli.outputs import OutputSet
 from screenformula.errors import ScreenDataError, ScreenFormulaError
 from screenformula.inference.registry import METHODS, get_method, method_names
+from screenformula.inference.two_stage.checkpoint import remove_checkpoint
 from screenformula.io.advice import Wording
 from screenformula.results.contrast_core import DEFAULT_DELTA
 
@@ -166,7 +169,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "fit.contrast(); 0 calls any gene whose sign is known)",
     )
     p.add_argument("--fdr", type=float, default=0.05, help="Bayesian FDR target for hits")
-    p.add_argument("--force", action="store_true", help="replace existing outputs")
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="two-stage: run stage 2 on the Dask cluster of this scheduler (tcp://HOST:8786; "
+        "needs pip install 'screenformula[dask]')",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace existing outputs; two-stage: start over instead of resuming from "
+        "PREFIX.checkpoint (kept while a run is unfinished)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     for flag, (_, nargs) in MAGECK_ONLY.items():
         p.add_argument(flag, nargs=nargs, action=_Refused, help=argparse.SUPPRESS)
@@ -211,7 +225,8 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
     keep = {"auto": "auto", "yes": True, "no": False}[args.keep_guide_draws]
     prefix = Path(args.output_prefix)
     outputs = [prefix.with_name(prefix.name + s) for s in SUFFIXES]
-    with OutputSet(outputs, force=args.force) as out:
+    checkpoint = prefix.with_name(prefix.name + ".checkpoint")
+    with OutputSet(outputs, force=args.force) as out, dask_client(args.scheduler) as client:
         table = sf.read_counts(args.count_table, size_factors="none", nan=args.nan)
         columns = list(map(str, table.samples.index))
         treated = resolve_samples(args.treatment_id, columns, "-t/--treatment-id")
@@ -248,6 +263,9 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
         say(describe_data(data, outputs[6]))
         model = sf.ScreenModel(FORMULA, data, pool="joint" if pool else None)
         say(repr(model))
+        extra.update(
+            distributed_options(model, args.method, client, checkpoint, args.force, "--scheduler")
+        )
         fit, diagnostics = fit_and_keep(
             model,
             out,
@@ -289,6 +307,7 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
         )
         write_log(log, out, outputs[6])
         written = out.commit()
+    remove_checkpoint(checkpoint)  # the run is finished
     say(f"wrote {', '.join(str(p) for p in written)}")
     top = result.genes.sort_values("rank").head(10)
     say(

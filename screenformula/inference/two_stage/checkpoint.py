@@ -124,19 +124,6 @@ class Checkpoint:
         """Remove the checkpoint once the fit it served is saved."""
         self.clear()
 
-
-def remove_checkpoint(folder: str | os.PathLike) -> None:
-    """Remove a checkpoint's files, and its folder when nothing else is in it."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return
-    names = ("fingerprint.json", "stage1.nc", "stage1.npz", "stage1.json", "chunk-*.npz")
-    for pattern in (*names, ".*.tmp-*"):
-        for path in folder.glob(pattern):
-            path.unlink()
-    with contextlib.suppress(OSError):
-        folder.rmdir()  # when nothing else is there
-
     # ------------------------------------------------------------------ seed
     def remember_seed(self, seed: int) -> None:
         """Keep the seed drawn for a fit without one (a resumed run uses it again)."""
@@ -203,3 +190,16 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
         np.savez(f, **arrays)
         f.flush()
         os.fsync(f.fileno())
+
+
+def remove_checkpoint(folder: str | os.PathLike) -> None:
+    """Remove a checkpoint's files, and its folder when nothing else is in it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    names = ("fingerprint.json", "stage1.nc", "stage1.npz", "stage1.json", "chunk-*.npz")
+    for pattern in (*names, ".*.tmp-*"):
+        for path in folder.glob(pattern):
+            path.unlink()
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # when nothing else is there
