@@ -551,7 +551,7 @@ def run_screens(config: AnalysisConfig, args: argparse.Namespace, say: Any) -> i
     config.output.mkdir(parents=True, exist_ok=True)
     summary = config.output / "summary.tsv"
     write_text_atomic(summary, table.to_csv(sep="\t", index=False))
-    say(table.fillna("").to_string(index=False))
+    say(table.astype(object).where(table.notna(), "").to_string(index=False))
     failed = int((table["status"] != "ok").sum())
     if failed:
         print(

@@ -196,7 +196,7 @@ class DaskExecutor:
             for i, part in enumerate(parts)
         }
         try:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=self.client.loop):
                 result = future.result()
                 future.release()
                 yield futures[future], result
