@@ -199,8 +199,9 @@ class ScreenModel:
         client : distributed.Client or str, optional
             ``method="two-stage"``: run stage 2's chunks of genes on this Dask cluster (a
             client, or a scheduler's address ``"tcp://HOST:8786"``). The screen is sent to
-            every worker once and each chunk's draws come back as arrays; the result is
-            the one an in-process fit gives with the same seed. Needs the ``dask`` extra
+            every worker once and each chunk's draws come back as arrays; with the same
+            seed they are an in-process fit's draws (bit for bit when no gene is refitted
+            by HMC; HMC-refitted genes can differ). Needs the ``dask`` extra
             (``pip install 'screenformula[dask]'``).
         checkpoint : path, optional
             ``method="two-stage"``: a folder where stage 1's result and every finished
