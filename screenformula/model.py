@@ -201,7 +201,9 @@ class ScreenModel:
             client, or a scheduler's address ``"tcp://HOST:8786"``). The screen is sent to
             every worker once and each chunk's draws come back as arrays; with the same
             seed they are an in-process fit's draws (bit for bit when no gene is refitted
-            by HMC; HMC-refitted genes can differ). Needs the ``dask`` extra
+            by HMC; HMC amplifies the round-off by which a freshly compiled and a
+            cache-loaded stage-2 function differ, so HMC-refitted genes can get other,
+            equally valid draws). Needs the ``dask`` extra
             (``pip install 'screenformula[dask]'``).
         checkpoint : path, optional
             ``method="two-stage"``: a folder where stage 1's result and every finished

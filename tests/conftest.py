@@ -58,6 +58,7 @@ SLOWEST_FIRST = (
     "tests/inference/test_fit.py",
     "tests/model/test_recovery.py",
     "tests/model/test_pool_recovery.py",
+    "tests/test_readme_python.py",
 )
 
 

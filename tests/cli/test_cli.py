@@ -153,6 +153,8 @@ def test_full_run_then_contrast_and_plot_from_the_saved_fit(table, tmp_path):
         "T1,T2,T3",
         "-c",
         "C1,C2,C3",
+        "--pool",  # the first run's model: its compiled parts are reused
+        "P0",
         "-n",
         str(prefix),
         "--draws",

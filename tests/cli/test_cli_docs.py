@@ -66,7 +66,13 @@ def test_the_help_example_config_runs(capsys, tmp_path):
     fit_line = "fit: {method: nuts, draws: 1000, tune: 1000, chains: 4, seed: 1}"
     assert fit_line in EXAMPLE  # the only change: a short fit
     config.write_text(EXAMPLE.replace(fit_line, "fit: {draws: 60, tune: 60, chains: 1, seed: 1}"))
+    capsys.readouterr()
     assert main(["fit", str(config), "--quiet"]) == 0, capsys.readouterr().err
+    # the only warning is ours, in the config's own words (issue 16): no library's
+    # "SomethingWarning: ..." a user of the command line could not act on
+    err = capsys.readouterr().err
+    assert "cannot be trusted" in err and "fit: {draws: 2000" in err
+    assert not re.search(r"\w+Warning\b", err), err
     out = tmp_path / "results"
     assert {p.name for p in out.iterdir()} == {
         "fit.nc",

@@ -210,11 +210,12 @@ def test_stage2_in_worker_processes_writing_to_disk_equals_in_process(tmp_path):
     """Two forked workers writing guide draws into on-disk arrays give the in-process fit."""
     from screenformula.inference.scratch import draw_array
 
-    data, _ = sf.simulate_screen(n_genes=40, random_seed=8)
+    # the screen, seed and stage-1 genes of the test above: the same compiled models
+    data, _ = sf.simulate_screen(n_genes=40, random_seed=3)
     model = sf.ScreenModel(FORMULA, data)
     settings = dict(
         draws=60,
-        random_seed=4,
+        random_seed=1,
         progress=False,
         store_sgrna=True,
         stage1_genes=30,
