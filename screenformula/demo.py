@@ -40,6 +40,7 @@ from screenformula.evaluation import (
     roc_figure,
 )
 from screenformula.inference.registry import method_names
+from screenformula.results.fit import ConvergenceWarning
 
 FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
 DEFAULT_OUT = Path("demo-output")
@@ -60,8 +61,10 @@ DEMO_WORDING = {
     "draws": lambda v: f"--draws {v} --tune {v}",
     "target_accept": lambda v: f"--target-accept {v}",
     "chains": lambda v: f"--chains {v}",
-    "stage1_draws": lambda v: f"stage1_draws={v}, stage1_tune={v} in Python",
+    "stage1_draws": lambda v: f"--stage1-draws {v}",
 }
+#: The same for the HAP1 fit, whose method has its own flag.
+HAP1_WORDING = {**DEMO_WORDING, "method": lambda v: f"--hap1-method {v}"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class Settings:
     target_accept: float = 0.8
     hap1_method: str = "auto"
     hap1_draws: int = 1000
+    stage1_draws: int | None = None
     hap1: bool = True
     save_fit: bool = False
     seed: int = 2024
@@ -291,7 +295,12 @@ def run_hap1(out: Path, settings: Settings) -> dict[str, Any]:
     )
     print(data)
     model = sf.ScreenModel(FORMULA, data, pool=None, reference={"treatment": "T0"})
-    print(f"\nFitting with method={settings.hap1_method!r}, {settings.hap1_draws} draws ...")
+    stage1 = _hap1_stage1(settings, data.n_genes)
+    print(
+        f"\nFitting with method={settings.hap1_method!r}, {settings.hap1_draws} draws"
+        + (f" (stage 1: {settings.stage1_draws} draws)" if stage1 else "")
+        + " ..."
+    )
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # an approximate method's notice
@@ -302,9 +311,12 @@ def run_hap1(out: Path, settings: Settings) -> dict[str, Any]:
             progress=False,
             store_sgrna=False,
             log_likelihood=False,
+            **stage1,
         )
     fit_seconds = time.perf_counter() - start
-    result = fit.contrast("treatment", ref="T0", delta=HAP1_DELTA, fdr_target=0.05)
+    with warnings.catch_warnings():  # said below, worded as the demo's flags
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        result = fit.contrast("treatment", ref="T0", delta=HAP1_DELTA, fdr_target=0.05)
     genes = result.genes
     print(f"  fitted in {fit_seconds:.1f} s ({fit.method})")
     if fit.options.get("auto"):
@@ -312,6 +324,10 @@ def run_hap1(out: Path, settings: Settings) -> dict[str, Any]:
     checks = _convergence_lines(fit)
     for line in checks:
         print(f"  {line}")
+    verdict = fit.convergence()
+    advice = None if verdict.trusted or verdict.approximate else verdict.advice(HAP1_WORDING)
+    if advice:
+        print(f"  To fix: {advice}.")
     print(result)
 
     ref = datasets.load_reference_genes()
@@ -377,6 +393,7 @@ def run_hap1(out: Path, settings: Settings) -> dict[str, Any]:
             staged["report"],
             title="HAP1 TKOv3 dropout screen: T18 vs T0",
             extra=section,
+            wording=HAP1_WORDING,
         )
         written = outputs.commit()
     print(f"\nWrote {len(written)} files to {out}/ ({', '.join(p.name for p in written)})")
@@ -390,10 +407,25 @@ def run_hap1(out: Path, settings: Settings) -> dict[str, Any]:
         "mageck_calls": MAGECK_HAP1_CALLS,
         "delta": HAP1_DELTA,
         "convergence": checks,
+        "provisional": result.provisional,
+        "advice": advice,
         "hits": int(genes["hit"].sum()),
         "report": str(out / names["report"]),
         "top_depleted": _top(genes, "down"),
     }
+
+
+def _hap1_stage1(settings: Settings, n_genes: int) -> dict[str, int]:
+    """``fit`` keywords of ``--stage1-draws`` (none when not given or not two-stage)."""
+    from screenformula.inference.registry import choose_method, get_method
+
+    if settings.stage1_draws is None:
+        return {}
+    method = settings.hap1_method
+    chosen = choose_method(n_genes)[0] if method == "auto" else get_method(method)
+    if chosen.name != "two-stage":
+        return {}
+    return {"stage1_draws": settings.stage1_draws, "stage1_tune": settings.stage1_draws}
 
 
 def _convergence_lines(fit: Any) -> list[str]:
@@ -450,6 +482,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=method_names(),
         help=f"how to fit HAP1 (default {Settings.hap1_method!r}: the two-stage engine)",
     )
+    p.add_argument(
+        "--stage1-draws",
+        type=int,
+        metavar="N",
+        help="HAP1 with the two-stage engine: draws and warm-up per chain of its stage 1 "
+        "(default 500)",
+    )
     return p
 
 
@@ -458,7 +497,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.stage1_draws is not None:
+        if args.stage1_draws < 1:
+            parser.error("--stage1-draws must be at least 1")
+        if args.hap1_method not in (None, "auto", "two-stage"):
+            parser.error(f"--stage1-draws does not apply to --hap1-method {args.hap1_method}")
     settings = FAST if args.fast else Settings()
     chosen = {
         k: v
@@ -468,6 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("tune", args.tune),
             ("target_accept", args.target_accept),
             ("hap1_method", args.hap1_method),
+            ("stage1_draws", args.stage1_draws),
         )
         if v is not None
     }
@@ -530,6 +576,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"HAP1 ROC AUC (CEGv2 vs NEGv1): {summary[HAP1]['auc_cegv2_vs_negv1']:.4f} "
             f"(MAGeCK: {MAGECK_HAP1_AUC})"
         )
+        if summary[HAP1]["advice"]:
+            print(
+                "The HAP1 fit did NOT pass its convergence checks: its hits are provisional "
+                f"(to fix: {summary[HAP1]['advice']})."
+            )
     print(f"Summary: {summary_path.resolve()}")
     print(f"Demo finished in {total:.1f} s.")
     return 0

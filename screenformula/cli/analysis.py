@@ -41,6 +41,7 @@ __all__ = [
     "fit_and_keep",
     "hit_lines",
     "run_log",
+    "stage1_options",
     "warn_convergence",
     "write_gene_outputs",
     "write_log",
@@ -120,6 +121,29 @@ def distributed_options(
     if client is not None:
         out["client"] = client
     return out
+
+
+def stage1_options(
+    model: ScreenModel, method: str, stage1_draws: int | None, setting: str
+) -> dict[str, Any]:
+    """``fit`` keywords giving the two-stage engine's stage 1 ``stage1_draws`` draws and warm-up.
+
+    Empty when ``stage1_draws`` is None. Stage 1 belongs to the two-stage engine: for any
+    other method (``auto`` included, when it chooses NUTS for this screen) it is an
+    error naming ``setting``, the flag or config key that gave it.
+    """
+    from screenformula.inference.registry import choose_method, get_method
+
+    if stage1_draws is None:
+        return {}
+    chosen = choose_method(model.data.n_genes)[0] if method == "auto" else get_method(method)
+    if chosen.name != "two-stage":
+        why = f" (auto chose {chosen.name} for {model.data.n_genes:,} genes)"
+        raise ScreenFormulaError(
+            f"{setting} sets the draws of the two-stage engine's stage 1: it needs method "
+            f"two-stage, not {chosen.name}{why if method == 'auto' else ''}"
+        )
+    return {"stage1_draws": stage1_draws, "stage1_tune": stage1_draws}
 
 
 def describe_data(data: ScreenData, log: Path) -> str:

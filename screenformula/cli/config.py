@@ -31,6 +31,7 @@ from screenformula.cli.analysis import (
     fit_and_keep,
     hit_lines,
     run_log,
+    stage1_options,
     write_gene_outputs,
     write_log,
 )
@@ -102,10 +103,7 @@ CONVERGENCE_WORDING = {
     "draws": lambda v: f"fit: {{draws: {v}, tune: {v}}} in the config",
     "target_accept": lambda v: f"fit: {{target_accept: {v}}} in the config",
     "chains": lambda v: f"fit: {{chains: {v}}} in the config",
-    "stage1_draws": lambda v: (
-        f"no config key: in Python, model.fit(stage1_draws={v}, stage1_tune={v}), or "
-        "fit: {method: nuts}"
-    ),
+    "stage1_draws": lambda v: f"fit: {{stage1_draws: {v}}} in the config",
 }
 
 
@@ -128,6 +126,7 @@ class FitConfig(BaseModel):
     seed: int | None = None
     cores: int | None = Field(None, gt=0)
     target_accept: float = Field(0.8, gt=0, lt=1)
+    stage1_draws: int | None = Field(None, gt=0)
 
     @field_validator("method")
     @classmethod
@@ -135,6 +134,15 @@ class FitConfig(BaseModel):
         if value not in method_names():
             raise ValueError(f"must be one of {', '.join(method_names())}")
         return value
+
+    @model_validator(mode="after")
+    def _stage1(self) -> FitConfig:
+        if self.stage1_draws is not None and self.method not in ("auto", "two-stage"):
+            raise ValueError(
+                "stage1_draws sets the draws of the two-stage engine's stage 1: it needs "
+                f"method two-stage (or auto), not {self.method}"
+            )
+        return self
 
 
 class ContrastConfig(BaseModel):
@@ -411,7 +419,8 @@ def output_paths(config: AnalysisConfig, names: list[str]) -> list[Path]:
 def check_one(config: AnalysisConfig, args: argparse.Namespace, say: Any) -> None:
     """``--check``: read, build and check everything; fit and write nothing."""
     paths = output_paths(config, contrast_names(config, args.config))
-    prepare(config, args.config, say, paths[1])
+    _, model = prepare(config, args.config, say, paths[1])
+    _stage1(config, model, args.config)
     existing = [p for p in paths if p.exists()]
     if existing and not args.force:
         say(f"note: {existing[0]} exists: the fit will need --force")
@@ -434,8 +443,11 @@ def fit_one(
     with OutputSet(paths, force=args.force) as out:
         data, model = prepare(config, args.config, say, paths[1])
         f = config.fit
-        extra = distributed_options(
-            model, f.method, client, checkpoint, args.force, "scheduler: in the config"
+        extra = _stage1(config, model, args.config)
+        extra.update(
+            distributed_options(
+                model, f.method, client, checkpoint, args.force, "scheduler: in the config"
+            )
         )
         fit, diagnostics = fit_and_keep(
             model,
@@ -576,6 +588,14 @@ def _error_line(err: BaseException) -> str:
     if isinstance(err, OSError):
         return f"{err.strerror or type(err).__name__}: {err.filename or first}"
     return f"internal error: {type(err).__name__}: {first}"
+
+
+def _stage1(config: AnalysisConfig, model: ScreenModel, path: Path) -> dict[str, Any]:
+    """``fit`` keywords of ``fit: {stage1_draws: N}`` (an error when the method has no stage 1)."""
+    try:
+        return stage1_options(model, config.fit.method, config.fit.stage1_draws, "fit.stage1_draws")
+    except ScreenFormulaError as err:
+        raise ScreenFormulaError(f"{path}: {err}") from None
 
 
 def _contrast_name(c: ContrastConfig, i: int) -> str:

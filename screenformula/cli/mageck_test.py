@@ -17,6 +17,7 @@ from screenformula.cli.analysis import (
     fit_and_keep,
     hit_lines,
     run_log,
+    stage1_options,
     write_gene_outputs,
     write_log,
 )
@@ -50,9 +51,7 @@ CONVERGENCE_WORDING = {
     "draws": lambda v: f"--draws {v} --tune {v}",
     "target_accept": lambda v: f"--target-accept {v}",
     "chains": lambda v: f"--chains {v}",
-    "stage1_draws": lambda v: (
-        f"no flag: in Python, model.fit(stage1_draws={v}, stage1_tune={v}), or --method nuts"
-    ),
+    "stage1_draws": lambda v: f"--stage1-draws {v}",
 }
 #: The flags that give the samples each role.
 ROLE_FLAGS = ("-t/--treatment-id", "-c/--control-id", "--pool")
@@ -143,6 +142,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "when converged)",
     )
     p.add_argument(
+        "--stage1-draws",
+        type=int,
+        default=None,
+        metavar="N",
+        help="two-stage: draws and warm-up per chain of stage 1 (NUTS on a gene subsample; "
+        "default 500); raise it when the fit says its first stage needs more draws",
+    )
+    p.add_argument(
         "--keep-guide-draws",
         choices=["auto", "yes", "no"],
         default="auto",
@@ -220,6 +227,11 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
         if args.max_iterations < 1:
             raise ScreenFormulaError("--max-iterations must be at least 1")
         extra[keyword] = args.max_iterations
+    if args.stage1_draws is not None:
+        if args.method not in ("auto", "two-stage"):
+            raise ScreenFormulaError(f"--stage1-draws does not apply to --method {args.method}")
+        if args.stage1_draws < 1:
+            raise ScreenFormulaError("--stage1-draws must be at least 1")
     if not 0 < args.target_accept < 1:
         raise ScreenFormulaError("--target-accept must lie strictly between 0 and 1")
     keep = {"auto": "auto", "yes": True, "no": False}[args.keep_guide_draws]
@@ -263,6 +275,7 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
         say(describe_data(data, outputs[6]))
         model = sf.ScreenModel(FORMULA, data, pool="joint" if pool else None)
         say(repr(model))
+        extra.update(stage1_options(model, args.method, args.stage1_draws, "--stage1-draws"))
         extra.update(
             distributed_options(model, args.method, client, checkpoint, args.force, "--scheduler")
         )

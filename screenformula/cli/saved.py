@@ -23,7 +23,9 @@ REFIT_WORDING = {
     ),
     "target_accept": lambda v: f"--target-accept {v} (test) or fit: {{target_accept: {v}}} (fit)",
     "chains": lambda v: f"--chains {v} (test) or fit: {{chains: {v}}} (fit)",
-    "stage1_draws": lambda v: f"in Python, model.fit(stage1_draws={v}, stage1_tune={v})",
+    "stage1_draws": lambda v: (
+        f"refit with --stage1-draws {v} (test) or fit: {{stage1_draws: {v}}} (fit)"
+    ),
 }
 
 
