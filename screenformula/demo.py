@@ -311,6 +311,7 @@ def run_hap1(out: Path, settings: Settings) -> dict[str, Any]:
             progress=False,
             store_sgrna=False,
             log_likelihood=False,
+            target_accept=settings.target_accept,  # HAP1's NUTS, or its stage 1
             **stage1,
         )
     fit_seconds = time.perf_counter() - start
@@ -475,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--target-accept",
         type=float,
-        help=f"NUTS target acceptance (default {Settings.target_accept})",
+        help=f"NUTS target acceptance, both screens (default {Settings.target_accept})",
     )
     p.add_argument(
         "--hap1-method",

@@ -66,9 +66,10 @@ def run_two_stage(model: Any, request: FitRequest) -> tuple[Any, dict[str, Any]]
         client=request.client,
         checkpoint=request.checkpoint,
         force=request.force,
-        **{**env_options(), **request.kwargs},
+        # fit(target_accept=...) is stage 1's NUTS target acceptance
+        **{"target_accept": request.target_accept, **env_options(), **request.kwargs},
     )
     for key in ("method", "store_sgrna"):  # fit_model records these itself
         options.pop(key, None)
-    options.update(tune=None, engine="two-stage", target_accept=None)
+    options.update(tune=None, engine="two-stage", target_accept=options["config"]["target_accept"])
     return idata, options
