@@ -195,6 +195,13 @@ def test_two_stage_through_fit_keeps_guide_summaries(tmp_path):
     assert fit.options["stage1"]["genes"] == 30 and "khat" in fit.options
     table = fit.diagnostics(warn=False)
     assert "Intercept" in table.index  # stage 1's convergence
+    # ... of the globals stage 2 used, not of stage 1's own draws of its 30 genes' effects
+    stage1 = fit.idata["stage1_posterior"].to_dataset()
+    local = [
+        v for v in stage1.data_vars if any(stage1.sizes[d] in (30, 120) for d in stage1[v].dims)
+    ]
+    assert {"sd_gene", "L_sgrna"} <= set(stage1.data_vars) and not local
+    assert set(table.index) <= set(stage1.data_vars)
     result = fit.contrast(delta=0.5)
     assert len(result.sgrnas) == data.n_sgrnas
     assert result.sgrnas.attrs["source"].startswith("guide summaries")

@@ -563,7 +563,7 @@ def fit_two_stage(
             progress=progress,
             target_accept=config.target_accept,
         )
-        post1 = idata1["posterior"].to_dataset()
+        post1 = _globals_only(idata1["posterior"].to_dataset(), probe, global_stored)
         n_flat = post1.sizes["chain"] * post1.sizes["draw"]
         K = min(config.n_global_draws, n_flat)
         picks = np.linspace(0, n_flat - 1, K).round().astype(int)
@@ -584,6 +584,7 @@ def fit_two_stage(
                 },
             )
         stage_line(f"stage 1: done in {t1:.1f} s", progress)
+    post1 = _globals_only(post1, probe, global_stored)  # also a checkpoint's from before
     conv = convergence(post1, [rv for rv, _ in probe])
     stage1_hash = hash_arrays(*(g[n] for g in globals_unc for n in sorted(g)))
 
@@ -790,6 +791,17 @@ def _level(pm_model: Any, name: str, shape: tuple, n_genes: int, n_sgrna: int) -
         if shape[0] == n_genes:
             return "gene"
     return None
+
+
+def _globals_only(post: Any, probe: list, global_stored: list[str]) -> Any:
+    """Stage 1's posterior reduced to the global variables (free and stored).
+
+    Its draws of the subsample's gene and guide variables are not the fit's (stage 2
+    refits every gene): the fit's diagnostics, checkpoint and saved file keep what stage 2
+    conditioned on.
+    """
+    names = dict.fromkeys([*(rv for rv, _ in probe), *global_stored])
+    return post[[n for n in names if n in post]]
 
 
 def _global_free_rvs(pm_model: Any, n_genes: int, n_sgrna: int, shapes: dict) -> list:
