@@ -458,6 +458,7 @@ def environment() -> dict[str, Any]:
 
     cpu = cpu_name()
     versions = {p: version(p) for p in ("screenformula", "pymc", "nutpie", "numpy")}
+    ensure_mageck()  # a fresh machine has no MAGeCK venv yet
     mageck = subprocess.run(
         [str(MAGECK_VENV / "bin" / "pip"), "show", "mageck2"], capture_output=True, text=True
     ).stdout

@@ -1,0 +1,156 @@
+"""Stage 1 of the two-stage engine alone on HAP1 TKOv3: how its settings mix, per second.
+
+Stage 1 is NUTS on a subsample of genes; its draws of the global parameters (population
+coefficients, gene- and guide-level sds and correlations, dispersion trend) are what
+stage 2 conditions on. This benchmark runs stage 1 only, on the genome-wide HAP1 screen
+(``../shared/data/bagel-hap1-tkov3``, T18A-C vs T0, the `bench_real` formula, default
+dispersion), for each configuration given as ``GENES:DRAWS:TUNE[:ADAPTATION]`` (2 chains,
+nutpie, ``target_accept`` 0.8, seed 5, one BLAS thread), and records per global variable
+the worst R-hat and the smallest bulk / tail ESS, the leapfrog steps per draw and the
+seconds (compile included: each configuration is a new subset model), so that the
+defaults trade mixing against time by measurement.
+
+    nice -n 5 .venv/bin/python benchmarks/bench_stage1.py 1000:500:500 500:1000:1000 300:2000:1000
+    .venv/bin/python benchmarks/bench_stage1.py --report-only
+
+Results merge into ``benchmarks/results/stage1.json`` (by configuration) and the table
+goes to ``benchmarks/results/stage1.md``. Stage 2's accuracy under each setting is
+`bench_two_stage` (``--hap1-reference --set stage1_genes=... n_global_draws=...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from _machine import cpu_name  # noqa: E402
+from bench_real import FORMULA, hap1_table, make_case  # noqa: E402
+
+OUT = HERE / "results" / "stage1.json"
+
+
+def hap1_model():  # noqa: ANN201 - a ScreenModel
+    """The genome-wide HAP1 model of `bench_two_stage_real` (defaults, T0 the reference)."""
+    import tempfile
+
+    from bench_two_stage_real import write_inputs
+
+    import screenformula as sf
+
+    table, control, treated = hap1_table()
+    folder = Path(tempfile.mkdtemp(prefix="bench_stage1_"))
+    write_inputs(folder, make_case("hap1", table, control, treated, {}))
+    data = sf.read_counts(folder / "counts.tsv", folder / "samples.tsv")
+    return sf.ScreenModel(FORMULA, data, pool=None, reference={"treatment": "ctrl"})
+
+
+def run_config(model, genes: int, draws: int, tune: int, adaptation: str) -> dict:  # noqa: ANN001
+    """Stage 1 with these settings: convergence per global variable, steps and seconds."""
+    from screenformula.inference.nuts import sample_nuts
+    from screenformula.inference.two_stage.blocks import subset_model
+    from screenformula.inference.two_stage.engine import _global_free_rvs, _shapes
+    from screenformula.inference.two_stage.stage1 import choose_genes, convergence
+
+    data = model.data
+    full = model.pymc_model
+    probe = [rv for rv, _ in _global_free_rvs(full, data.n_genes, data.n_sgrnas, _shapes(full))]
+    chosen = choose_genes(data, genes, np.random.default_rng(1))
+    start = time.perf_counter()
+    sub, _ = subset_model(model, chosen)
+    idata = sample_nuts(
+        sub.pymc_model,
+        draws=draws,
+        tune=tune,
+        chains=2,
+        cores=2,
+        random_seed=5,
+        engine="nutpie",
+        var_names=probe,
+        progress=False,
+        target_accept=0.8,
+        adaptation=adaptation,
+    )
+    seconds = time.perf_counter() - start
+    stats = idata["sample_stats"]
+    conv = convergence(idata["posterior"].to_dataset(), probe)
+    return {
+        "genes": int(len(chosen)),
+        "draws": draws,
+        "tune": tune,
+        "adaptation": adaptation,
+        "seconds": round(seconds, 1),
+        "steps_per_draw": round(float(np.asarray(stats["n_steps"]).mean()), 1),
+        "divergences": int(np.asarray(stats["diverging"]).sum()),
+        "rhat_max": max(v["rhat_max"] for v in conv.values()),
+        "ess_min": min(min(v["ess_bulk_min"], v["ess_tail_min"]) for v in conv.values()),
+        "worst": min(conv, key=lambda n: min(conv[n]["ess_bulk_min"], conv[n]["ess_tail_min"])),
+        "variables": conv,
+        "when": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "load_start": round(os.getloadavg()[0], 1),
+    }
+
+
+def report(record: dict) -> str:
+    """The Markdown table of every configuration run."""
+    lines = [
+        "# Stage 1 of the two-stage engine on HAP1 TKOv3 (genome-wide), per setting",
+        "",
+        "Written by `benchmarks/bench_stage1.py` (do not edit by hand). NUTS (nutpie, 2 "
+        "chains, target_accept 0.8, seed 5) on an abundance-stratified subsample of the "
+        "18,056 genes; seconds include compiling the subset model. R-hat and ESS: worst over "
+        "the global variables (the fit's own check asks R-hat <= 1.01 and ESS >= 400).",
+        f"Machine: {record.get('machine', '?')}.",
+        "",
+        "| genes | draws | tune | adaptation | seconds | steps / draw | R-hat max | "
+        "ESS min (variable) | ESS min / s | divergences | when (load) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in sorted(record["configs"].values(), key=lambda r: (-r["genes"], r["draws"])):
+        lines.append(
+            f"| {row['genes']:,} | {row['draws']} | {row['tune']} | {row['adaptation']} | "
+            f"{row['seconds']:.0f} | {row['steps_per_draw']:.0f} | {row['rhat_max']:.3f} | "
+            f"{row['ess_min']:.0f} ({row['worst']}) | {row['ess_min'] / row['seconds']:.2f} | "
+            f"{row['divergences']} | {row['when']} ({row['load_start']}) |"
+        )
+    lines += ["", *record.get("notes", [])]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Run the configurations and write the results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("configs", nargs="*", help="GENES:DRAWS:TUNE[:ADAPTATION]")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    record = json.loads(args.out.read_text()) if args.out.exists() else {"configs": {}}
+    if not args.report_only:
+        model = hap1_model()
+        for text in args.configs:
+            parts = text.split(":")
+            genes, draws, tune = (int(p) for p in parts[:3])
+            adaptation = parts[3] if len(parts) > 3 else "diag"
+            row = run_config(model, genes, draws, tune, adaptation)
+            print(json.dumps({k: v for k, v in row.items() if k != "variables"}), flush=True)
+            record["configs"][f"{genes}:{draws}:{tune}:{adaptation}"] = row
+            record["machine"] = f"{os.cpu_count()} cores ({cpu_name()})"
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(record, indent=1))
+    args.out.with_suffix(".md").write_text(report(record))
+    print(f"wrote {args.out.with_suffix('.md')}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
