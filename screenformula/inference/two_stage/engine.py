@@ -51,12 +51,14 @@ class TwoStageConfig:
     stage 1 alone, genome-wide; `benchmarks/bench_two_stage.py --hap1-reference`: against
     full NUTS). Fewer genes with longer chains mix better per second (the guide-level sds
     and correlation, whose draws mix slowest, are less sharply peaked on a smaller
-    subsample): 300 genes x 2,000 draws reached R-hat 1.02 / ESS 156 in 99 s where 1,000
-    genes x 500 draws gave R-hat 1.12 / ESS 17 in 144 s. K matters more than stage 1's
-    size for stage 2's accuracy: each kept global draw fixes the guide-level sd that sets
-    every gene's LFC sd, so with K = 4 the gene sds moved by 3 % between stage-1 runs; K =
-    8 reached 97.2 % hit agreement with full NUTS (K = 4: 95.9-96.9 %, K = 16: 97.5 %, at
-    twice K = 8's Newton time).
+    subsample), and on 300 genes draws are cheap next to compiling: 1,000 genes x 500
+    draws gave R-hat 1.15 / ESS 10; 300 genes x 2,000 draws 1.009 / 164 in 53 s, x 6,000
+    draws 1.007 / 450 in 76 s; 7,000 leave a margin for the fit's own check (R-hat <= 1.01,
+    ESS >= 400), which genome-wide 6,000 draws missed by 10 (ESS 390).
+    K matters more than stage 1's size for stage 2's accuracy: each kept global draw
+    fixes the guide-level sd that sets every gene's LFC sd, so with K = 4 the gene sds
+    moved by 3 % between stage-1 runs; K = 8 reached 97.2 % and 96.8 % hit agreement with
+    full NUTS in two runs (K = 4: 95.9-96.9 %, K = 16: 97.5 %, at twice K = 8's Newton time).
 
     Attributes
     ----------
@@ -95,7 +97,7 @@ class TwoStageConfig:
     """
 
     stage1_genes: int = 300
-    stage1_draws: int = 2000
+    stage1_draws: int = 7000
     stage1_tune: int = 1000
     stage1_chains: int = 2
     n_global_draws: int = 8
@@ -580,6 +582,7 @@ def fit_two_stage(
         picks = np.linspace(0, n_flat - 1, K).round().astype(int)
         globals_unc = unconstrained(sub1.pymc_model, [v for _, v in probe], post1, picks)
         divergences = int(np.asarray(idata1["sample_stats"]["diverging"]).sum())
+        del idata1, sub1  # its subsample's local draws (0.4 GB on HAP1): not for stage 2
         if ckpt is not None:
             ckpt.save_stage1(
                 post1,
