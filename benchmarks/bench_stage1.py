@@ -7,8 +7,8 @@ stage 2 conditions on. This benchmark runs stage 1 only, on the genome-wide HAP1
 dispersion), for each configuration given as ``GENES:DRAWS:TUNE[:ADAPTATION]`` (2 chains,
 nutpie, ``target_accept`` 0.8, seed 5, one BLAS thread), and records per global variable
 the worst R-hat and the smallest bulk / tail ESS, the leapfrog steps per draw and the
-seconds (compile included: each configuration is a new subset model), so that the
-defaults trade mixing against time by measurement.
+seconds of the engine's own `stage1.run_stage1` (compile included: each configuration is
+a new subset model), so that the defaults trade mixing against time by measurement.
 
     nice -n 5 .venv/bin/python benchmarks/bench_stage1.py 1000:500:500 500:1000:1000 300:2000:1000
     .venv/bin/python benchmarks/bench_stage1.py --report-only
@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,39 +49,35 @@ def hap1_model():  # noqa: ANN201 - a ScreenModel
     import screenformula as sf
 
     table, control, treated = hap1_table()
-    folder = Path(tempfile.mkdtemp(prefix="bench_stage1_"))
-    write_inputs(folder, make_case("hap1", table, control, treated, {}))
-    data = sf.read_counts(folder / "counts.tsv", folder / "samples.tsv")
+    with tempfile.TemporaryDirectory(prefix="bench_stage1_") as tmp:
+        folder = Path(tmp)
+        write_inputs(folder, make_case("hap1", table, control, treated, {}))
+        data = sf.read_counts(folder / "counts.tsv", folder / "samples.tsv")
     return sf.ScreenModel(FORMULA, data, pool=None, reference={"treatment": "ctrl"})
 
 
 def run_config(model, genes: int, draws: int, tune: int, adaptation: str) -> dict:  # noqa: ANN001
-    """Stage 1 with these settings: convergence per global variable, steps and seconds."""
-    from screenformula.inference.nuts import sample_nuts
-    from screenformula.inference.two_stage.blocks import subset_model
+    """Stage 1 (the engine's `run_stage1`) with these settings: convergence, steps, seconds."""
     from screenformula.inference.two_stage.engine import _global_free_rvs, _shapes
-    from screenformula.inference.two_stage.stage1 import choose_genes, convergence
+    from screenformula.inference.two_stage.stage1 import choose_genes, convergence, run_stage1
 
     data = model.data
     full = model.pymc_model
     probe = [rv for rv, _ in _global_free_rvs(full, data.n_genes, data.n_sgrnas, _shapes(full))]
     chosen = choose_genes(data, genes, np.random.default_rng(1))
-    start = time.perf_counter()
-    sub, _ = subset_model(model, chosen)
-    idata = sample_nuts(
-        sub.pymc_model,
+    idata, _, seconds = run_stage1(
+        model,
+        chosen,
+        probe,
+        [],
         draws=draws,
         tune=tune,
         chains=2,
-        cores=2,
         random_seed=5,
-        engine="nutpie",
-        var_names=probe,
         progress=False,
         target_accept=0.8,
         adaptation=adaptation,
     )
-    seconds = time.perf_counter() - start
     stats = idata["sample_stats"]
     conv = convergence(idata["posterior"].to_dataset(), probe)
     return {

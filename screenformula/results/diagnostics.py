@@ -230,7 +230,7 @@ class Convergence:
         two_stage = self.method == "two-stage"
         stage1 = self.settings.get("stage1_draws") if two_stage else None
         if two_stage:
-            more = str(max(1000, 2 * int(stage1 or 2000)))
+            more = str(max(1000, 2 * int(stage1 or 500)))
             steps = [f"give its first stage more draws ({wording['stage1_draws'](more)})"]
         else:
             used = self.settings

@@ -547,6 +547,7 @@ def fit_two_stage(
         saved = None
     if saved is not None:
         post1, arrays1, info1 = saved
+        post1 = _globals_only(post1, probe, global_stored)  # a checkpoint from before kept all
         picks = arrays1["picks"]
         K = len(picks)
         globals_unc = [
@@ -598,7 +599,6 @@ def fit_two_stage(
                 },
             )
         stage_line(f"stage 1: done in {t1:.1f} s", progress)
-    post1 = _globals_only(post1, probe, global_stored)  # also a checkpoint's from before
     conv = convergence(post1, [rv for rv, _ in probe])
     stage1_hash = hash_arrays(*(g[n] for g in globals_unc for n in sorted(g)))
 

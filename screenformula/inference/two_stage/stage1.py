@@ -55,8 +55,13 @@ def run_stage1(
     progress: bool,
     target_accept: float,
     engine: str = "nutpie",
+    **nuts_options: Any,
 ) -> tuple[Any, Any, float]:
-    """NUTS on the subsample; returns its DataTree, the subset `ScreenModel` and seconds."""
+    """NUTS on the subsample; returns its DataTree, the subset `ScreenModel` and seconds.
+
+    ``nuts_options`` go to the sampler (nutpie's ``adaptation=``, as
+    `benchmarks/bench_stage1.py` compares).
+    """
     from screenformula.inference.nuts import sample_nuts
 
     sub, _ = subset_model(model, genes)
@@ -73,6 +78,7 @@ def run_stage1(
         var_names=names,
         progress=progress,
         target_accept=target_accept,
+        **nuts_options,
     )
     return idata, sub, time.perf_counter() - start
 
