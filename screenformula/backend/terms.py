@@ -11,7 +11,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from screenformula.spec.model_spec import ModelSpec
-from screenformula.spec.names import population_names
+from screenformula.spec.names import cor_label, cor_pairs, population_names
 from screenformula.spec.priors import Prior
 from screenformula.spec.terms import GroupTerm, LinearPredictor
 
@@ -38,7 +38,9 @@ def add_term_coords(model: pm.Model, term: GroupTerm) -> None:
         model.add_coord(level_dim(term), list(term.level_names))
     model.add_coord(coef_dim(term), list(term.coef_names))
     if term.uses_lkj:
-        model.add_coord(coef_dim(term) + "_", list(term.coef_names))
+        coefs = list(term.coef_names)
+        pairs = cor_pairs(len(coefs))
+        model.add_coord(term.names.cor_dim, [cor_label(coefs[i], coefs[j]) for i, j in pairs])
 
 
 def term_sds(term: GroupTerm, spec: ModelSpec) -> pt.TensorVariable:
@@ -91,7 +93,10 @@ def group_effects(
     if term.uses_lkj:
         chol = pm.LKJCorr(term.names.chol, n=term.n_coefs, eta=spec.prior(term.names.cor))
         corr = (chol @ chol.T)[inverse][:, inverse]
-        pm.Deterministic(term.names.cor, corr, dims=term.names.cor_dims)
+        # the pairs only, as brms stores them: the diagonal is always 1, and R-hat / MCSE
+        # of a constant divide 0 by 0 (arviz's summary warns)
+        rows, cols = np.array(cor_pairs(term.n_coefs), dtype=int).T
+        pm.Deterministic(term.names.cor, corr[rows, cols], dims=term.names.cor_dim)
     parts = []  # standardised effects (levels x components), in permuted order
     if k:
         idx = perm[:k]

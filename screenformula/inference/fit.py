@@ -139,6 +139,7 @@ def fit_model(
         idata["observed_data"] = xr.DataTree(_observed_data(pymc_model))
         if log_likelihood:
             add_log_likelihood(idata, pymc_model, _observed_names(pymc_model))
+        _drop_cholesky_factors(idata, model.spec)
         options = {
             "draws": draws,
             "tune": tune,
@@ -185,6 +186,22 @@ def summary_variables(pymc_model: Any, spec: Any) -> list[str]:
     names = [t.names.effects for t in spec.groups if t.level == DIM_SGRNA]
     names.append(PHI)
     return [name for name in names if name in per_guide]
+
+
+def _drop_cholesky_factors(idata: Any, spec: Any) -> None:
+    """Leave the LKJ Cholesky factors (``L_<term>``) out of the posterior a user gets.
+
+    They are sampled (and the log-likelihood, computed from every free variable, needs
+    them), but their entries above the diagonal are always 0 and the first is always 1, on
+    which ``az.summary``'s R-hat and MCSE divide 0 by 0 and warn; ``cor_<term>`` holds
+    the same correlations, pair by pair.
+    """
+    predictor = getattr(spec.dispersion, "predictor", None)
+    terms = [*spec.groups, *(getattr(predictor, "groups", ()) or ())]
+    posterior = idata["posterior"].to_dataset()
+    chol = [t.names.chol for t in terms if t.names.chol in posterior.data_vars]
+    if chol:
+        idata["posterior"] = xr.DataTree(posterior.drop_vars(chol))
 
 
 def _choice(asked: bool | str, decided: bool) -> str:

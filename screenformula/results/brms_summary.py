@@ -26,8 +26,9 @@ import pandas as pd
 import xarray as xr
 
 from screenformula.errors import FitError
-from screenformula.results.draws import flatten_draws
+from screenformula.results.draws import correlation_draws, flatten_draws
 from screenformula.spec import names
+from screenformula.spec.names import cor_pairs
 
 if TYPE_CHECKING:
     from screenformula.results.fit import ScreenFit
@@ -302,14 +303,11 @@ def _cor_pairs(
     post: xr.Dataset, term: GroupTerm, coefs: list[str]
 ) -> tuple[list[tuple[str, str]], np.ndarray]:
     """Lower-triangle pairs of a term's correlation and their draws (draws, pairs)."""
-    if term.names.cor not in post or term.n_coefs < 2:
+    cor = correlation_draws(post, term)
+    if cor is None:
         return [], np.zeros((0, 0))
-    cor = flatten_draws(post[term.names.cor]).reshape(-1, term.n_coefs, term.n_coefs)
-    rows, cols = np.tril_indices(term.n_coefs, -1)
-    order = np.lexsort((rows, cols))  # brms: cor(1,2), cor(1,3), cor(2,3)
-    rows, cols = rows[order], cols[order]
-    pairs = [(coefs[j], coefs[i]) for i, j in zip(rows, cols, strict=True)]
-    return pairs, cor[:, rows, cols]
+    pairs = [(coefs[i], coefs[j]) for i, j in cor_pairs(term.n_coefs)]  # brms's order
+    return pairs, flatten_draws(cor)
 
 
 # ---------------------------------------------------------------------- summary
@@ -435,12 +433,7 @@ def summarize_fit(fit: ScreenFit, prob: float = 0.95) -> BrmsSummary:
             parts.append(_summary_rows(df, ["df"], prob))
         pairs, _ = _cor_pairs(post, term, coefs)
         if pairs:
-            cor = post[term.names.cor].values.reshape(
-                post.sizes["chain"], post.sizes["draw"], term.n_coefs, term.n_coefs
-            )
-            rows, cols = np.tril_indices(term.n_coefs, -1)
-            order = np.lexsort((rows, cols))
-            da = xr.DataArray(cor[:, :, rows[order], cols[order]], dims=("chain", "draw", "k"))
+            da = correlation_draws(post, term)
             parts.append(_summary_rows(da, [f"cor({a},{b})" for a, b in pairs], prob))
         random[group] = pd.concat(parts)
         levels[group] = term.n_levels

@@ -41,7 +41,7 @@ import xarray as xr
 from screenformula._constants import GENE, GROUP, SGRNA, TREATMENT
 from screenformula.errors import FitError
 from screenformula.spec.model_spec import REFERENCE_LEVELS
-from screenformula.spec.names import PHI, PHI_CLASS_DIM, B
+from screenformula.spec.names import PHI, PHI_CLASS_DIM, B, cor_pairs
 
 if TYPE_CHECKING:
     from screenformula.results.fit import ScreenFit
@@ -53,6 +53,8 @@ __all__ = [
     "MissingDraws",
     "PosteriorEffects",
     "factor_levels",
+    "correlation_draws",
+    "correlation_matrices",
     "flatten_draws",
     "gene_lfc_draws",
     "group_draws",
@@ -231,6 +233,45 @@ def flatten_draws(da: xr.DataArray) -> np.ndarray:
     rest = [d for d in da.dims if d not in ("chain", "draw")]
     da = da.transpose("chain", "draw", *rest)
     return np.asarray(da.values).reshape((-1, *da.shape[2:]))
+
+
+def correlation_draws(post: xr.Dataset, term: GroupTerm) -> xr.DataArray | None:
+    """Draws of a term's correlations, dims ``(chain, draw, <term>_cor)``; None if none.
+
+    The pairs come in `cor_pairs` order. A fit stores the pairs only (``cor_<term>``
+    along `TermNames.cor_dim`); fits saved before that hold the full matrix, whose pairs
+    are read out here.
+    """
+    names = term.names
+    if names.cor not in post or term.n_coefs < 2:
+        return None
+    cor = post[names.cor]
+    if names.cor_dim in cor.dims:
+        return cor.transpose("chain", "draw", names.cor_dim)
+    dim_a, dim_b = names.cor_dims  # a full matrix, as fits saved before pairs hold
+    rows, cols = np.array(cor_pairs(term.n_coefs), dtype=int).T
+    values = cor.transpose("chain", "draw", dim_a, dim_b).values[:, :, rows, cols]
+    return xr.DataArray(
+        values,
+        dims=("chain", "draw", names.cor_dim),
+        coords={"chain": cor["chain"].values, "draw": cor["draw"].values},
+    )
+
+
+def correlation_matrices(post: xr.Dataset, term: GroupTerm) -> np.ndarray | None:
+    """A term's correlation matrix per draw, ``(draws, coefs, coefs)``; None if none.
+
+    Chains are flattened into the draws, as `flatten_draws` does.
+    """
+    pairs = correlation_draws(post, term)
+    if pairs is None:
+        return None
+    flat = flatten_draws(pairs)
+    n = term.n_coefs
+    out = np.broadcast_to(np.eye(n), (flat.shape[0], n, n)).copy()
+    for k, (i, j) in enumerate(cor_pairs(n)):
+        out[:, i, j] = out[:, j, i] = flat[:, k]
+    return out
 
 
 class PosteriorEffects:

@@ -17,7 +17,12 @@ import xarray as xr
 from screenformula._constants import CONDITION, SGRNA, TREATMENT
 from screenformula.errors import FitError
 from screenformula.results import contrast_core as core
-from screenformula.results.draws import PosteriorEffects, flatten_draws, ordered_levels
+from screenformula.results.draws import (
+    PosteriorEffects,
+    correlation_matrices,
+    flatten_draws,
+    ordered_levels,
+)
 from screenformula.spec.names import B_POOL, INTERCEPT, B
 
 if TYPE_CHECKING:
@@ -274,10 +279,8 @@ def _gene_means(
 def _guide_variance(post: xr.Dataset, term: GroupTerm, zbar: np.ndarray, n: int) -> np.ndarray:
     """Variance of ``zbar . r_s`` over guides, per draw and condition (n, conditions)."""
     sd = flatten_draws(post[term.names.sd]).reshape(n, -1)  # (n, coefs)
-    cor_name = term.names.cor
-    if cor_name in post:
-        cor = flatten_draws(post[cor_name]).reshape(n, term.n_coefs, term.n_coefs)
-    else:
+    cor = correlation_matrices(post, term)
+    if cor is None:
         cor = np.broadcast_to(np.eye(term.n_coefs), (n, term.n_coefs, term.n_coefs))
     cov = sd[:, :, None] * cor * sd[:, None, :]
     return np.einsum("lc,ncd,ld->nl", zbar, cov, zbar)

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from screenformula.errors import FitError
+from screenformula.results.draws import correlation_draws, flatten_draws
+from screenformula.spec.names import cor_pairs
 
 if TYPE_CHECKING:
     from screenformula.results.fit import ScreenFit
@@ -31,26 +33,27 @@ def guide_correlation(fit: ScreenFit, hdi_prob: float = 0.94) -> pd.DataFrame:
     terms = [t for t in fit.model.spec.groups if t.level == "sgrna" and t.uses_lkj]
     if not terms:
         raise FitError("the model has no correlated guide-level term ((... | gene:sgrna))")
-    names = terms[0].names
-    dim_a, dim_b = names.cor_dims
-    cor = fit.posterior[names.cor]
-    coefs = list(cor[dim_a].values)
+    term = terms[0]
+    cor = correlation_draws(fit.posterior, term)
+    if cor is None:
+        raise FitError(f"this fit did not keep the correlations ({term.names.cor})")
+    coefs = list(term.coef_names)
+    flat = flatten_draws(cor)
     rows = []
-    for i in range(len(coefs)):
-        for j in range(i + 1, len(coefs)):
-            draws = cor.isel({dim_a: i, dim_b: j}).values.reshape(-1)
-            low, high = hdi(draws[:, None], hdi_prob)
-            rows.append(
-                {
-                    "effect_a": coefs[i],
-                    "effect_b": coefs[j],
-                    "mean": float(draws.mean()),
-                    "sd": float(draws.std()),
-                    "hdi_low": float(low[0]),
-                    "hdi_high": float(high[0]),
-                    "prob_positive": float(np.mean(draws > 0)),
-                }
-            )
+    for k, (i, j) in enumerate(cor_pairs(len(coefs))):
+        draws = flat[:, k]
+        low, high = hdi(draws[:, None], hdi_prob)
+        rows.append(
+            {
+                "effect_a": coefs[i],
+                "effect_b": coefs[j],
+                "mean": float(draws.mean()),
+                "sd": float(draws.std()),
+                "hdi_low": float(low[0]),
+                "hdi_high": float(high[0]),
+                "prob_positive": float(np.mean(draws > 0)),
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -29,6 +29,8 @@ __all__ = [
     "POOL_INTERCEPT",
     "POOL_SHIFT",
     "TermNames",
+    "cor_label",
+    "cor_pairs",
     "population_names",
     "term_names",
 ]
@@ -81,9 +83,11 @@ class TermNames:
     """Every name a group term's variables and dimensions take.
 
     ``effects`` (``r_<term>``, levels x coefs) is what readers use; ``sd``, ``cor`` and
-    ``chol`` the hyper-parameters; ``raw_centered`` / ``raw`` the sampled raw effects;
-    ``df`` and ``mix`` the degrees of freedom and per-level gamma weights of Student-t
-    effects (``gr(..., dist = "student")``).
+    ``chol`` the hyper-parameters (``cor`` holds the correlations as brms stores them, one
+    entry per pair of coefficients along `cor_dim`, so no entry is constant; ``chol``, the
+    LKJ Cholesky factor, is sampled but not kept in a fit's posterior); ``raw_centered`` /
+    ``raw`` the sampled raw effects; ``df`` and ``mix`` the degrees of freedom and
+    per-level gamma weights of Student-t effects (``gr(..., dist = "student")``).
     """
 
     term: str
@@ -106,9 +110,31 @@ class TermNames:
         return f"t_{self.term}__{'__'.join(coefs)}"
 
     @property
+    def cor_dim(self) -> str:
+        """The dimension of the correlations: one entry per pair (`cor_pairs`)."""
+        return f"{self.term}_cor"
+
+    @property
     def cor_dims(self) -> tuple[str, str]:
-        """The two dimensions of the correlation matrix."""
+        """The two dimensions of a full correlation matrix (fits saved before `cor_dim`)."""
         return self.coef_dim, self.coef_dim + "_"
+
+
+def cor_pairs(n_coefs: int) -> list[tuple[int, int]]:
+    """The pairs ``(i, j)``, ``i < j``, of ``n_coefs`` coefficients in brms's order.
+
+    brms's ``cor(1,2), cor(1,3), cor(2,3), ...``: the order of the entries along
+    `TermNames.cor_dim`.
+    """
+    return [(i, j) for i in range(n_coefs) for j in range(i + 1, n_coefs)]
+
+
+def cor_label(a: str, b: str) -> str:
+    """The coordinate of the correlation of coefficients ``a`` and ``b``: ``"a,b"``.
+
+    As in brms's ``cor(a,b)``; not ``:``, which marks an interaction in a coefficient.
+    """
+    return f"{a},{b}"
 
 
 def term_names(name: str, level: str) -> TermNames:

@@ -46,6 +46,9 @@ def test_structure_of_the_seed_model(small_screen):
     assert model.named_vars_to_dims["pool_count"] == ("sgrna", "pool_sample")
     assert model.named_vars_to_dims["phi"] == ("sgrna",)
     assert list(model.coords["gene_coef"]) == ["Intercept", "treatment[treated]"]
+    # the correlations as brms stores them: one entry per pair, no constant diagonal
+    assert model.named_vars_to_dims["cor_gene"] == ("gene_cor",)
+    assert list(model.coords["gene_cor"]) == ["Intercept,treatment[treated]"]
     point = model.initial_point()
     assert point["b"].shape == (1,)
     (r_gene,) = value_function(model, [model["r_gene"]])(*[point[v.name] for v in model.value_vars])
@@ -137,3 +140,29 @@ def test_every_parameterisation_gives_the_same_effect_distribution(small_screen,
     expected = np.diag(sd) @ np.array([[1.0, rho], [rho, 1.0]]) @ np.diag(sd)
     np.testing.assert_allclose(cov, expected, atol=0.05)
     np.testing.assert_allclose(draws.mean(axis=0), 0.0, atol=0.03)
+
+
+def test_correlations_are_stored_as_pairs_in_brms_order():
+    """cor_gene holds R[0,1], R[0,2], R[1,2] of the reported order, whatever is centred."""
+    data, _ = sf.simulate_screen(n_genes=5, treatments=("drugA", "drugB"), random_seed=1)
+    m = sf.ScreenModel(
+        "count ~ 1 + treatment + (1 + treatment | gene)",
+        data,
+        pool="offset",
+        parameterization={"gene": ["treatment[drugB]"]},  # sampled first: a permuted factor
+    )
+    model = m.pymc_model
+    coefs = list(model.coords["gene_coef"])
+    assert coefs == ["Intercept", "treatment[drugA]", "treatment[drugB]"]
+    assert model.named_vars_to_dims["cor_gene"] == ("gene_cor",)
+    assert list(model.coords["gene_cor"]) == [
+        "Intercept,treatment[drugA]",
+        "Intercept,treatment[drugB]",
+        "treatment[drugA],treatment[drugB]",
+    ]
+    R = np.array([[1.0, 0.3, -0.5], [0.3, 1.0, 0.2], [-0.5, 0.2, 1.0]])
+    perm = [2, 0, 1]  # centred components first
+    chol = np.linalg.cholesky(R[perm][:, perm])
+    fixed = pm.do(model, {"L_gene": chol})
+    cor = pm.draw(fixed["cor_gene"], draws=1, random_seed=1, mode=FAST)
+    np.testing.assert_allclose(cor, [R[0, 1], R[0, 2], R[1, 2]], atol=1e-12)

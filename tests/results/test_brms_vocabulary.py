@@ -309,3 +309,26 @@ def test_arviz_functions_given_a_fit_say_to_pass_fit_idata(saved):
         with pytest.raises(TypeError, match=r"pass fit\.idata"):
             function(saved)
     assert len(az.summary(saved.idata, var_names=["Intercept"])) == 1  # what works
+
+
+def test_correlations_read_alike_as_pairs_or_as_a_saved_matrix(saved):
+    """A fit stores ``cor_<term>`` as pairs (``<term>_cor``); older saved fits, a matrix."""
+    from screenformula.results.draws import correlation_matrices
+    from screenformula.results.pool import guide_correlation
+
+    post = saved.posterior
+    new = post.drop_vars(["cor_gene", "cor_sgrna", "L_gene", "L_sgrna"])
+    for term in ("gene", "sgrna"):
+        pair = post[f"cor_{term}"].isel({f"{term}_coef": 0, f"{term}_coef_": 1}, drop=True)
+        new[f"cor_{term}"] = pair.expand_dims({f"{term}_cor": ["Intercept,x"]}, axis=-1)
+    idata = saved.idata.copy()
+    idata["posterior"] = xr.DataTree(new)
+    pairs = sf.ScreenFit(saved.model, idata, saved.method, saved.options)
+    assert pairs.summary().random["gene"].equals(saved.summary().random["gene"])
+    for group in ("gene", "gene:sgrna"):
+        assert pairs.VarCorr()[group]["cor"].equals(saved.VarCorr()[group]["cor"])
+    assert guide_correlation(pairs).equals(guide_correlation(saved))
+    for term in saved.model.spec.groups:  # the matrices expected_counts' guide variance uses
+        np.testing.assert_allclose(  # the saved diagonal is 1 up to rounding
+            correlation_matrices(pairs.posterior, term), _flat(saved, term.names.cor), atol=1e-12
+        )
