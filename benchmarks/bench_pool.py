@@ -66,9 +66,7 @@ def run(seed: int, n_genes: int, draws: int) -> list[dict]:
             "divergences": fit.diagnostics(warn=False).attrs["divergences"],
         }
         if "cor_sgrna" in fit.posterior:
-            row["cor_sgrna"] = float(
-                fit.posterior["cor_sgrna"].isel(sgrna_coef=0, sgrna_coef_=1).mean()
-            )
+            row["cor_sgrna"] = float(fit.posterior["cor_sgrna"].isel(sgrna_cor=0).mean())
         rows.append(row)
         print(row, flush=True)
     return rows

@@ -15,9 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
-import numpy as np
 import xarray as xr
 from threadpoolctl import threadpool_limits
 
@@ -26,6 +24,7 @@ from screenformula.errors import FitError
 from screenformula.inference.log_likelihood import add_log_likelihood
 from screenformula.inference.nuts import (
     SGRNA_STORE_BUDGET,
+    from_zarr,
     sgrna_draw_numbers,
     sgrna_variables,
     stored_variables,
@@ -131,7 +130,7 @@ def fit_model(
         elapsed = time.perf_counter() - start
         for name in [n for n in idata.children if n.startswith("warmup")]:
             del idata[name]
-        _from_zarr(idata)
+        from_zarr(idata)
         posterior = idata["posterior"].to_dataset()
         extra = [name for name in posterior.data_vars if name not in var_names]
         if extra:  # a zarr store keeps every variable; keep what was asked for
@@ -219,29 +218,6 @@ def _scratch_folder(needed: bool) -> Iterator[str | None]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _from_zarr(idata: Any) -> None:
-    """Undo what a zarr store does to names and strings.
-
-    Variable names come back percent-escaped (``t_gene__treatment%5Bdrug%5D``) and text
-    as NumPy's variable-width ``StringDType``, which netCDF cannot write: both are put back
-    as in-memory sampling gives them (plain names, fixed-width ``str`` arrays).
-    """
-    for group in list(idata.children):
-        ds = idata[group].to_dataset()
-        renames = {n: unquote(n) for n in ds.data_vars if unquote(n) != n}
-        renames.update({d: unquote(d) for d in ds.dims if unquote(d) != d and d not in renames})
-        text = [n for n in (*ds.coords, *ds.data_vars) if ds[n].dtype.kind == "T"]
-        if not renames and not text:
-            continue
-        ds = ds.assign({n: ds[n].copy(data=_fixed_width(ds[n].values)) for n in text})
-        idata[group] = xr.DataTree(ds.rename(renames))
-
-
-def _fixed_width(values: np.ndarray) -> np.ndarray:
-    """A ``StringDType`` array as a fixed-width ``str`` array."""
-    return np.array(values.tolist(), dtype=str).reshape(values.shape)
 
 
 def _observed_names(pymc_model: Any) -> list[str]:

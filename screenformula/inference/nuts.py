@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from urllib.parse import unquote
 
+import numpy as np
 import pymc as pm
+import xarray as xr
 
 from screenformula._constants import DIM_SGRNA
 from screenformula.errors import FitError
@@ -175,3 +178,33 @@ def run_nuts(model: Any, request: FitRequest) -> tuple[Any, dict[str, Any]]:
         **request.kwargs,
     )
     return idata, {}
+
+
+def from_zarr(idata: Any) -> None:
+    """Undo what a zarr store does to names and strings, in every group of ``idata``.
+
+    Variable names come back percent-escaped (``t_gene__treatment%5Bdrug%5D``) and text
+    as NumPy's variable-width ``StringDType``, which netCDF cannot write: both are put back
+    as in-memory sampling gives them (plain names, fixed-width ``str`` arrays).
+    """
+    for group in list(idata.children):
+        ds = idata[group].to_dataset()
+        fixed = from_zarr_dataset(ds)
+        if fixed is not ds:
+            idata[group] = xr.DataTree(fixed)
+
+
+def from_zarr_dataset(ds: xr.Dataset) -> xr.Dataset:
+    """`from_zarr` for one Dataset (``ds`` itself when nothing needs undoing)."""
+    renames = {n: unquote(n) for n in ds.data_vars if unquote(n) != n}
+    renames.update({d: unquote(d) for d in ds.dims if unquote(d) != d and d not in renames})
+    text = [n for n in (*ds.coords, *ds.data_vars) if ds[n].dtype.kind == "T"]
+    if not renames and not text:
+        return ds
+    ds = ds.assign({n: ds[n].copy(data=_fixed_width(ds[n].values)) for n in text})
+    return ds.rename(renames)
+
+
+def _fixed_width(values: np.ndarray) -> np.ndarray:
+    """A ``StringDType`` array as a fixed-width ``str`` array."""
+    return np.array(values.tolist(), dtype=str).reshape(values.shape)

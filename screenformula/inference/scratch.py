@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["draw_array", "open_draws"]
+__all__ = ["create_draws_file", "draw_array", "open_draws"]
 
 
 def draw_array(name: str, shape: tuple[int, ...], scratch: str | None) -> np.ndarray:
@@ -23,3 +23,13 @@ def draw_array(name: str, shape: tuple[int, ...], scratch: str | None) -> np.nda
 def open_draws(path: str) -> np.ndarray:
     """A `draw_array` file opened for writing (in another process, say)."""
     return np.lib.format.open_memmap(path, mode="r+")
+
+
+def create_draws_file(path: str | Path, shape: tuple[int, ...]) -> None:
+    """Make an ``.npy`` file of float draws of ``shape``, for `open_draws` elsewhere.
+
+    The file is sparse until written.
+    """
+    arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=shape)
+    arr.flush()
+    del arr

@@ -244,6 +244,25 @@ def test_stage2_in_worker_processes_writing_to_disk_equals_in_process(tmp_path):
     for name, values in serial["posterior"].data_vars.items():
         np.testing.assert_array_equal(np.asarray(files["posterior"][name]), values.values)
 
+    # with a checkpoint the workers write guide draws into the chunk's files there (never
+    # sent back in memory), copied into the fit's; a rerun reuses them
+    checkpoint = tmp_path / "ck"
+    for run in ("first", "resumed"):
+        scratch = tmp_path / run
+        scratch.mkdir()
+        again, opt = fit_two_stage(
+            model,
+            workers=2,
+            allocate=lambda name, shape, d=scratch: draw_array(name, shape, str(d)),
+            checkpoint=checkpoint,
+            **settings,
+        )
+        assert opt["checkpoint"]["chunks_reused"] == (0 if run == "first" else 2)
+        for name in guide_level:
+            assert len(list(checkpoint.glob(f"chunk-*-guides-{name}.npy"))) == 2
+        for name, values in serial["posterior"].data_vars.items():
+            np.testing.assert_array_equal(np.asarray(again["posterior"][name]), values.values)
+
 
 def test_a_chunk_keeps_the_whole_screens_dispersion_trend():
     """A chunk's per-gene log-density equals the whole screen's on the same genes.

@@ -22,6 +22,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -179,6 +180,14 @@ class Checkpoint:
         except (OSError, ValueError, KeyError, EOFError):
             return None  # damaged: computed again
 
+    def guide_path(self, index: int, name: str) -> Path:
+        """The file of chunk ``index``'s draws of guide-level variable ``name`` (``.npy``).
+
+        Written by the worker as it makes them (on this machine), so that guide draws never
+        travel back in memory; the chunk's ``.npz``, saved after, says it is complete.
+        """
+        return self.folder / f"chunk-{index:05d}-guides-{quote(name, safe='')}.npy"
+
     def chunk_files(self) -> list[Path]:
         """The chunk files there now."""
         return sorted(self.folder.glob("chunk-*.npz"))
@@ -197,7 +206,14 @@ def remove_checkpoint(folder: str | os.PathLike) -> None:
     folder = Path(folder)
     if not folder.is_dir():
         return
-    names = ("fingerprint.json", "stage1.nc", "stage1.npz", "stage1.json", "chunk-*.npz")
+    names = (
+        "fingerprint.json",
+        "stage1.nc",
+        "stage1.npz",
+        "stage1.json",
+        "chunk-*.npz",
+        "chunk-*-guides-*.npy",
+    )
     for pattern in (*names, ".*.tmp-*"):
         for path in folder.glob(pattern):
             path.unlink()

@@ -505,6 +505,7 @@ def fit_two_stage(
     from screenformula.inference.executors import as_executor
     from screenformula.inference.nuts import stored_variables
     from screenformula.inference.progress import Bar, stage_line
+    from screenformula.inference.scratch import create_draws_file
     from screenformula.inference.two_stage.checkpoint import Checkpoint, hash_arrays
     from screenformula.inference.two_stage.stage1 import (
         choose_genes,
@@ -618,15 +619,17 @@ def fit_two_stage(
         shape = (1, draws, *shapes[n])
         guide_arrays[n] = np.empty(shape) if allocate is None else allocate(n, shape)
     files = {n: getattr(a, "filename", None) for n, a in guide_arrays.items()}
-    # workers write guide draws into the files themselves only on this machine, and only
-    # when no checkpoint needs them back
+    # on this machine workers write guide draws to files themselves, never returning them
+    # (at 80,000 guides, about 1 GB per chunk, pickled twice on the way back): into the
+    # fit's own files, or with a checkpoint into the chunk's files there (a resumed run
+    # needs them), copied into the fit's files as each chunk finishes
     on_disk = (
         bool(files)
         and all(files.values())
-        and ckpt is None
         and client is None
         and getattr(executor, "kind", None) != "dask"
     )
+    via_checkpoint = on_disk and ckpt is not None
     for arr in guide_arrays.values():  # written by the chunks from here on
         if on_disk:
             arr.flush()
@@ -655,21 +658,32 @@ def fit_two_stage(
     todo = []
     for i in range(n_chunks):
         arrays = ckpt.load_chunk(i, metas[i]) if ckpt is not None else None
+        if arrays is not None and via_checkpoint:
+            try:
+                _copy_guides(ckpt, i, rows[i], guide_arrays)
+            except (OSError, ValueError):
+                arrays = None  # its guide files are missing or damaged: computed again
         if arrays is None:
             todo.append(i)
         else:
             results[i] = _from_arrays(arrays)
             _place(results[i], i, chunks, rows, gene_arrays, guide_arrays, on_disk)
     reused = n_chunks - len(todo)
-    parts = [
-        ChunkPart(
-            i,
-            chunks[i],
-            seeds[i],
-            {n: (str(files[n]), rows[i]) for n in guide_names} if on_disk else None,
-        )
-        for i in todo
-    ]
+
+    def sinks(i: int) -> dict[str, tuple[str, np.ndarray]] | None:
+        if not on_disk:
+            return None
+        if not via_checkpoint:
+            return {n: (str(files[n]), rows[i]) for n in guide_names}
+        out = {}
+        for n in guide_names:
+            path = ckpt.guide_path(i, n)
+            shape = (1, draws, len(rows[i]), *shapes[n][1:])
+            create_draws_file(path, shape)  # made here, filled by the worker
+            out[n] = (str(path), np.arange(len(rows[i])))
+        return out
+
+    parts = [ChunkPart(i, chunks[i], seeds[i], sinks(i)) for i in todo]
     t2 = time.perf_counter()
     with as_executor(executor, client, workers) as ex:
         where = ex.describe()
@@ -687,6 +701,8 @@ def fit_two_stage(
                     if ckpt is not None:
                         ckpt.save_chunk(i, _to_arrays(result), metas[i])
                     _place(result, i, chunks, rows, gene_arrays, guide_arrays, on_disk)
+                    if via_checkpoint:
+                        _copy_guides(ckpt, i, rows[i], guide_arrays)
                     results[i] = result
                     done += 1
                     bar.advance()
@@ -902,3 +918,26 @@ def _place(
             guide_arrays[n][0][:, rows[i]] = arr
     result.gene_draws = {}
     result.guide_draws = {}
+
+
+def _copy_guides(ckpt: Any, i: int, rows: np.ndarray, guide_arrays: dict[str, np.ndarray]) -> None:
+    """Copy chunk ``i``'s guide draws from its checkpoint files into the fit's arrays.
+
+    A block of draws at a time (about 64 MB), letting each block's pages go: memory stays
+    bounded whatever the screen's size. Raises OSError / ValueError when a file is
+    missing or has the wrong shape.
+    """
+    from screenformula.io.memmap import release
+
+    for n, target in guide_arrays.items():
+        dst = target[0]  # (draws, n_sgrna, ...)
+        src = np.lib.format.open_memmap(ckpt.guide_path(i, n), mode="r")
+        if src.shape != (1, dst.shape[0], len(rows), *dst.shape[2:]):
+            raise ValueError(f"chunk {i}: {n} has shape {src.shape}")
+        per_draw = max(src[0, 0].nbytes, 1)
+        block = max(1, (64 << 20) // per_draw)
+        for lo in range(0, dst.shape[0], block):
+            dst[lo : lo + block, rows] = src[0, lo : lo + block]
+            release(dst)
+            release(src)
+        del src

@@ -59,28 +59,60 @@ def run_stage1(
 ) -> tuple[Any, Any, float]:
     """NUTS on the subsample; returns its DataTree, the subset `ScreenModel` and seconds.
 
-    ``nuts_options`` go to the sampler (nutpie's ``adaptation=``, as
-    `benchmarks/bench_stage1.py` compares).
+    The DataTree holds the posterior draws of ``global_rvs`` and ``global_stored`` only,
+    and the sample stats. With nutpie the draws stream to a temporary zarr store and only
+    those variables are read back: nutpie keeps every free variable, and the subsample's
+    gene and guide effects (which stage 2 refits) were most of a genome-wide fit's peak
+    memory (HAP1, 300 genes x 2 x 7,000 draws: 0.6 GB of draws, 1.6 GB peak in memory;
+    0.6 GB peak through the store). ``nuts_options`` go to the sampler (nutpie's
+    ``adaptation=``, as `benchmarks/bench_stage1.py` compares).
     """
-    from screenformula.inference.nuts import sample_nuts
+    import tempfile
+    from urllib.parse import unquote
+
+    import xarray as xr
+
+    from screenformula.inference.nuts import from_zarr_dataset, sample_nuts
 
     sub, _ = subset_model(model, genes)
     start = time.perf_counter()
     names = list(dict.fromkeys([*global_rvs, *global_stored]))
-    idata = sample_nuts(
-        sub.pymc_model,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        cores=chains,
-        random_seed=random_seed,
-        engine=engine,
-        var_names=names,
-        progress=progress,
-        target_accept=target_accept,
-        **nuts_options,
-    )
-    return idata, sub, time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="screenformula-stage1-") as scratch:
+        idata = sample_nuts(
+            sub.pymc_model,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=chains,
+            random_seed=random_seed,
+            engine=engine,
+            var_names=names,
+            progress=progress,
+            target_accept=target_accept,
+            zarr_dir=scratch if engine == "nutpie" else None,
+            **nuts_options,
+        )
+        post = idata["posterior"].to_dataset()
+        stored = {unquote(n): n for n in post.data_vars}  # zarr keys are percent-escaped
+        post = post[[stored[n] for n in names if n in stored]].load()
+        kept = xr.DataTree.from_dict(
+            {
+                "posterior": from_zarr_dataset(post),
+                "sample_stats": from_zarr_dataset(_per_draw(idata["sample_stats"].to_dataset())),
+            }
+        )
+    del idata
+    return kept, sub, time.perf_counter() - start
+
+
+def _per_draw(stats: Any) -> Any:
+    """The sample stats with one value per draw (divergences, steps...), loaded.
+
+    A zarr store also holds per-draw positions and gradients of every parameter (unfilled
+    unless asked for; loading them would allocate chains x draws x parameters).
+    """
+    keep = [n for n, v in stats.data_vars.items() if set(v.dims) <= {"chain", "draw"}]
+    return stats[keep].load()
 
 
 def unconstrained(pymc_model: Any, value_names: list[str], post: Any, picks: np.ndarray) -> list:
