@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 import pytensor
@@ -55,6 +56,9 @@ def run_stage1(
     progress: bool,
     target_accept: float,
     engine: str = "nutpie",
+    check_every: int = 0,
+    ess_target: float = 440.0,
+    rhat_target: float = 1.01,
     **nuts_options: Any,
 ) -> tuple[Any, Any, float]:
     """NUTS on the subsample; returns its DataTree, the subset `ScreenModel` and seconds.
@@ -66,9 +70,16 @@ def run_stage1(
     memory (HAP1, 300 genes x 2 x 7,000 draws: 0.6 GB of draws, 1.6 GB peak in memory;
     0.6 GB peak through the store). ``nuts_options`` go to the sampler (nutpie's
     ``adaptation=``, as `benchmarks/bench_stage1.py` compares).
+
+    With ``check_every`` (nutpie only) ``draws`` is the most per chain: at every multiple
+    of ``check_every`` draws the global variables' first draws of every chain are checked,
+    and sampling stops at the first multiple where they pass (R-hat at most
+    ``rhat_target``, bulk and tail ESS at least ``ess_target``), keeping exactly those
+    draws. The check sees whole multiples only, never how far a chain has run, so the
+    result depends on the seed alone (a screen that mixes fast stops at 1,000 draws, one
+    that does not runs to ``draws``).
     """
     import tempfile
-    from urllib.parse import unquote
 
     import xarray as xr
 
@@ -77,6 +88,7 @@ def run_stage1(
     sub, _ = subset_model(model, genes)
     start = time.perf_counter()
     names = list(dict.fromkeys([*global_rvs, *global_stored]))
+    early = engine == "nutpie" and 0 < check_every < draws
     with tempfile.TemporaryDirectory(prefix="screenformula-stage1-") as scratch:
         idata = sample_nuts(
             sub.pymc_model,
@@ -90,19 +102,95 @@ def run_stage1(
             progress=progress,
             target_accept=target_accept,
             zarr_dir=scratch if engine == "nutpie" else None,
+            **({"blocking": False} if early else {}),
             **nuts_options,
         )
+        n_kept = draws
+        if early:
+            idata, n_kept = _until_converged(
+                idata, global_rvs, draws, check_every, ess_target, rhat_target
+            )
         post = idata["posterior"].to_dataset()
         stored = {unquote(n): n for n in post.data_vars}  # zarr keys are percent-escaped
-        post = post[[stored[n] for n in names if n in stored]].load()
+        post = post[[stored[n] for n in names if n in stored]].isel(draw=slice(0, n_kept))
+        stats = idata["sample_stats"].to_dataset().isel(draw=slice(0, n_kept))
         kept = xr.DataTree.from_dict(
             {
-                "posterior": from_zarr_dataset(post),
-                "sample_stats": from_zarr_dataset(_per_draw(idata["sample_stats"].to_dataset())),
+                "posterior": from_zarr_dataset(post.load()),
+                "sample_stats": from_zarr_dataset(_per_draw(stats)),
             }
         )
     del idata
     return kept, sub, time.perf_counter() - start
+
+
+def _until_converged(
+    sampler: Any,
+    names: list[str],
+    draws: int,
+    check_every: int,
+    ess_target: float,
+    rhat_target: float,
+    poll_seconds: float = 2.0,
+) -> tuple[Any, int]:
+    """Wait on a non-blocking nutpie ``sampler`` until its first ``n`` draws pass.
+
+    ``n`` runs over the multiples of ``check_every`` below ``draws``; returns the trace
+    and the ``n`` kept (``draws`` when no multiple passed). Looking at the trace costs
+    CPU the chains could use (nutpie's store keeps 16 draws per file), so it is looked at
+    when the chains should have reached the next multiple, by their pace so far, and only
+    the draws not read before are read.
+    """
+    import xarray as xr
+
+    n = check_every
+    seen: list[tuple[float, int]] = []
+    read: list[Any] = []  # the globals' draws read so far, in blocks
+    while n < draws:
+        trace = sampler.inspect()
+        post = trace["posterior"].to_dataset()
+        stored = {unquote(k): k for k in post.data_vars}
+        done = _draws_done(post, stored[names[0]], n)
+        seen.append((time.perf_counter(), done))
+        if done < n:
+            if _finished(sampler):
+                break  # stopped early (an error): take what the sampler returns
+            (t0, d0), (t1, d1) = seen[max(len(seen) - 3, 0)], seen[-1]
+            pace = (d1 - d0) / (t1 - t0) if d1 > d0 and t1 > t0 else 0.0
+            wait = (n - done) / pace if pace > 0 else poll_seconds
+            time.sleep(min(max(wait, poll_seconds), 60.0))
+            continue
+        have = sum(b.sizes["draw"] for b in read)
+        present = [k for k in names if k in stored]
+        block = post[[stored[k] for k in present]].isel(draw=slice(have, n)).load()
+        read.append(block)
+        conv = convergence(xr.concat(read, dim="draw"), present)
+        if all(
+            v["rhat_max"] <= rhat_target and min(v["ess_bulk_min"], v["ess_tail_min"]) >= ess_target
+            for v in conv.values()
+        ):
+            return sampler.abort(), n
+        n += check_every
+    return sampler.wait(), draws
+
+
+def _finished(sampler: Any) -> bool:
+    """Whether a non-blocking nutpie sampler has stopped (it raises TimeoutError when busy)."""
+    try:
+        return bool(sampler.is_finished)
+    except TimeoutError:
+        return False
+
+
+def _draws_done(post: Any, key: str, n: int) -> int:
+    """``n`` when every chain has written draw ``n`` (index ``n - 1``), else fewer.
+
+    Unwritten draws read as NaN; only the draws up to ``n`` are read.
+    """
+    values = np.asarray(post[key].isel(draw=slice(0, n)).values, dtype=float)
+    written = np.isfinite(values.reshape(values.shape[:2] + (-1,))).all(axis=-1)
+    # leading run of written draws per chain
+    return int(np.min(np.where(written.all(axis=1), written.shape[1], np.argmin(written, axis=1))))
 
 
 def _per_draw(stats: Any) -> Any:

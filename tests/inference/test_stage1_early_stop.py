@@ -1,0 +1,89 @@
+"""Stage 1 stops at the first multiple of ``check_every`` draws where its globals pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from _screens import FORMULA
+
+import screenformula as sf
+from screenformula.inference.two_stage.engine import _global_free_rvs, _shapes
+from screenformula.inference.two_stage.stage1 import (
+    _until_converged,
+    choose_genes,
+    convergence,
+    run_stage1,
+)
+
+
+@pytest.fixture(scope="module")
+def stage1():
+    data, _ = sf.simulate_screen(n_genes=40, random_seed=3)
+    model = sf.ScreenModel(FORMULA, data)
+    full = model.pymc_model
+    probe = [rv for rv, _ in _global_free_rvs(full, data.n_genes, data.n_sgrnas, _shapes(full))]
+    genes = choose_genes(data, 30, np.random.default_rng(1))
+
+    def run(draws: int, check_every: int, ess: float) -> tuple:
+        idata, _, _ = run_stage1(
+            model, genes, probe, [], draws=draws, tune=200, chains=2, random_seed=4,
+            progress=False, target_accept=0.8, check_every=check_every, ess_target=ess,
+        )  # fmt: skip
+        return idata, probe
+
+    return run
+
+
+@pytest.mark.slow
+def test_stage1_stops_once_converged_and_the_draws_depend_on_the_seed_only(stage1):
+    first, probe = stage1(20_000, 200, 100.0)
+    n = first["posterior"].sizes["draw"]
+    assert n < 20_000 and n % 200 == 0  # stopped early, at a multiple of the check
+    conv = convergence(first["posterior"].to_dataset(), probe)
+    assert all(min(v["ess_bulk_min"], v["ess_tail_min"]) > 100 for v in conv.values())
+    assert first["sample_stats"].sizes["draw"] == n
+    # the draws kept are those of a fixed run of that length with the same seed (which
+    # no timing touches), so the same seed stops at the same draw with the same draws
+    fixed, _ = stage1(n, 0, 100.0)
+    assert fixed["posterior"].sizes["draw"] == n
+    for name in probe:
+        np.testing.assert_array_equal(
+            fixed["posterior"][name].values, first["posterior"][name].values
+        )
+
+
+class FakeSampler:
+    """A finished nutpie background sampler holding fixed draws (no compiling)."""
+
+    def __init__(self, trace):
+        self.trace = trace
+        self.is_finished = True
+        self.calls = []
+
+    def inspect(self):
+        return self.trace
+
+    def abort(self):
+        self.calls.append("abort")
+        return self.trace
+
+    def wait(self):
+        self.calls.append("wait")
+        return self.trace
+
+
+def fake_trace(draws: np.ndarray):
+    post = xr.Dataset({"x": (("chain", "draw"), draws)})
+    return xr.DataTree.from_dict({"posterior": post})
+
+
+def test_a_target_never_met_runs_every_draw_and_a_met_one_stops_at_its_multiple():
+    rng = np.random.default_rng(0)
+    stuck = np.stack([np.zeros(600), np.ones(600)]) + rng.normal(0, 0.01, (2, 600))
+    sampler = FakeSampler(fake_trace(stuck))  # chains disagree: R-hat far above 1.01
+    _, n = _until_converged(sampler, ["x"], 600, 200, 100.0, 1.01, poll_seconds=0)
+    assert n == 600 and sampler.calls == ["wait"]
+    mixed = FakeSampler(fake_trace(rng.normal(size=(2, 600))))  # independent draws
+    _, n = _until_converged(mixed, ["x"], 600, 200, 300.0, 1.01, poll_seconds=0)
+    assert n == 200 and mixed.calls == ["abort"]  # 2 x 200 independent draws: ESS ~ 400
