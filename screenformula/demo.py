@@ -488,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="HAP1 with the two-stage engine: draws and warm-up per chain of its stage 1 "
-        "(default: 7,000 draws after 1,000 warm-up)",
+        "(default: up to 10,000 draws, stopping once converged, after 1,000 warm-up)",
     )
     return p
 

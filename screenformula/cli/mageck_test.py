@@ -147,8 +147,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help="two-stage: draws and warm-up per chain of stage 1 (NUTS on a gene subsample; "
-        "default: 7,000 draws after 1,000 warm-up); raise it when the fit says its first "
-        "stage needs more draws",
+        "default: up to 10,000 draws, stopping once converged, after 1,000 warm-up); raise "
+        "it when the fit says its first stage needs more draws",
     )
     p.add_argument(
         "--keep-guide-draws",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import xarray as xr
 from _screens import FORMULA
 
 import screenformula as sf
@@ -54,36 +53,40 @@ def test_stage1_stops_once_converged_and_the_draws_depend_on_the_seed_only(stage
 
 
 class FakeSampler:
-    """A finished nutpie background sampler holding fixed draws (no compiling)."""
+    """A finished nutpie background sampler (no compiling): its draws are in a store."""
 
-    def __init__(self, trace):
-        self.trace = trace
-        self.is_finished = True
+    is_finished = True
+
+    def __init__(self):
         self.calls = []
-
-    def inspect(self):
-        return self.trace
 
     def abort(self):
         self.calls.append("abort")
-        return self.trace
 
     def wait(self):
         self.calls.append("wait")
-        return self.trace
 
 
-def fake_trace(draws: np.ndarray):
-    post = xr.Dataset({"x": (("chain", "draw"), draws)})
-    return xr.DataTree.from_dict({"posterior": post})
+def fake_store(folder, draws: np.ndarray) -> str:
+    """A zarr store laid out as nutpie's: ``posterior/x``, 16 draws per chunk."""
+    import zarr
+
+    arr = zarr.open_array(
+        str(folder / "posterior" / "x"), mode="w", shape=draws.shape, chunks=(1, 16),
+        dtype="f8", fill_value=np.nan,
+    )  # fmt: skip
+    arr[:] = draws
+    return str(folder)
 
 
-def test_a_target_never_met_runs_every_draw_and_a_met_one_stops_at_its_multiple():
+def test_a_target_never_met_runs_every_draw_and_a_met_one_stops_at_its_multiple(tmp_path):
     rng = np.random.default_rng(0)
     stuck = np.stack([np.zeros(600), np.ones(600)]) + rng.normal(0, 0.01, (2, 600))
-    sampler = FakeSampler(fake_trace(stuck))  # chains disagree: R-hat far above 1.01
-    _, n = _until_converged(sampler, ["x"], 600, 200, 100.0, 1.01, poll_seconds=0)
+    folder = fake_store(tmp_path / "stuck", stuck)  # chains disagree: R-hat far above 1.01
+    sampler = FakeSampler()
+    _, n = _until_converged(sampler, folder, ["x"], 600, 200, 100.0, 1.01, poll_seconds=0)
     assert n == 600 and sampler.calls == ["wait"]
-    mixed = FakeSampler(fake_trace(rng.normal(size=(2, 600))))  # independent draws
-    _, n = _until_converged(mixed, ["x"], 600, 200, 300.0, 1.01, poll_seconds=0)
+    folder = fake_store(tmp_path / "mixed", rng.normal(size=(2, 600)))  # independent draws
+    mixed = FakeSampler()
+    _, n = _until_converged(mixed, folder, ["x"], 600, 200, 300.0, 1.01, poll_seconds=0)
     assert n == 200 and mixed.calls == ["abort"]  # 2 x 200 independent draws: ESS ~ 400

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import numpy as np
 import pytensor
+import xarray as xr
 
 from screenformula.inference.two_stage.blocks import subset_model
 
@@ -57,7 +60,7 @@ def run_stage1(
     target_accept: float,
     engine: str = "nutpie",
     check_every: int = 0,
-    ess_target: float = 440.0,
+    ess_target: float = 400.0,
     rhat_target: float = 1.01,
     **nuts_options: Any,
 ) -> tuple[Any, Any, float]:
@@ -81,8 +84,6 @@ def run_stage1(
     """
     import tempfile
 
-    import xarray as xr
-
     from screenformula.inference.nuts import from_zarr_dataset, sample_nuts
 
     sub, _ = subset_model(model, genes)
@@ -105,11 +106,16 @@ def run_stage1(
             **({"blocking": False} if early else {}),
             **nuts_options,
         )
-        n_kept = draws
+        n_kept, sampler = draws, None
         if early:
-            idata, n_kept = _until_converged(
-                idata, global_rvs, draws, check_every, ess_target, rhat_target
-            )
+            sampler = idata
+            try:
+                idata, n_kept = _until_converged(
+                    sampler, scratch, global_rvs, draws, check_every, ess_target, rhat_target
+                )
+            except BaseException:
+                sampler.cancel()  # not left writing into a folder about to go
+                raise
         post = idata["posterior"].to_dataset()
         stored = {unquote(n): n for n in post.data_vars}  # zarr keys are percent-escaped
         post = post[[stored[n] for n in names if n in stored]].isel(draw=slice(0, n_kept))
@@ -120,51 +126,57 @@ def run_stage1(
                 "sample_stats": from_zarr_dataset(_per_draw(stats)),
             }
         )
-    del idata
+        del idata, sampler, post, stats
+        gc.collect()  # the sampler's store closed before its folder goes
     return kept, sub, time.perf_counter() - start
 
 
 def _until_converged(
     sampler: Any,
+    folder: str,
     names: list[str],
     draws: int,
     check_every: int,
     ess_target: float,
     rhat_target: float,
-    poll_seconds: float = 2.0,
+    poll_seconds: float = 3.0,
 ) -> tuple[Any, int]:
     """Wait on a non-blocking nutpie ``sampler`` until its first ``n`` draws pass.
 
     ``n`` runs over the multiples of ``check_every`` below ``draws``; returns the trace
-    and the ``n`` kept (``draws`` when no multiple passed). Looking at the trace costs
-    CPU the chains could use (nutpie's store keeps 16 draws per file), so it is looked at
-    when the chains should have reached the next multiple, by their pace so far, and only
-    the draws not read before are read.
+    and the ``n`` kept (``draws`` when no multiple passed). The draws are read straight
+    from the sampler's zarr store in ``folder`` (the sampler's own ``inspect`` reopens every
+    group, about a second of CPU the chains could use), each draw once, and the store is
+    looked at when the chains should have reached the next multiple by their pace so far.
     """
-    import xarray as xr
-
+    group = Path(folder) / "posterior"
+    while not (group / "zarr.json").exists() and not _finished(sampler):
+        time.sleep(poll_seconds)  # the store's groups appear once sampling has begun
+    arrays = _store_arrays(group, names)
+    first = arrays[names[0]]
     n = check_every
-    seen: list[tuple[float, int]] = []
-    read: list[Any] = []  # the globals' draws read so far, in blocks
+    blocks: dict[str, list[np.ndarray]] = {k: [] for k in arrays}
+    reached = time.perf_counter()  # when the last multiple was reached (or sampling began)
+    pace = None  # seconds per check_every draws
     while n < draws:
-        trace = sampler.inspect()
-        post = trace["posterior"].to_dataset()
-        stored = {unquote(k): k for k in post.data_vars}
-        done = _draws_done(post, stored[names[0]], n)
-        seen.append((time.perf_counter(), done))
-        if done < n:
+        if not np.isfinite(np.asarray(first[:, n - 1], dtype=float)).all():
             if _finished(sampler):
                 break  # stopped early (an error): take what the sampler returns
-            (t0, d0), (t1, d1) = seen[max(len(seen) - 3, 0)], seen[-1]
-            pace = (d1 - d0) / (t1 - t0) if d1 > d0 and t1 > t0 else 0.0
-            wait = (n - done) / pace if pace > 0 else poll_seconds
-            time.sleep(min(max(wait, poll_seconds), 60.0))
+            due = reached + pace - time.perf_counter() if pace else 0.0
+            time.sleep(max(due, poll_seconds))
             continue
-        have = sum(b.sizes["draw"] for b in read)
-        present = [k for k in names if k in stored]
-        block = post[[stored[k] for k in present]].isel(draw=slice(have, n)).load()
-        read.append(block)
-        conv = convergence(xr.concat(read, dim="draw"), present)
+        now = time.perf_counter()
+        if blocks[names[0]]:
+            pace = now - reached
+        reached = now
+        have = sum(b.shape[1] for b in blocks[names[0]])
+        for k, arr in arrays.items():
+            blocks[k].append(np.asarray(arr[:, have:n], dtype=float))
+        post = xr.Dataset(
+            {k: (("chain", "draw", *(f"{k}_dim_{i}" for i in range(arr.ndim - 2))),
+                 np.concatenate(blocks[k], axis=1)) for k, arr in arrays.items()}
+        )  # fmt: skip
+        conv = convergence(post, list(arrays))
         if all(
             v["rhat_max"] <= rhat_target and min(v["ess_bulk_min"], v["ess_tail_min"]) >= ess_target
             for v in conv.values()
@@ -174,23 +186,20 @@ def _until_converged(
     return sampler.wait(), draws
 
 
+def _store_arrays(group: Path, names: list[str]) -> dict[str, Any]:
+    """The zarr arrays of ``names`` in a store's group folder (keys are percent-escaped)."""
+    import zarr
+
+    on_disk = {unquote(p.name): p for p in group.iterdir() if p.is_dir()}
+    return {k: zarr.open_array(str(on_disk[k]), mode="r") for k in names if k in on_disk}
+
+
 def _finished(sampler: Any) -> bool:
     """Whether a non-blocking nutpie sampler has stopped (it raises TimeoutError when busy)."""
     try:
         return bool(sampler.is_finished)
     except TimeoutError:
         return False
-
-
-def _draws_done(post: Any, key: str, n: int) -> int:
-    """``n`` when every chain has written draw ``n`` (index ``n - 1``), else fewer.
-
-    Unwritten draws read as NaN; only the draws up to ``n`` are read.
-    """
-    values = np.asarray(post[key].isel(draw=slice(0, n)).values, dtype=float)
-    written = np.isfinite(values.reshape(values.shape[:2] + (-1,))).all(axis=-1)
-    # leading run of written draws per chain
-    return int(np.min(np.where(written.all(axis=1), written.shape[1], np.argmin(written, axis=1))))
 
 
 def _per_draw(stats: Any) -> Any:
