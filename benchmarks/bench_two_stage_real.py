@@ -374,7 +374,8 @@ def report(rec: dict[str, Any]) -> str:
             "## Two-stage diagnostics (`fit.options`)",
             "",
             f"- Stage 1: NUTS on {st1.get('genes')} genes "
-            f"({cfg.get('stage1_chains')} chains x {cfg.get('stage1_draws')} draws, "
+            f"({cfg.get('stage1_chains')} chains x {st1.get('draws', cfg.get('stage1_draws'))} "
+            f"draws, of at most {cfg.get('stage1_draws')}, "
             f"{cfg.get('stage1_tune')} tuning): R-hat max {_fmt(st1.get('rhat_max'), 3)}, "
             f"bulk ESS min {_fmt(st1.get('ess_bulk_min'), 0)}, "
             f"divergences {st1.get('divergences')}; K = {diag.get('n_global_draws')} "
