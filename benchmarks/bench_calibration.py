@@ -163,7 +163,8 @@ def hyper_coverage(fit, truth, norm_offset: float) -> dict[str, list[bool]]:
             (f"sd_{level}[treated]", values[:, 1], p[tau]["treated"]),
         ]
     for level, cor in (("gene", "gene_correlation"), ("sgrna", "sgrna_correlation")):
-        draws = post[f"cor_{level}"].values.reshape(-1, 2, 2)[:, 0, 1]
+        values = post[f"cor_{level}"].values  # the pairs (chain, draw, pair); before: matrices
+        draws = values.reshape(-1) if values.ndim == 3 else values.reshape(-1, 2, 2)[:, 0, 1]
         targets.append((f"cor_{level}", draws, float(np.asarray(p[cor])[0][1])))
     b = post["b"].sel(b_coef="treatment[treated]").values.ravel()
     targets.append(("b[treated]", b, p["b"]["treated"] + norm_offset))
