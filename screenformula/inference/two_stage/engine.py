@@ -521,6 +521,7 @@ def fit_two_stage(
         choose_genes,
         convergence,
         run_stage1,
+        stops_early,
         unconstrained,
     )
 
@@ -571,10 +572,10 @@ def fit_two_stage(
             progress,
         )
     else:
+        up_to = "up to " if stops_early(config.stage1_draws, config.stage1_check_every) else ""
         stage_line(
             f"stage 1: NUTS on {len(genes1):,} of {n_genes:,} genes ({config.stage1_chains} "
-            f"chains x {'up to ' if 0 < config.stage1_check_every < config.stage1_draws else ''}"
-            f"{config.stage1_draws:,} draws)",
+            f"chains x {up_to}{config.stage1_draws:,} draws)",
             progress,
         )
         idata1, sub1, t1 = run_stage1(

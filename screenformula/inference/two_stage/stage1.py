@@ -89,7 +89,7 @@ def run_stage1(
     sub, _ = subset_model(model, genes)
     start = time.perf_counter()
     names = list(dict.fromkeys([*global_rvs, *global_stored]))
-    early = engine == "nutpie" and 0 < check_every < draws
+    early = stops_early(draws, check_every, engine)
     with tempfile.TemporaryDirectory(prefix="screenformula-stage1-") as scratch:
         idata = sample_nuts(
             sub.pymc_model,
@@ -131,6 +131,11 @@ def run_stage1(
     return kept, sub, time.perf_counter() - start
 
 
+def stops_early(draws: int, check_every: int, engine: str = "nutpie") -> bool:
+    """Whether `run_stage1` with these settings may stop before ``draws`` (nutpie only)."""
+    return engine == "nutpie" and 0 < check_every < draws
+
+
 def _until_converged(
     sampler: Any,
     folder: str,
@@ -155,7 +160,7 @@ def _until_converged(
     arrays = _store_arrays(group, names)
     first = arrays[names[0]]
     n = check_every
-    blocks: dict[str, list[np.ndarray]] = {k: [] for k in arrays}
+    read = {k: np.asarray(arr[:, :0], dtype=float) for k, arr in arrays.items()}  # so far
     reached = time.perf_counter()  # when the last multiple was reached (or sampling began)
     pace = None  # seconds per check_every draws
     while n < draws:
@@ -166,15 +171,15 @@ def _until_converged(
             time.sleep(max(due, poll_seconds))
             continue
         now = time.perf_counter()
-        if blocks[names[0]]:
+        if n > check_every:
             pace = now - reached
         reached = now
-        have = sum(b.shape[1] for b in blocks[names[0]])
         for k, arr in arrays.items():
-            blocks[k].append(np.asarray(arr[:, have:n], dtype=float))
+            new = np.asarray(arr[:, read[k].shape[1] : n], dtype=float)
+            read[k] = np.concatenate([read[k], new], axis=1)
         post = xr.Dataset(
-            {k: (("chain", "draw", *(f"{k}_dim_{i}" for i in range(arr.ndim - 2))),
-                 np.concatenate(blocks[k], axis=1)) for k, arr in arrays.items()}
+            {k: (("chain", "draw", *(f"{k}_dim_{i}" for i in range(v.ndim - 2))), v)
+             for k, v in read.items()}
         )  # fmt: skip
         conv = convergence(post, list(arrays))
         if all(
