@@ -22,3 +22,8 @@ DIM_GENE = GENE
 DIM_GROUP = GROUP
 DIM_SAMPLE = SAMPLE
 DIM_POOL_SAMPLE = "pool_sample"
+
+# The convergence check of a fit (fit.diagnostics(), the provisional verdict) and of the
+# two-stage engine's stage 1, which stops once its draws pass it.
+RHAT_MAX = 1.01
+ESS_MIN = 400.0

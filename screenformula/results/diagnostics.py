@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from screenformula._constants import ESS_MIN, RHAT_MAX
 from screenformula.spec import names
 
 
@@ -24,8 +25,8 @@ def convergence_table(
     idata: Any,
     var_names: list[str] | None = None,
     *,
-    rhat_max: float = 1.01,
-    ess_min: float = 400.0,
+    rhat_max: float = RHAT_MAX,
+    ess_min: float = ESS_MIN,
 ) -> pd.DataFrame:
     """Worst R-hat and smallest bulk/tail ESS of each posterior variable.
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from screenformula._constants import ESS_MIN, RHAT_MAX
 from screenformula.errors import FitError
 from screenformula.io.atomic import atomic_path
 from screenformula.io.dataset import screen_data_to_dataset
@@ -140,8 +141,8 @@ class ScreenFit(BrmsVocabulary):
         self,
         var_names: list[str] | None = None,
         *,
-        rhat_max: float = 1.01,
-        ess_min: float = 400.0,
+        rhat_max: float = RHAT_MAX,
+        ess_min: float = ESS_MIN,
         warn: bool = True,
     ) -> pd.DataFrame:
         """R-hat, bulk and tail ESS per variable, and divergences, with a verdict.

@@ -12,6 +12,7 @@ import numpy as np
 import pytensor
 import xarray as xr
 
+from screenformula._constants import ESS_MIN, RHAT_MAX
 from screenformula.inference.two_stage.blocks import subset_model
 
 
@@ -60,8 +61,8 @@ def run_stage1(
     target_accept: float,
     engine: str = "nutpie",
     check_every: int = 0,
-    ess_target: float = 400.0,
-    rhat_target: float = 1.01,
+    ess_target: float = ESS_MIN,
+    rhat_target: float = RHAT_MAX,
     **nuts_options: Any,
 ) -> tuple[Any, Any, float]:
     """NUTS on the subsample; returns its DataTree, the subset `ScreenModel` and seconds.
