@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -97,6 +98,10 @@ def child(folder: Path, candidate: str, method: str, seed: int) -> None:
     )
     genes = fit.contrast("treatment", ref="ctrl", delta=br.DELTA, fdr_target=br.FDR).genes
     genes.to_csv(folder / f"{candidate}_genes.tsv", sep="\t", index=False)
+    keep = os.environ.get("BENCH_PANEL_KEEP")  # a folder that keeps every gene table
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        genes.to_csv(Path(keep) / f"{folder.name}_{candidate}_genes.tsv", sep="\t", index=False)
     print(json.dumps(br.fit_detail(fit)))
 
 
@@ -237,10 +242,17 @@ def _cell(entry: dict[str, Any] | None) -> str:
     if "error" in entry:
         text = entry["error"]
         return text[:100] if text.startswith("stopped") else f"failed: {text[:80]}"
-    return (
-        f"{entry['auc']:.4f} · {entry['hits_essential']} / {entry['hits_nonessential']}"
-        f" · {entry['wall_s']:.0f} s"
-    )
+    return f"{entry['auc']:.4f} · {_calls(entry)} · {entry['wall_s']:.0f} s"
+
+
+def _calls(score: dict[str, Any]) -> str:
+    """Essential / non-essential calls: the local rule, then the q-value rule in brackets
+    (MAGeCK's and older rows have the one rule only)."""
+    plain = f"{score['hits_essential']} / {score['hits_nonessential']}"
+    if "local_hits_essential" not in score:
+        return plain
+    local = f"{score['local_hits_essential']} / {score['local_hits_nonessential']}"
+    return f"{local} (q: {plain})"
 
 
 def _baseline(entry: dict[str, Any] | None) -> str:
@@ -279,8 +291,10 @@ def panel_tables(stored: dict) -> list[str]:
     lines = [
         "Written by `benchmarks/bench_panel.py`. Each cell: ROC AUC (essential vs "
         "non-essential genes, by depletion) · essential / non-essential genes called "
-        "depleted at 5 % FDR (ours: q <= 0.05 with |LFC| > 0.5 log2; MAGeCK: neg|fdr < "
-        "0.05) · wall seconds. The mean log-ratio (each gene's mean guide log2 ratio, "
+        "depleted at 5 % FDR (ours, |LFC| > 0.5 log2: the default local rule, each call's "
+        "own error <= 0.05, then in brackets the q-value rule, q <= 0.05, where the row "
+        "was scored after both existed; MAGeCK: neg|fdr < 0.05) · wall seconds. The mean "
+        "log-ratio (each gene's mean guide log2 ratio, "
         "median-normalised counts + 0.5) is a ranking without a model or calls: its AUC "
         "only. Candidates (see the script): "
         + "; ".join(
@@ -304,10 +318,7 @@ def panel_tables(stored: dict) -> list[str]:
                     elif score is None:
                         cells.append("not run")
                     else:
-                        cells.append(
-                            f"{score['auc']:.4f} · {score['hits_essential']} / "
-                            f"{score['hits_nonessential']}"
-                        )
+                        cells.append(f"{score['auc']:.4f} · {_calls(score)}")
                 mageck = _cell(cases.get(f"jacks_{line}", {}).get("mageck"))
                 base = _baseline((rec.get("mean_log_ratio") or {}).get("per_line", {}).get(line))
                 lines.append(f"| {case}: {line} | {base} | {mageck} | " + " | ".join(cells) + " |")

@@ -383,7 +383,13 @@ def score_ours(path: Path, contrast: str | None, ref: dict[str, set[str]]) -> di
     lfc = genes["lfc"].to_numpy(dtype=float)
     called = (genes["qvalue_down"].to_numpy(dtype=float) <= FDR) & (lfc < 0)
     z = -lfc / np.maximum(genes["lfc_sd"].to_numpy(dtype=float), 1e-12)
-    return score_table(genes["gene"], -lfc, z, called, ref)
+    out = score_table(genes["gene"], -lfc, z, called, ref)
+    # the local rule: each call's own posterior error (not depleted beyond delta) <= FDR,
+    # beside the list's Bayesian FDR (the q-value) <= FDR above
+    local = (genes["error_down"].to_numpy(dtype=float) <= FDR) & (lfc < 0)
+    scored = score_table(genes["gene"], -lfc, z, local, ref)
+    out.update({f"local_{k}": scored[k] for k in ("hits", "hits_essential", "hits_nonessential")})
+    return out
 
 
 def score_mageck(path: Path, ref: dict[str, set[str]]) -> dict[str, Any]:

@@ -131,7 +131,7 @@ fit
 # | `lfsr` | local false sign rate: the probability that the sign of `lfc` is wrong |
 # | `pep` | P(\|LFC\| <= delta): the probability that the gene has no effect that matters |
 # | `qvalue` | Bayesian FDR of the list of genes ranked at least this well |
-# | `hit` | `qvalue <= 0.05` |
+# | `hit` | the gene's own error (`error_down` / `error_up`: the chance that it is not changed beyond delta in its direction) is at most 0.05, so the list's FDR is at most 0.05 too; `call_rule="qvalue"` calls by `qvalue <= 0.05` instead |
 #
 # **Why `delta=0.5`?** With `delta = 0` a "hit" only means *the sign of the effect is
 # known*, and with a smooth prior almost every gene has some tiny effect. `delta = 0.5`

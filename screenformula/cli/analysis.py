@@ -191,14 +191,24 @@ def warn_convergence(fit: ScreenFit, wording: Wording) -> Convergence:
     return verdict
 
 
+#: ``--call-rule``'s help, for every command that calls hits.
+CALL_RULE_HELP = (
+    "how a gene is called: 'local' (default), when its own chance of not being changed "
+    "beyond --delta is at most --fdr (the list's FDR is then at most --fdr too); 'qvalue', "
+    "when the FDR of the list down to it is (more calls, some far weaker)"
+)
+
+
 def hit_lines(name: str, result: ContrastResult) -> list[str]:
-    """Per contrast: ``name: 45 hits (40 down, 5 up) at q <= 0.05, |log2 LFC| > 0.5``.
+    """Per contrast: ``name: 45 hits (40 down, 5 up) at local error <= 0.05, |log2 LFC| > 0.5``.
 
     The counts are those of ``result.hits()`` and its ``direction`` filter; the line says
     PROVISIONAL when the fit failed its convergence checks (or is approximate). With
     several contrasts each line names its contrast after ``name``; an empty ``name``
     names each line by its contrast only.
     """
+    from screenformula.results.contrasts import call_text
+
     s = result.settings
     why = ""
     if result.provisional:
@@ -218,8 +228,8 @@ def hit_lines(name: str, result: ContrastResult) -> list[str]:
             c.label if not name else name if len(result.contrasts) == 1 else f"{name} ({c.label})"
         )
         lines.append(
-            f"{label}: {int(hit.sum())} hits ({down} down, {up} up) at q <= "
-            f"{s['fdr_target']:g}, |log2 LFC| > {s['delta']:g}{why}"
+            f"{label}: {int(hit.sum())} hits ({down} down, {up} up) at {call_text(s)}, "
+            f"|log2 LFC| > {s['delta']:g}{why}"
         )
     return lines
 

@@ -149,7 +149,9 @@ class ContrastConfig(BaseModel):
     """One contrast to report: every level of ``factor`` against ``ref``, or ``a`` vs ``b``.
 
     ``delta`` is the minimum |log2 LFC| a hit must exceed (default 0.5, as ``screenformula
-    test --delta`` and Python's ``fit.contrast()``); ``fdr`` the Bayesian FDR target.
+    test --delta`` and Python's ``fit.contrast()``); ``fdr`` the Bayesian FDR target;
+    ``call_rule`` how a gene is called (``"local"``: its own local error is at most ``fdr``;
+    ``"qvalue"``: its q-value is; as ``screenformula test --call-rule``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -159,6 +161,7 @@ class ContrastConfig(BaseModel):
     b: str | None = None
     delta: float = Field(DEFAULT_DELTA, ge=0)
     fdr: float = Field(0.05, gt=0, lt=1)
+    call_rule: Literal["local", "qvalue"] = "local"
     name: str | None = None
 
 
@@ -471,7 +474,13 @@ def fit_one(
         summary = {}
         for name, c in zip(names, config.contrasts, strict=True):
             result = fit.contrast(
-                c.factor, ref=c.ref, a=c.a, b=c.b, delta=c.delta, fdr_target=c.fdr
+                c.factor,
+                ref=c.ref,
+                a=c.a,
+                b=c.b,
+                delta=c.delta,
+                fdr_target=c.fdr,
+                call_rule=c.call_rule,
             )
             write_gene_outputs(
                 result.genes,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from screenformula.cli.analysis import (
+    CALL_RULE_HELP,
     check_samples_have_reads,
     dask_client,
     describe_data,
@@ -26,7 +27,7 @@ from screenformula.errors import ScreenDataError, ScreenFormulaError
 from screenformula.inference.registry import METHODS, get_method, method_names
 from screenformula.inference.two_stage.checkpoint import remove_checkpoint
 from screenformula.io.advice import Wording
-from screenformula.results.contrast_core import DEFAULT_DELTA
+from screenformula.results.contrast_core import CALL_RULES, DEFAULT_DELTA
 
 FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
 SUFFIXES = (
@@ -177,6 +178,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "fit.contrast(); 0 calls any gene whose sign is known)",
     )
     p.add_argument("--fdr", type=float, default=0.05, help="Bayesian FDR target for hits")
+    p.add_argument("--call-rule", choices=CALL_RULES, default=CALL_RULES[0], help=CALL_RULE_HELP)
     p.add_argument(
         "--scheduler",
         metavar="ADDRESS",
@@ -285,7 +287,8 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
             out,
             outputs[3],
             f"; finish with: screenformula contrast {shlex.quote(str(outputs[3]))} --ref control "
-            f"--delta {args.delta:g} --fdr {args.fdr:g} --mageck -n {shlex.quote(str(prefix))}",
+            f"--delta {args.delta:g} --fdr {args.fdr:g} --call-rule {args.call_rule} --mageck "
+            f"-n {shlex.quote(str(prefix))}",
             say,
             CONVERGENCE_WORDING,
             method=args.method,
@@ -300,7 +303,13 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
             progress=not args.quiet,
             **extra,
         )
-        result = fit.contrast("treatment", ref="control", delta=args.delta, fdr_target=args.fdr)
+        result = fit.contrast(
+            "treatment",
+            ref="control",
+            delta=args.delta,
+            fdr_target=args.fdr,
+            call_rule=args.call_rule,
+        )
         result.to_mageck(out.staged(prefix), overwrite=True)
         write_gene_outputs(result.genes, out, outputs[2], outputs[4], outputs[5])
         log = run_log(

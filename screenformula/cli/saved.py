@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from screenformula.cli.analysis import hit_lines, warn_convergence
+from screenformula.cli.analysis import CALL_RULE_HELP, hit_lines, warn_convergence
 from screenformula.cli.outputs import OutputSet, write_tsv
 from screenformula.errors import ScreenFormulaError
 from screenformula.io.text import format_names
-from screenformula.results.contrast_core import DEFAULT_DELTA
+from screenformula.results.contrast_core import CALL_RULES, DEFAULT_DELTA
 
 PLOTS = ("volcano", "rank", "forest", "group")
 #: How to refit a saved fit that failed its checks: with the command that made it.
@@ -45,6 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "`screenformula test`; 0 calls any gene whose sign is known)",
     )
     c.add_argument("--fdr", type=float, default=0.05)
+    c.add_argument("--call-rule", choices=CALL_RULES, default=CALL_RULES[0], help=CALL_RULE_HELP)
     c.add_argument("-n", "--output-prefix", required=True)
     c.add_argument("--mageck", action="store_true", help="also write MAGeCK-format summaries")
     c.add_argument("--force", action="store_true")
@@ -77,6 +78,7 @@ def _contrast(args: argparse.Namespace, fit: Any = None) -> Any:
         b=getattr(args, "b", None),
         delta=getattr(args, "delta", DEFAULT_DELTA),
         fdr_target=getattr(args, "fdr", 0.05),
+        call_rule=getattr(args, "call_rule", CALL_RULES[0]),
     )
     warn_convergence(fit, REFIT_WORDING)
     return result

@@ -503,9 +503,20 @@ def calls_text(result: ContrastResult, normalization: str) -> str:
         if delta
         else "a known sign of the LFC (delta = 0: any effect, however small)"
     )
-    return (
-        f"A hit has q-value ≤ {s['fdr_target']:g} for {what}; {normalization_text(normalization)}."
-    )
+    bound = f"{s['fdr_target']:g}"
+    if s.get("call_rule", "qvalue") == "local":
+        wrong = (
+            f"not having {what} in its direction"
+            if delta
+            else "having the other sign (delta = 0: any effect, however small)"
+        )
+        rule = (
+            f"A hit is a gene whose posterior chance of {wrong} (its local error) is at "
+            f"most {bound}; the list's false discovery rate is then at most {bound} too"
+        )
+    else:
+        rule = f"A hit has q-value ≤ {bound} for {what}"
+    return f"{rule}; {normalization_text(normalization)}."
 
 
 def normalization_text(method: str) -> str:

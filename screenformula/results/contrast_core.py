@@ -25,8 +25,13 @@ Definitions (``x`` one item's draws, ``delta >= 0`` a minimum effect)
 - q-values (Bayesian FDR, Newton et al. 2004; Stephens' s-values for ``delta = 0``): sort
   the local errors; the q-value of an item is the mean of the local errors of all items
   whose error is at most its own (ties share one q-value): the posterior expected FDR of
-  the list that reports the item and everything at least as strong. ``hit = q <=
-  fdr_target``.
+  the list that reports the item and everything at least as strong.
+- Calls (``call_rule``): ``"local"`` (the default) calls an item when its own local error
+  is at most ``fdr_target``; ``"qvalue"`` when its q-value is. A q-value is a running
+  mean, so behind thousands of certain calls it admits items whose own error is far
+  above the target (on HAP1, genes with a 20 % chance of not being depleted). Every
+  local call also has ``q <= fdr_target`` (a mean of errors no larger than its own), so
+  the local list's Bayesian FDR is at most the target too: it is the stricter rule.
 - HDI: the narrowest interval holding ``floor(prob * n) + 1`` of the ``n`` sorted draws
   (the sorted-window estimator arviz uses), computed for all columns at once.
 - ``prob_top``/``prob_bottom``: the share of draws in which an item has the largest
@@ -38,8 +43,10 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "CALL_RULES",
     "DEFAULT_DELTA",
     "as_draws",
+    "check_call",
     "evidence_order",
     "hdi",
     "item_statistics",
@@ -61,6 +68,10 @@ __all__ = [
 #: and the report alike: a gene is a hit when its LFC is beyond +-0.5 log2 (1.41-fold) at
 #: the FDR target. (The functions here take ``delta`` on the draws' own scale, default 0.)
 DEFAULT_DELTA = 0.5
+
+#: How a hit is called from the local errors (see the module docstring); the first is the
+#: default of ``ScreenFit.contrast``, the command line and the report.
+CALL_RULES = ("local", "qvalue")
 
 #: Columns per block: small blocks keep the column sort in cache (64 columns x 4000 draws
 #: is 2 MB; measured fastest on 4000 x 20000 draws, see benchmarks/bench_contrasts.py).
@@ -297,14 +308,14 @@ def summary_from_statistics(
     delta_index: int = 0,
     hdi_index: int = 0,
     fdr_target: float = 0.05,
+    call_rule: str = CALL_RULES[0],
 ) -> dict[str, np.ndarray]:
     """`summarize`'s output from `item_statistics` (at one of its deltas and HDI probs).
 
     ``delta_index`` / ``hdi_index`` pick the delta and HDI probability; an index of None
     leaves the columns that depend on it as NaN.
     """
-    if not 0.0 <= fdr_target <= 1.0:
-        raise ValueError(f"fdr_target must lie in [0, 1], got {fdr_target}")
+    check_call(fdr_target, call_rule)
     n = float(stats["n_draws"])
     m = stats["mean"].shape[0]
     res = {"mean": stats["mean"], "sd": stats["sd"]}
@@ -324,7 +335,7 @@ def summary_from_statistics(
     res["qvalue"] = qvalues(res["error"])
     res["qvalue_down"] = qvalues(res["error_down"])
     res["qvalue_up"] = qvalues(res["error_up"])
-    res["hit"] = res["qvalue"] <= fdr_target
+    res["hit"] = res["error" if call_rule == "local" else "qvalue"] <= fdr_target
     res["rank"] = evidence_order(res["error"], res["mean"], res["sd"])
     return res
 
@@ -335,6 +346,7 @@ def summarize(
     delta: float = 0.0,
     hdi_prob: float = 0.94,
     fdr_target: float = 0.05,
+    call_rule: str = CALL_RULES[0],
     chunk_size: int = CHUNK_SIZE,
 ) -> dict[str, np.ndarray]:
     """Every per-item summary of a contrast, in one pass over blocks of columns.
@@ -349,7 +361,9 @@ def summarize(
     hdi_prob : float
         Probability mass of the HDI.
     fdr_target : float
-        ``hit = qvalue <= fdr_target``.
+        The bound of a call: ``hit = error <= fdr_target`` (``call_rule="local"``) or
+        ``hit = qvalue <= fdr_target`` (``"qvalue"``).
+    call_rule : {"local", "qvalue"}
     chunk_size : int
         Columns per block (bounds the memory of the sorted copy).
 
@@ -360,10 +374,17 @@ def summarize(
         error_up, error, qvalue, qvalue_down, qvalue_up, hit, rank`` (see the module
         docstring; ``rank`` 1 = smallest ``error``, ties by ``|mean| / sd``).
     """
+    check_call(fdr_target, call_rule)
+    stats = item_statistics(draws, deltas=(delta,), hdi_probs=(hdi_prob,), chunk_size=chunk_size)
+    return summary_from_statistics(stats, fdr_target=fdr_target, call_rule=call_rule)
+
+
+def check_call(fdr_target: float, call_rule: str) -> None:
+    """Raise ValueError unless ``fdr_target`` lies in [0, 1] and ``call_rule`` is known."""
     if not 0.0 <= fdr_target <= 1.0:
         raise ValueError(f"fdr_target must lie in [0, 1], got {fdr_target}")
-    stats = item_statistics(draws, deltas=(delta,), hdi_probs=(hdi_prob,), chunk_size=chunk_size)
-    return summary_from_statistics(stats, fdr_target=fdr_target)
+    if call_rule not in CALL_RULES:
+        raise ValueError(f"call_rule must be one of {', '.join(CALL_RULES)}, got {call_rule!r}")
 
 
 def _check_delta(delta: float) -> float:

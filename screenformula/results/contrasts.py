@@ -167,9 +167,11 @@ def _summary_columns(s: dict[str, np.ndarray], extra: tuple[str, ...]) -> pd.Dat
 
 
 def _summary_frame(
-    draws: np.ndarray, *, delta_ln: float, hdi_prob: float, fdr_target: float
+    draws: np.ndarray, *, delta_ln: float, hdi_prob: float, fdr_target: float, call_rule: str
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    s = core.summarize(draws, delta=delta_ln, hdi_prob=hdi_prob, fdr_target=fdr_target)
+    s = core.summarize(
+        draws, delta=delta_ln, hdi_prob=hdi_prob, fdr_target=fdr_target, call_rule=call_rule
+    )
     extra = ("pep", "qvalue", "hit", "rank", "error_down", "error_up", "qvalue_down", "qvalue_up")
     return _summary_columns(s, extra), s
 
@@ -269,22 +271,27 @@ class ContrastResult:
     def hits(
         self, q: float | None = None, direction: Direction = "both", contrast: str | None = None
     ) -> pd.DataFrame:
-        """Genes called at Bayesian FDR ``q`` (default: the ``fdr_target`` of the result).
+        """Genes called at ``q`` (default: the ``fdr_target`` of the result), by its call rule.
 
-        A gene is called when its ``qvalue`` (of an LFC beyond +-``delta`` in its more
-        probable direction) is at most ``q``: with the default ``q`` these are the rows
-        with ``hit``. ``direction="down"`` / ``"up"`` keeps the calls of that
-        ``direction``, so the down and up lists split the list of ``"both"`` (the counts
-        ``print(result)`` shows). Rows are sorted by q-value. The one-sided q-values
-        ``qvalue_down`` / ``qvalue_up`` (MAGeCK's ``neg|fdr`` / ``pos|fdr``) stay in the
-        table for a screen that asks only one direction.
+        With the result's ``call_rule`` ``"local"`` a gene is called when its own local
+        error (of an LFC beyond +-``delta`` in its more probable direction, ``error_down``
+        or ``error_up``) is at most ``q``; with ``"qvalue"`` when its ``qvalue`` is. With
+        the default ``q`` these are the rows with ``hit``. ``direction="down"`` /
+        ``"up"`` keeps the calls of that ``direction``, so the down and up lists split the
+        list of ``"both"`` (the counts ``print(result)`` shows). Rows are sorted by
+        q-value. The one-sided q-values ``qvalue_down`` / ``qvalue_up`` (MAGeCK's
+        ``neg|fdr`` / ``pos|fdr``) stay in the table for a screen that asks only one
+        direction.
         """
         q = self.settings["fdr_target"] if q is None else float(q)
         if direction not in ("both", "down", "up"):
             raise FitError(f"direction must be 'both', 'down' or 'up', not {direction!r}")
         labels = [c.label for c in self._contrast(contrast)]
         genes = self.genes[self.genes["contrast"].isin(labels)]
-        called = genes["qvalue"] <= q
+        if self.settings.get("call_rule", "qvalue") == "local":
+            called = np.minimum(genes["error_down"], genes["error_up"]) <= q
+        else:
+            called = genes["qvalue"] <= q
         if direction != "both":
             called &= genes["direction"] == direction
         out = genes[called]
@@ -354,7 +361,7 @@ class ContrastResult:
             up = int((hit & (g["direction"] == "up")).sum())
             lines.append(
                 f"  {c.label}: {int(hit.sum())}{provisional} hits ({down} down, {up} up) "
-                f"at q <= {s['fdr_target']:g}, |log2 LFC| > {s['delta']:g}"
+                f"at {call_text(s)}, |log2 LFC| > {s['delta']:g}"
             )
         if self.provisional and self.convergence is not None:
             lines.append("  " + self.convergence.summary())
@@ -362,6 +369,14 @@ class ContrastResult:
             if message:
                 lines.append(f"  {what}: {message}")
         return "\n".join(lines)
+
+
+def call_text(settings: dict[str, Any]) -> str:
+    """The call rule of a result's ``settings`` in words: ``"local error <= 0.05"``."""
+    bound = f"{settings['fdr_target']:g}"
+    if settings.get("call_rule", "qvalue") == "local":
+        return f"local error <= {bound}"
+    return f"q <= {bound}"
 
 
 def compute_contrasts(
@@ -374,6 +389,7 @@ def compute_contrasts(
     delta: float = DEFAULT_DELTA,
     hdi_prob: float = 0.94,
     fdr_target: float = 0.05,
+    call_rule: str = core.CALL_RULES[0],
 ) -> ContrastResult:
     """Summarise gene, guide and group contrasts of a fit (see `ScreenFit.contrast`)."""
     info, contrasts = resolve_contrasts(fit, factor, ref=ref, a=a, b=b)
@@ -382,9 +398,16 @@ def compute_contrasts(
         raise FitError(f"delta must be a number >= 0 (log2 scale), got {delta}")
     if not 0.0 < hdi_prob < 1.0:
         raise FitError(f"hdi_prob must lie strictly between 0 and 1, got {hdi_prob}")
-    if not 0.0 <= fdr_target <= 1.0:
-        raise FitError(f"fdr_target must lie in [0, 1], got {fdr_target}")
-    opts = {"delta_ln": delta / LOG2E, "hdi_prob": hdi_prob, "fdr_target": fdr_target}
+    try:
+        core.check_call(fdr_target, call_rule)
+    except ValueError as err:
+        raise FitError(str(err)) from None
+    opts = {
+        "delta_ln": delta / LOG2E,
+        "hdi_prob": hdi_prob,
+        "fdr_target": fdr_target,
+        "call_rule": call_rule,
+    }
     ex = PosteriorEffects(fit)
     data = ex.data
     verdict = fit._warn_once()
@@ -392,6 +415,7 @@ def compute_contrasts(
         "delta": delta,
         "hdi_prob": hdi_prob,
         "fdr_target": fdr_target,
+        "call_rule": call_rule,
         "n_draws": ex.n_draws,
         "factor": factor,
         "provisional": verdict.provisional,
@@ -432,7 +456,7 @@ def call_direction(s: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _gene_table(
-    ex: PosteriorEffects, contrasts: list[Contrast], opts: dict[str, float]
+    ex: PosteriorEffects, contrasts: list[Contrast], opts: dict[str, Any]
 ) -> tuple[pd.DataFrame, list[np.ndarray], list[dict[str, np.ndarray]]]:
     """The gene table, with each contrast's gene draws and summaries."""
     data = ex.data
@@ -468,7 +492,7 @@ def _guide_table(
     contrasts: list[Contrast],
     gene_summaries: list[dict[str, np.ndarray]],
     delta: float,
-    opts: dict[str, float],
+    opts: dict[str, Any],
 ) -> tuple[pd.DataFrame, xr.DataArray | None]:
     """The guide table: from the guide draws, else from the summaries kept at fit time."""
     data = ex.data
@@ -545,7 +569,7 @@ def _kept_guide_summaries(
     factor: str,
     contrasts: list[Contrast],
     delta: float,
-    opts: dict[str, float],
+    opts: dict[str, Any],
 ) -> list[dict[str, np.ndarray]] | None:
     """Guide summaries from the fit's kept statistics (None when it kept none of these)."""
     kept = fit.sgrna_summary
@@ -559,7 +583,11 @@ def _kept_guide_summaries(
         stats, delta_index, hdi_index = found
         out.append(
             core.summary_from_statistics(
-                stats, delta_index=delta_index, hdi_index=hdi_index, fdr_target=opts["fdr_target"]
+                stats,
+                delta_index=delta_index,
+                hdi_index=hdi_index,
+                fdr_target=opts["fdr_target"],
+                call_rule=opts["call_rule"],
             )
         )
     return out
@@ -595,13 +623,16 @@ def _group_table(
     delta_ln: float,
     hdi_prob: float,
     fdr_target: float,
+    call_rule: str,
 ) -> pd.DataFrame:
     names = da[GROUP].values
     sizes = data.gene_groups.value_counts().reindex(names).fillna(0).astype(int).to_numpy()
     frames = []
     for k, c in enumerate(contrasts):
         x = da.values[:, :, k]
-        s = core.summarize(x, delta=delta_ln, hdi_prob=hdi_prob, fdr_target=fdr_target)
+        s = core.summarize(
+            x, delta=delta_ln, hdi_prob=hdi_prob, fdr_target=fdr_target, call_rule=call_rule
+        )
         order = np.argsort(-s["mean"], kind="stable")
         rank = np.empty(len(names), dtype=np.int64)
         rank[order] = np.arange(1, len(names) + 1)

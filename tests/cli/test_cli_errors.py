@@ -161,6 +161,10 @@ def test_other_contrast_mistakes_are_found_before_fitting(frame, tmp_path, capsy
     error_line(capsys, main(["fit", str(config)]), "contrasts.1: its outputs would be named 'x'")
     config = write_config(tmp_path, frame, "contrasts: [{ref: control, name: ../x}]\n")
     error_line(capsys, main(["fit", str(config)]), "'../x' cannot name output files")
+    config = write_config(tmp_path, frame, "contrasts: [{ref: control, call_rule: lfdr}]\n")
+    error_line(capsys, main(["fit", str(config)]), "contrasts.0.call_rule", "'local' or 'qvalue'")
+    config = write_config(tmp_path, frame, "contrasts: [{ref: control, call_rule: qvalue}]\n")
+    assert main(["fit", str(config), "--check"]) == 0
     # the default contrast (treatment) on a formula without it says how to choose one
     config = write_config(tmp_path, frame)
     config.write_text(config.read_text().replace("treatment", "condition"))

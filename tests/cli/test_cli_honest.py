@@ -123,5 +123,9 @@ def test_contrast_from_a_saved_fit_warns_too(tmp_path, capsys, monkeypatch):
     out, err = capsys.readouterr()
     assert code == 0
     assert "cannot be trusted" in err and "--draws 2000 --tune 2000 (test)" in err
-    assert "treated vs control: 1 hits (0 down, 1 up) at q <= 0.05, |log2 LFC| > 0.5" in out
+    line = "treated vs control: 1 hits (0 down, 1 up) at local error <= 0.05, |log2 LFC| > 0.5"
+    assert line in out
+    # the q-value rule, asked for, is named in the line
+    assert main(["contrast", str(SAVED), "-n", "q", "--call-rule", "qvalue"]) == 0
+    assert "up) at q <= 0.05, |log2 LFC| > 0.5" in capsys.readouterr().out
     assert "PROVISIONAL" in out

@@ -182,3 +182,22 @@ def test_the_help_lists_the_flag(capsys):
     with pytest.raises(SystemExit):
         main(["test", "--help"])
     assert "--stage1-draws N" in capsys.readouterr().out
+
+
+def test_the_advice_asks_for_as_many_draws_as_the_mixing_needs():
+    """The demo's leukemia fit had ESS 43 after 4 x 500 draws: "--draws 2000" would have
+    left it near ESS 170, short of the 400 the check asks for."""
+    slow = Convergence("nuts", False, ("ESS 43",), ess_min=43.0, settings={"draws": 500})
+    assert "(--draws 6000 --tune 6000)" in slow.advice(demo.DEMO_WORDING)
+    # chains that hardly move (ESS 3) say nothing about the draws needed: double, >= 2000
+    stuck = Convergence("nuts", False, ("ESS 3",), ess_min=3.0, settings={"draws": 500})
+    assert "(--draws 2000 --tune 2000)" in stuck.advice(demo.DEMO_WORDING)
+    # a two-stage fit whose stage 1 stopped at its most draws, ESS 300: as many again and more
+    stage1 = Convergence(
+        "two-stage", False, ("ESS 300",), ess_min=300.0, settings={"stage1_draws": 10000}
+    )
+    assert "(--stage1-draws 20000)" in stage1.advice(mageck_test.CONVERGENCE_WORDING)
+    stage1 = Convergence(
+        "two-stage", False, ("ESS 100",), ess_min=100.0, settings={"stage1_draws": 10000}
+    )
+    assert "(--stage1-draws 50000)" in stage1.advice(mageck_test.CONVERGENCE_WORDING)

@@ -71,11 +71,19 @@ def test_qvalues_hit_calls_on_a_hand_example():
     p_up = np.array([1.0, 0.98, 0.9, 0.6, 0.02])
     n = 100
     x = np.where(np.arange(n)[:, None] < np.round(p_up * n), 1.0, -1.0)
-    s = core.summarize(x, fdr_target=0.05)
+    s = core.summarize(x, fdr_target=0.05, call_rule="qvalue")
     assert np.allclose(s["lfsr"], [0.0, 0.02, 0.1, 0.4, 0.02])
     # sorted errors 0, .02, .02, .1, .4 -> running means 0, .04/3 (tie), .14/4, .54/5
     assert np.allclose(s["qvalue"], [0.0, 0.04 / 3, 0.14 / 4, 0.54 / 5, 0.04 / 3])
+    # the q-value rule lets the third item (a 10 % chance of the wrong sign) in behind
+    # the certain ones; the local rule (the default) calls only items whose own error is
+    # at most the target, and every one of them is a q-value hit too
     assert s["hit"].tolist() == [True, True, True, False, True]
+    local = core.summarize(x, fdr_target=0.05)
+    assert local["hit"].tolist() == [True, True, False, False, True]
+    assert np.all(s["hit"][local["hit"]])
+    with pytest.raises(ValueError, match="call_rule must be one of local, qvalue"):
+        core.summarize(x, call_rule="lfdr")
     # one-directional q-values: errors of "up" calls are 0, .02, .1, .4, .98
     assert s["qvalue_up"][4] == pytest.approx((0.02 + 0.1 + 0.4 + 0.98) / 5)
     # ... and of "down" calls 1, .98, .9, .6, .02: only the last item is a down hit

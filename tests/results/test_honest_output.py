@@ -19,6 +19,7 @@ from _contrast_fakes import fake_fit, small_screen
 import screenformula as sf
 from screenformula.cli import build_parser
 from screenformula.cli.config import ContrastConfig
+from screenformula.errors import FitError
 from screenformula.results.contrasts import compute_contrasts
 from screenformula.results.diagnostics import variable_labels
 from screenformula.results.fit import ConvergenceWarning, ScreenFit
@@ -106,6 +107,14 @@ def test_default_delta_is_half_a_log2_unit_everywhere():
         for name in ("test", "contrast")
     }
     assert python == direct == ContrastConfig().delta == flags["test"] == flags["contrast"] == 0.5
+    rules = {
+        name: next(a.default for a in sub[name]._actions if a.dest == "call_rule")  # noqa: SLF001
+        for name in ("test", "contrast")
+    }
+    python = inspect.signature(ScreenFit.contrast).parameters["call_rule"].default
+    direct = inspect.signature(compute_contrasts).parameters["call_rule"].default
+    assert python == direct == ContrastConfig().call_rule == rules["test"] == rules["contrast"]
+    assert python == "local"
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +155,27 @@ def test_down_calls_never_have_a_positive_lfc(screen_with_noise):
         assert null not in set(down["gene"])
         assert (down["lfc"] < 0).all()
         assert (result.hits(direction="up")["lfc"] > 0).all()
+
+
+def test_the_local_rule_keeps_a_null_gene_out_behind_sure_hits(screen_with_noise):
+    """A q-value is a running mean: behind 40 sure hits it calls a gene that is 87 % likely
+    not changed beyond delta. The default rule asks each call's own error to be small."""
+    fit, null = screen_with_noise
+    local = fit.contrast(ref="control")
+    assert local.settings["call_rule"] == "local"
+    by_q = fit.contrast(ref="control", call_rule="qvalue")
+    genes = by_q.genes.set_index("gene")
+    assert genes.loc[null, "qvalue"] <= 0.05 and genes.loc[null, "hit"]
+    assert min(genes.loc[null, "error_down"], genes.loc[null, "error_up"]) > 0.8
+    assert null not in set(local.hits()["gene"])
+    assert set(local.hits()["gene"]) == set(by_q.hits()["gene"]) - {null}
+    assert len(local.hits()) == 40
+    # a looser bound by hand follows the result's rule: error <= 0.9 lets the null in
+    assert null in set(local.hits(q=0.9)["gene"])
+    assert "40 hits (40 down, 0 up) at local error <= 0.05" in repr(local)
+    assert "41 hits (40 down, 1 up) at q <= 0.05" in repr(by_q)
+    with pytest.raises(FitError, match="call_rule must be one of local, qvalue"):
+        fit.contrast(ref="control", call_rule="lfdr")
 
 
 def test_counts_filter_and_summary_agree(screen_with_noise):
