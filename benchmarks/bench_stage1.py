@@ -56,6 +56,27 @@ def hap1_model():  # noqa: ANN201 - a ScreenModel
     return sf.ScreenModel(FORMULA, data, pool=None, reference={"treatment": "ctrl"})
 
 
+#: The guide-level term's parameterisation (``GUIDE_TERM`` of a configuration): the
+#: model's own (``auto``: guide baselines centred, guide LFC deviations non-centred), all
+#: centred or all non-centred.
+GUIDE_TERMS = {"auto": "auto", "centred": True, "noncentred": False}
+
+
+def with_guide_term(model, guide_term: str):  # noqa: ANN001, ANN201 - ScreenModel in and out
+    """``model`` with its guide-level term parameterised as ``guide_term`` says."""
+    import screenformula as sf
+
+    if guide_term == "auto":
+        return model
+    return sf.ScreenModel(
+        FORMULA,
+        model.data,
+        pool=None,
+        reference={"treatment": "ctrl"},
+        parameterization={"gene:sgrna": GUIDE_TERMS[guide_term]},
+    )
+
+
 def run_config(model, genes: int, draws: int, tune: int, adaptation: str) -> dict:  # noqa: ANN001
     """Stage 1 (the engine's `run_stage1`) with these settings: convergence, steps, seconds."""
     from screenformula.inference.two_stage.engine import _global_free_rvs, _shapes
@@ -108,13 +129,14 @@ def report(record: dict) -> str:
         "the global variables (the fit's own check asks R-hat <= 1.01 and ESS >= 400).",
         f"Machine: {record.get('machine', '?')}.",
         "",
-        "| genes | draws | tune | adaptation | seconds | steps / draw | R-hat max | "
+        "| genes | draws | tune | adaptation | guide term | seconds | steps / draw | R-hat max | "
         "ESS min (variable) | ESS min / s | divergences | when (load) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in sorted(record["configs"].values(), key=lambda r: (-r["genes"], r["draws"])):
         lines.append(
             f"| {row['genes']:,} | {row['draws']} | {row['tune']} | {row['adaptation']} | "
+            f"{row.get('guide_term', 'auto')} | "
             f"{row['seconds']:.0f} | {row['steps_per_draw']:.0f} | {row['rhat_max']:.3f} | "
             f"{row['ess_min']:.0f} ({row['worst']}) | {row['ess_min'] / row['seconds']:.2f} | "
             f"{row['divergences']} | {row['when']} ({row['load_start']}) |"
@@ -126,7 +148,7 @@ def report(record: dict) -> str:
 def main() -> None:
     """Run the configurations and write the results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("configs", nargs="*", help="GENES:DRAWS:TUNE[:ADAPTATION]")
+    parser.add_argument("configs", nargs="*", help="GENES:DRAWS:TUNE[:ADAPTATION[:GUIDE_TERM]]")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
@@ -137,9 +159,14 @@ def main() -> None:
             parts = text.split(":")
             genes, draws, tune = (int(p) for p in parts[:3])
             adaptation = parts[3] if len(parts) > 3 else "diag"
-            row = run_config(model, genes, draws, tune, adaptation)
+            guide_term = parts[4] if len(parts) > 4 else "auto"
+            row = run_config(with_guide_term(model, guide_term), genes, draws, tune, adaptation)
+            row["guide_term"] = guide_term
             print(json.dumps({k: v for k, v in row.items() if k != "variables"}), flush=True)
-            record["configs"][f"{genes}:{draws}:{tune}:{adaptation}"] = row
+            key = f"{genes}:{draws}:{tune}:{adaptation}" + (
+                f":{guide_term}" if guide_term != "auto" else ""
+            )
+            record["configs"][key] = row
             record["machine"] = f"{os.cpu_count()} cores ({cpu_name()})"
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(record, indent=1))

@@ -44,10 +44,13 @@ def lfc_draws(post) -> np.ndarray:  # noqa: ANN001
     return lfc.stack(s=("chain", "draw")).transpose("s", "gene").values
 
 
-def hits(draws: np.ndarray, q: float = 0.05) -> np.ndarray:
-    """Hit calls: genes whose lfsr q-value (running mean of sorted lfsr) is at most ``q``."""
+def hits(draws: np.ndarray, q: float = 0.05, rule: str = "qvalue") -> np.ndarray:
+    """Hit calls: genes whose lfsr q-value (running mean of sorted lfsr) is at most ``q``;
+    ``rule="local"``: whose own lfsr is (the library's default call rule, at delta 0)."""
     pos = (draws > 0).mean(0)
     lfsr = np.minimum(pos, 1 - pos)
+    if rule == "local":
+        return lfsr <= q
     order = np.argsort(lfsr)
     qval = np.empty_like(lfsr)
     qval[order] = np.cumsum(lfsr[order]) / np.arange(1, len(lfsr) + 1)
@@ -68,6 +71,9 @@ def compare(a: np.ndarray, b: np.ndarray, truth: np.ndarray) -> dict:
         "hit_agreement": float(np.mean(hits(a) == hits(b))),
         "hits": int(hits(a).sum()),
         "hits_ref": int(hits(b).sum()),
+        "hit_agreement_local": float(np.mean(hits(a, rule="local") == hits(b, rule="local"))),
+        "hits_local": int(hits(a, rule="local").sum()),
+        "hits_local_ref": int(hits(b, rule="local").sum()),
         "coverage90": None if truth is None else float(np.mean((truth >= lo) & (truth <= hi))),
         "coverage90_ref": (
             None if truth is None else float(np.mean((truth >= lo_b) & (truth <= hi_b)))
@@ -221,6 +227,13 @@ def _coverage(c: dict) -> str:
     return f"{c['coverage90']:.3f} ({c['coverage90_ref']:.3f})"
 
 
+def _local(c: dict) -> str:
+    """The local rule's agreement (lfsr <= 0.05 per gene), where it was scored."""
+    if "hit_agreement_local" not in c:
+        return ""
+    return f"; local rule {c['hit_agreement_local']:.3f}, {c['hits_local']}/{c['hits_local_ref']}"
+
+
 def markdown(result: dict) -> str:
     """A table of the comparison."""
     lines = [
@@ -251,7 +264,7 @@ def markdown(result: dict) -> str:
                 f"| {screen} | {r['n_genes']} | {who} | {c['corr_means']:.4f} | "
                 f"{c['sd_ratio_median']:.3f} [{c['sd_ratio_5']:.3f}, {c['sd_ratio_95']:.3f}] | "
                 f"{c['frac_sd_ratio_in_0.8_1.25']:.3f} | {c['hit_agreement']:.3f} "
-                f"({c['hits']}/{c['hits_ref']}) | {_coverage(c)}"
+                f"({c['hits']}/{c['hits_ref']}{_local(c)}) | {_coverage(c)}"
                 f" | {extra} |"
             )
     for r in result["seeds"]:
