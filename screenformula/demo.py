@@ -248,6 +248,7 @@ def _top(genes: pd.DataFrame, direction: str, n: int = 10) -> list[dict[str, Any
             "lfc": round(float(r["lfc"]), 3),
             "hdi": [round(float(r["hdi_low"]), 3), round(float(r["hdi_high"]), 3)],
             "lfsr": float(r["lfsr"]),
+            "error": float(min(r["error_down"], r["error_up"])),
             "qvalue": float(r["qvalue"]),
             "hit": bool(r["hit"]),
         }
@@ -264,12 +265,15 @@ def _print_top(title: str, rows: list[dict[str, Any]], n_draws: int) -> None:
     def prob(value: float) -> str:  # 0 among the draws: below their resolution
         return f"<{1 / (n_draws + 1):.0e}" if value == 0 else f"{value:.3g}"
 
-    print(f"  {'gene':<12} {'log2 LFC':>9} {'94% HDI':>18} {'lfsr':>8} {'q-value':>8}  hit")
+    print(
+        f"  {'gene':<12} {'log2 LFC':>9} {'94% HDI':>18} {'lfsr':>8} {'error':>8} "
+        f"{'q-value':>8}  hit"
+    )
     for r in rows:
         hdi = f"[{r['hdi'][0]:+.2f}, {r['hdi'][1]:+.2f}]"
         print(
             f"  {r['gene']:<12} {r['lfc']:>+9.2f} {hdi:>18} {prob(r['lfsr']):>8} "
-            f"{prob(r['qvalue']):>8}  {'yes' if r['hit'] else ''}"
+            f"{prob(r['error']):>8} {prob(r['qvalue']):>8}  {'yes' if r['hit'] else ''}"
         )
 
 

@@ -460,6 +460,9 @@ def _gene_rows(genes: pd.DataFrame, floor: float | None, hdi: float | None) -> p
                 for lo, hi in zip(genes["hdi_low"], genes["hdi_high"], strict=True)
             ],
             "lfsr": [_prob(v, floor) for v in genes["lfsr"]],
+            # the local error a hit is called by (call_rule "local"): in its more
+            # probable direction, as the hit
+            "error": [_prob(v, floor) for v in np.minimum(genes["error_down"], genes["error_up"])],
             "q-value": [_prob(v, floor) for v in genes["qvalue"]],
             "hit": [
                 (
@@ -540,8 +543,9 @@ def _results_section(result: ContrastResult, top: int, normalization: str) -> st
     parts.append(
         "<p>Log2 fold-changes are posterior means with their highest-density interval. "
         "<b>lfsr</b> (local false sign rate) is the posterior probability that the sign "
-        "of the effect is wrong; the <b>q-value</b> is the Bayesian FDR of calling every "
-        "gene at least this strong. "
+        "of the effect is wrong; <b>error</b> is the posterior probability that the "
+        "gene is not changed beyond the minimum effect in its direction; the <b>q-value</b> "
+        "is the Bayesian FDR of calling every gene at least this strong. "
         f"<b>{_e(calls_text(result, normalization))}</b> Depleted and enriched hits are "
         "counted by the sign of their LFC. A probability shown as &lt;x is zero among the "
         "draws: below their resolution.</p>"
@@ -577,7 +581,7 @@ def _results_section(result: ContrastResult, top: int, normalization: str) -> st
                     _gene_rows(rows, floor, hdi),
                     caption=f"Top {len(rows)} {name} genes",
                     classes=f"genes {name}",
-                    raw=["lfsr", "q-value", "hit"],
+                    raw=["lfsr", "error", "q-value", "hit"],
                 )
                 + "</div>"
             )

@@ -256,7 +256,7 @@ def test_report_sections_and_tables(report, fitted):
     assert "divergent transitions" in settings
 
     genes = result.genes
-    header = ["gene", "log2 LFC", "94% HDI", "lfsr", "q-value", "hit"]
+    header = ["gene", "log2 LFC", "94% HDI", "lfsr", "error", "q-value", "hit"]
     for direction, name in (("down", "depleted"), ("up", "enriched")):
         expected = top_genes(genes, direction, 15)
         table = page.table(f"Top {len(expected)} {name} genes")
@@ -266,7 +266,10 @@ def test_report_sections_and_tables(report, fitted):
         assert np.allclose(lfc, expected["lfc"], atol=0.006)
         assert all(r[2].startswith("[") and r[2].endswith("]") for r in table["rows"])
         called = "provisional hit" if result.provisional else "hit"
-        assert [r[5] == called for r in table["rows"]] == list(expected["hit"].astype(bool))
+        assert [r[6] == called for r in table["rows"]] == list(expected["hit"].astype(bool))
+        # the hit is called by its own error (the default local rule)
+        error = np.minimum(expected["error_down"], expected["error_up"])
+        assert list(expected["hit"].astype(bool)) == list(error <= 0.05)
     extra = page.table("Benchmark <table>")
     assert extra["rows"] == [["AUC", "0.987"]]
 
