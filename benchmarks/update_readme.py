@@ -92,6 +92,12 @@ def calibration_section(rows: list[dict[str, Any]] | None) -> list[str]:
         f"| false discoveries among hits at q <= 0.05, delta = 0.5 | <= 5 % | "
         f"{mean('d0.5_norm_fdp'):.1%} |"
     )
+    if all("d0.5_local_norm_fdp" in r for r in median):
+        lines.append(
+            f"| false discoveries among hits by the local rule (the default: each call's own "
+            f"error <= 0.05), delta = 0.5 | <= 5 % | {mean('d0.5_local_norm_fdp'):.1%} "
+            f"(power {mean('d0.5_local_power'):.0%}, q-value rule {mean('d0.5_power'):.0%}) |"
+        )
     if bins:
         n = sum(b["n"] for b in bins)
         expected = sum(b["expected"] for b in bins)
