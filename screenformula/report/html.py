@@ -507,7 +507,7 @@ def calls_text(result: ContrastResult, normalization: str) -> str:
         else "a known sign of the LFC (delta = 0: any effect, however small)"
     )
     bound = f"{s['fdr_target']:g}"
-    if s.get("call_rule", "qvalue") == "local":
+    if s["call_rule"] == "local":
         wrong = (
             f"not having {what} in its direction"
             if delta

@@ -49,6 +49,7 @@ __all__ = [
     "check_call",
     "evidence_order",
     "hdi",
+    "hit_calls",
     "item_statistics",
     "lfsr",
     "local_errors",
@@ -335,7 +336,7 @@ def summary_from_statistics(
     res["qvalue"] = qvalues(res["error"])
     res["qvalue_down"] = qvalues(res["error_down"])
     res["qvalue_up"] = qvalues(res["error_up"])
-    res["hit"] = res["error" if call_rule == "local" else "qvalue"] <= fdr_target
+    res["hit"] = hit_calls(res["error"], res["qvalue"], fdr_target, call_rule)
     res["rank"] = evidence_order(res["error"], res["mean"], res["sd"])
     return res
 
@@ -377,6 +378,17 @@ def summarize(
     check_call(fdr_target, call_rule)
     stats = item_statistics(draws, deltas=(delta,), hdi_probs=(hdi_prob,), chunk_size=chunk_size)
     return summary_from_statistics(stats, fdr_target=fdr_target, call_rule=call_rule)
+
+
+def hit_calls(
+    error: np.ndarray, qvalue: np.ndarray, fdr_target: float, call_rule: str
+) -> np.ndarray:
+    """The hits of ``call_rule`` from each item's local error and q-value.
+
+    ``error <= fdr_target`` (``"local"``) or ``qvalue <= fdr_target`` (``"qvalue"``), both
+    in the item's more probable direction (see the module docstring).
+    """
+    return np.asarray(error if call_rule == "local" else qvalue) <= fdr_target
 
 
 def check_call(fdr_target: float, call_rule: str) -> None:

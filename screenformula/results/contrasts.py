@@ -288,12 +288,10 @@ class ContrastResult:
             raise FitError(f"direction must be 'both', 'down' or 'up', not {direction!r}")
         labels = [c.label for c in self._contrast(contrast)]
         genes = self.genes[self.genes["contrast"].isin(labels)]
-        if self.settings.get("call_rule", "qvalue") == "local":
-            called = np.minimum(genes["error_down"], genes["error_up"]) <= q
-        else:
-            called = genes["qvalue"] <= q
+        error = np.minimum(genes["error_down"], genes["error_up"])
+        called = core.hit_calls(error, genes["qvalue"], q, self.settings["call_rule"])
         if direction != "both":
-            called &= genes["direction"] == direction
+            called &= (genes["direction"] == direction).to_numpy()
         out = genes[called]
         return out.sort_values(["qvalue", "contrast", "rank"]).reset_index(drop=True)
 
@@ -374,7 +372,7 @@ class ContrastResult:
 def call_text(settings: dict[str, Any]) -> str:
     """The call rule of a result's ``settings`` in words: ``"local error <= 0.05"``."""
     bound = f"{settings['fdr_target']:g}"
-    if settings.get("call_rule", "qvalue") == "local":
+    if settings["call_rule"] == "local":
         return f"local error <= {bound}"
     return f"q <= {bound}"
 
