@@ -108,6 +108,9 @@ class BlockDensity:
         self._local_values = replace
         (lp,) = graph_replace([per_gene], replace, strict=False)
         (lp,), self.data_inputs, self.data_values = lift_constants([lp], (lay.n_genes, lay.n_sgrna))
+        #: every gene's log-density as a graph of (globals, G, U, data inputs), for
+        #: functions derived from it (benchmarks/bench_stage1_laplace.py's Fisher gradients)
+        self.lp_graph = lp
         total = lp.sum()
         gG, gU = pytensor.grad(total, [self.G, self.U])
         self.VG = pt.matrix("VG")
