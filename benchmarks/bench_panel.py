@@ -11,7 +11,9 @@ fitted to it in its own process:
   sample class, guides shrunk toward the trend), normal gene effects;
 - ``trend-t``: the same dispersion, Student-t gene effects
   (``(1 + treatment | gr(gene, dist = "student"))``);
-- ``seed-t``: per-guide dispersion with Student-t gene effects.
+- ``seed-t``: per-guide dispersion with Student-t gene effects;
+- ``trend-sample``: ``dispersion="trend-sample"`` (a trend per sequenced sample, not per
+  condition, as Chronos fits one dispersion per replicate), normal gene effects.
 
 Columns: ROC AUC of essential (CEGv2, or the study's) against non-essential genes by
 depletion, the essential and non-essential genes called depleted at 5 % FDR (delta 0.5
@@ -51,6 +53,7 @@ CANDIDATES = {
     "trend": ("trend", "normal"),
     "trend-t": ("trend", "student"),
     "seed-t": ("sgrna", "student"),
+    "trend-sample": ("trend-sample", "normal"),
 }
 
 

@@ -39,8 +39,11 @@ class ScreenModel:
         ``"trend"`` (``log phi`` linear in each guide's log abundance per sample class,
         guides shrunk toward the trend; chosen on the panel of real screens in
         ``benchmarks/results/panel.md``), ``"sgrna"`` (``phi[s] ~ Gamma(1, phi_rate)``,
-        partially pooled: the default until the panel), ``"shared"`` (one ``phi``) or
-        a formula for ``log phi`` such as ``"alpha ~ 1 + (1 | sgrna)"``.
+        partially pooled: the default until the panel), ``"trend-sample"`` (the same
+        with one trend per sequenced sample instead of per condition, as Chronos fits one
+        dispersion per replicate: for replicates of unequal noise, such as a bottlenecked
+        one), ``"shared"`` (one ``phi``) or a formula for ``log phi`` such as
+        ``"alpha ~ 1 + (1 | sgrna)"``.
     pool : {"auto", "joint", "offset", "covariate", None}
         How the pool (plasmid / T0) samples enter (docs/MODEL.md). ``"auto"`` is ``"joint"``
         when the sheet marks pool samples and the formula has a guide-level term, else

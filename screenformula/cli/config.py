@@ -52,7 +52,7 @@ EXAMPLE = """\
 counts: counts.tsv            # MAGeCK or long count table (paths relative to this file)
 samples: samples.tsv          # the sample sheet (below)
 formula: "count ~ 1 + condition + (1 + condition | gene) + (1 + condition | gene:sgrna)"
-dispersion: trend             # trend | sgrna | shared | "alpha ~ 1 + (1 | sgrna)"
+dispersion: trend             # trend | trend-sample | sgrna | shared | "alpha ~ 1 + (1 | sgrna)"
 pool: auto                    # auto | joint | offset | covariate | none
 size_factors: median          # median | total | control | none
 nan: error                    # a missing count: error | drop (its sgRNA)

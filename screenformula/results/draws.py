@@ -512,12 +512,14 @@ def reference_class(phi: xr.DataArray) -> xr.DataArray:
 
     The MAGeCK-style guide variance (``mean + mean^2 / phi`` at the control mean) needs
     the control samples' dispersion; a single class ("cells") stands for every sample.
+    With a class per sample (``dispersion="trend-sample"``, ``reference:<sample>``) it is
+    the first reference sample's.
     """
     if PHI_CLASS_DIM not in phi.dims:
         return phi
     classes = list(map(str, phi[PHI_CLASS_DIM].values))
-    index = classes.index("reference") if "reference" in classes else 0
-    return phi.isel({PHI_CLASS_DIM: index})
+    reference = [i for i, c in enumerate(classes) if c.split(":")[0] == "reference"]
+    return phi.isel({PHI_CLASS_DIM: reference[0] if reference else 0})
 
 
 def phi_means(ex: PosteriorEffects) -> pd.Series | None:

@@ -27,6 +27,10 @@ from screenformula.spec.terms import GroupTerm, LinearPredictor, resolve_predict
 PoolMode = Literal["joint", "offset", "covariate"] | None
 POOL_MODES = ("joint", "offset", "covariate", None)
 DISPERSION_MODES = ("shared", "sgrna", "trend")
+#: The trend's sample classes by dispersion name: one trend per condition ("trend"), or
+#: per sequenced sample ("trend-sample": Chronos fits one NB dispersion per replicate, so
+#: one bottlenecked replicate does not make its condition's other replicates look noisy).
+TREND_CLASSES = {"trend": "condition", "trend-sample": "sample"}
 #: dispersion="trend": the guide abundance covariate is clipped to these quantiles.
 TREND_CLIP = (0.01, 0.99)
 
@@ -66,6 +70,8 @@ class DispersionSpec:
     #: guide's own scatter, and a free deviation lets a depleted guide explain its depletion
     #: as noise (HAP1, one replicate: AUC 0.986 with it, 0.994 without).
     guide_scatter: bool = True
+    #: dispersion="trend": what a sample class is, "condition" or "sample" (`TREND_CLASSES`).
+    classes_by: Literal["condition", "sample"] = "condition"
 
     def take(self, rows: np.ndarray) -> DispersionSpec:
         """The same dispersion on the guides ``rows`` (a gene subset of the same screen).
@@ -419,6 +425,8 @@ def _dispersion_spec(
 ) -> DispersionSpec:
     if family.dispersion is None:
         return DispersionSpec("none")
+    if dispersion in TREND_CLASSES:
+        return DispersionSpec("trend", classes_by=TREND_CLASSES[dispersion])  # type: ignore[arg-type]
     if dispersion in DISPERSION_MODES:
         return DispersionSpec(dispersion)  # type: ignore[arg-type]
     if isinstance(dispersion, str) and "~" in dispersion:
@@ -428,7 +436,8 @@ def _dispersion_spec(
         )
         return DispersionSpec("formula", dispersion, lp)
     raise FormulaError(
-        f"unknown dispersion {dispersion!r}: use 'trend', 'shared', 'sgrna' or a formula like "
+        f"unknown dispersion {dispersion!r}: use 'trend', 'trend-sample', 'shared', 'sgrna' or a "
+        "formula like "
         "'alpha ~ 1 + (1 | sgrna)'"
     )
 
@@ -451,7 +460,9 @@ def _trend(
     on its median.
     Screen samples with the same population-level design row (one condition) form one
     class when every condition has at least two samples, so replicate scatter measures
-    each class's noise; otherwise all screen samples form one class.
+    each class's noise; otherwise all screen samples form one class. With
+    ``classes_by="sample"`` (``dispersion="trend-sample"``) every screen sample is its own
+    class, named ``<condition>:<sample>``.
     Guides deviate from their class's trend (``sd_phi``) when some condition has two screen
     samples, or when the user gives ``sd_phi`` a prior (``asked_scatter``); without
     replicates each guide's dispersion is its trend's.
@@ -470,7 +481,13 @@ def _trend(
     # conditions numbered in order of first appearance (as terms number sample levels)
     conditions, _ = pd.factorize(pd.Series([tuple(row) for row in X], dtype=object))
     sizes = np.bincount(conditions)
-    if len(sizes) > 1 and sizes.min() >= 2:
+    if disp.classes_by == "sample":
+        classes = np.arange(len(X), dtype=np.int64)
+        names = tuple(
+            f"{_class_name(mean, X[i])}:{sample}"
+            for i, sample in enumerate(data.samples.index[screen])
+        )
+    elif len(sizes) > 1 and sizes.min() >= 2:
         classes = conditions.astype(np.int64)
         first = [int(np.flatnonzero(classes == k)[0]) for k in range(len(sizes))]
         names = tuple(_class_name(mean, X[i]) for i in first)

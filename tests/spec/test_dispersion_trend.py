@@ -140,3 +140,46 @@ def test_guide_variance_reads_the_reference_class_of_a_trend_dispersion():
     np.testing.assert_array_equal(reference_class(one).values, values[..., 0])
     plain = phi.isel(phi_class=0, drop=True)
     assert reference_class(plain) is plain
+
+
+def test_trend_sample_has_a_class_per_sequenced_sample(small_screen):
+    """``dispersion="trend-sample"``: one trend per screen sample, named by its condition."""
+    data, _ = small_screen
+    disp = build_spec(FORMULA, data, dispersion="trend-sample").dispersion
+    assert disp.mode == "trend" and disp.classes_by == "sample"
+    screen = [s for s in data.samples.index if s not in set(data.pool_samples)]
+    assert disp.class_names == tuple(
+        f"{'reference' if s.startswith('control') else 'treatment[treated]'}:{s}" for s in screen
+    )
+    np.testing.assert_array_equal(disp.sample_class, np.arange(6))
+    # the covariate and the guides' own scatter follow the conditions, as with "trend"
+    by_condition = build_spec(FORMULA, data, dispersion="trend").dispersion
+    np.testing.assert_array_equal(disp.abundance, by_condition.abundance)
+    assert disp.guide_scatter
+    model = sf.ScreenModel(FORMULA, data, dispersion="trend-sample")
+    assert "reference:control_1" in repr(model)
+    pm_model = model.pymc_model
+    assert pm_model["phi_trend_Intercept"].eval().shape == (6,)  # one per class
+    assert np.isfinite(pm_model.point_logps()["count"])
+    # saved settings rebuild the same model
+    rebuilt = sf.ScreenModel.from_settings(model.settings, data)
+    assert rebuilt.spec.dispersion.class_names == disp.class_names
+
+
+def test_the_guide_variance_of_a_per_sample_trend_reads_the_first_reference_sample():
+    import xarray as xr
+
+    from screenformula.results.draws import reference_class
+
+    values = np.arange(12.0).reshape(1, 1, 3, 4)
+    classes = ["treatment[x]:t1", "reference:c1", "reference:c2", "treatment[x]:t2"]
+    phi = xr.DataArray(
+        values, dims=("chain", "draw", "sgrna", "phi_class"), coords={"phi_class": classes}
+    )
+    np.testing.assert_array_equal(reference_class(phi).values, values[..., 1])
+
+
+def test_an_unknown_dispersion_names_the_choices(small_screen):
+    data, _ = small_screen
+    with pytest.raises(FormulaError, match="'trend', 'trend-sample', 'shared', 'sgrna'"):
+        build_spec(FORMULA, data, dispersion="trend-replicate")
