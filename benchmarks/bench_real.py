@@ -460,7 +460,7 @@ def _progress(name: str, tool: str, entry: dict[str, Any]) -> None:
 def environment() -> dict[str, Any]:
     from importlib.metadata import version
 
-    from _machine import cpu_name
+    from _machine import cpu_name, git_revision
 
     cpu = cpu_name()
     versions = {p: version(p) for p in ("screenformula", "pymc", "nutpie", "numpy")}
@@ -472,15 +472,12 @@ def environment() -> dict[str, Any]:
         (ln.split(":", 1)[1].strip() for ln in mageck.splitlines() if ln.startswith("Version")),
         "?",
     )
-    git = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cores": os.cpu_count(),
         "cpu": cpu,
         "load_start": round(os.getloadavg()[0], 1),
-        "git": git,
+        "git": git_revision(),
         "versions": versions,
     }
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(HERE))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from _machine import cpu_name  # noqa: E402
+from _machine import cpu_name, git_revision  # noqa: E402
 from bench_stage1 import hap1_model  # noqa: E402
 
 OUT = HERE / "results" / "stage1_laplace.json"
@@ -316,8 +316,6 @@ def conclusion(record: dict) -> str:
 
 
 def main() -> None:
-    import subprocess
-
     from screenformula.inference.two_stage.blocks import subset_model
     from screenformula.inference.two_stage.stage1 import choose_genes, unconstrained
 
@@ -352,9 +350,7 @@ def main() -> None:
         "when": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "cpu": f"{os.cpu_count()} cores ({cpu_name()})",
         "load_start": round(os.getloadavg()[0], 1),
-        "git": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
-        ).stdout.strip(),
+        "git": git_revision(),
     }
     record["laplace"] = fit_globals(marginal, "laplace", args.proposals)
     marginal.G, marginal.U = marginal.density.layout.join(sub.pymc_model.initial_point())
