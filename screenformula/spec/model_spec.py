@@ -437,8 +437,7 @@ def _dispersion_spec(
         return DispersionSpec("formula", dispersion, lp)
     raise FormulaError(
         f"unknown dispersion {dispersion!r}: use 'trend', 'trend-sample', 'shared', 'sgrna' or a "
-        "formula like "
-        "'alpha ~ 1 + (1 | sgrna)'"
+        "formula like 'alpha ~ 1 + (1 | sgrna)'"
     )
 
 
