@@ -232,7 +232,8 @@ class Convergence:
         two_stage = self.method == "two-stage"
         stage1 = self.settings.get("stage1_draws") if two_stage else None
         if two_stage:
-            more = str(enough_draws(int(stage1 or 500), self.ess_min, 1000))
+            target = float(self.settings.get("ess_target") or ESS_MIN)
+            more = str(enough_draws(int(stage1 or 500), self.ess_min, 1000, target))
             steps = [f"give its first stage more draws ({wording['stage1_draws'](more)})"]
         else:
             used = self.settings
@@ -285,18 +286,18 @@ class Convergence:
 ESS_EXTRAPOLATE = 20.0
 
 
-def enough_draws(draws: int, ess_min: float, floor: int) -> int:
+def enough_draws(draws: int, ess_min: float, floor: int, target: float = ESS_MIN) -> int:
     """Draws per chain to suggest after a fit of ``draws`` per chain with ESS ``ess_min``.
 
     At least twice ``draws`` and ``floor``; where the chains mix, only too slowly (ESS
-    from `ESS_EXTRAPOLATE` to the check's 400), as many as their ESS per draw needs for
-    400 with a quarter to spare: the demo's leukemia fit had ESS 43 after 4 x 500 draws,
+    from `ESS_EXTRAPOLATE` to the check's ``target``), as many as their ESS per draw needs
+    for ``target`` with a quarter to spare: the demo's leukemia fit had ESS 43 after 4 x 500 draws,
     where doubling to 2,000 would have left it near 170. Rounded up to 500 (1,000 above
     10,000).
     """
     need = max(floor, 2 * draws)
-    if np.isfinite(ess_min) and ESS_EXTRAPOLATE <= ess_min < ESS_MIN:
-        need = max(need, math.ceil(draws * ESS_MIN / ess_min * 1.25))
+    if np.isfinite(ess_min) and ESS_EXTRAPOLATE <= ess_min < target:
+        need = max(need, math.ceil(draws * target / ess_min * 1.25))
     step = 500 if need <= 10_000 else 1000
     return int(math.ceil(need / step) * step)
 

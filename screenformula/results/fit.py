@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from screenformula._constants import ESS_MIN, RHAT_MAX
+from screenformula._constants import ESS_MIN, ESS_PER_CHAIN, RHAT_MAX
 from screenformula.errors import FitError
 from screenformula.io.atomic import atomic_path
 from screenformula.io.dataset import screen_data_to_dataset
@@ -142,7 +142,7 @@ class ScreenFit(BrmsVocabulary):
         var_names: list[str] | None = None,
         *,
         rhat_max: float = RHAT_MAX,
-        ess_min: float = ESS_MIN,
+        ess_min: float | None = None,
         warn: bool = True,
     ) -> pd.DataFrame:
         """R-hat, bulk and tail ESS per variable, and divergences, with a verdict.
@@ -152,7 +152,10 @@ class ScreenFit(BrmsVocabulary):
         var_names : list of str, optional
             Variables to check (default: all stored ones).
         rhat_max, ess_min : float
-            Thresholds (Vehtari et al. 2021 recommend 1.01 and 100 per chain).
+            Thresholds (Vehtari et al. 2021 recommend 1.01 and 100 per chain). The default
+            ``ess_min`` is 400 (100 per chain of a NUTS fit's default four); for a
+            two-stage fit, whose stage 1 is what is checked, 100 per stage-1 chain (its
+            ``stage1_ess_per_chain`` setting times its chains: 200 by default).
         warn : bool
             Emit a `ConvergenceWarning` naming what failed.
 
@@ -168,6 +171,7 @@ class ScreenFit(BrmsVocabulary):
             fit, whose draws are independent draws of the approximation (R-hat and ESS say
             nothing about it); ``.attrs["problems"]`` says so.
         """
+        ess_min = self.ess_target() if ess_min is None else ess_min
         key = (id(self.idata), tuple(var_names or ()), float(rhat_max), float(ess_min))
         cached = self._tables.get(key)
         if cached is None:
@@ -185,6 +189,14 @@ class ScreenFit(BrmsVocabulary):
                 stacklevel=2,
             )
         return table
+
+    def ess_target(self) -> float:
+        """The smallest ESS `diagnostics` asks by default (see there)."""
+        config = self.options.get("config")
+        if self.method == "two-stage" and isinstance(config, dict):
+            per_chain = float(config.get("stage1_ess_per_chain", ESS_PER_CHAIN))
+            return per_chain * int(config.get("stage1_chains", 2))
+        return ESS_MIN
 
     def _diagnostics(
         self, var_names: list[str] | None, rhat_max: float, ess_min: float
@@ -245,6 +257,7 @@ class ScreenFit(BrmsVocabulary):
         config = self.options.get("config")
         if isinstance(config, dict) and "stage1_draws" in config:
             settings["stage1_draws"] = config["stage1_draws"]
+            settings["ess_target"] = self.ess_target()
         return Convergence(
             self.method,
             False,

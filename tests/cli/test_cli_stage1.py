@@ -201,3 +201,9 @@ def test_the_advice_asks_for_as_many_draws_as_the_mixing_needs():
         "two-stage", False, ("ESS 100",), ess_min=100.0, settings={"stage1_draws": 10000}
     )
     assert "(--stage1-draws 50000)" in stage1.advice(mageck_test.CONVERGENCE_WORDING)
+    # ... toward the ESS its check asks (Stan's 100 per chain: 200 for stage 1's two)
+    stage1 = Convergence(
+        "two-stage", False, ("ESS 100",), ess_min=100.0,
+        settings={"stage1_draws": 10000, "ess_target": 200.0},
+    )  # fmt: skip
+    assert "(--stage1-draws 25000)" in stage1.advice(mageck_test.CONVERGENCE_WORDING)
