@@ -294,3 +294,32 @@ def test_a_chunk_keeps_the_whole_screens_dispersion_trend():
     np.testing.assert_allclose(chunk.logp(glob, G[genes], U[rows]), lp_full, rtol=1e-10)
     alone = BlockDensity(model_on(FORMULA, sub, settings), like=full)
     assert not np.allclose(alone.logp(glob, G[genes], U[rows]), lp_full)
+
+
+def test_a_gene_subset_of_another_size_reuses_the_compiled_functions():
+    """A density on a few genes (sizes typed int8 by PyTensor) shares a large one's functions.
+
+    Sizes are inputs of one int64 type, not casts back to their magnitude's dtype, so an
+    HMC subset of a chunk does not recompile the chunk's graph; its values are the chunk's.
+    """
+    from screenformula.inference.two_stage.blocks import model_on, model_settings, subset_data
+
+    data, _ = sf.simulate_screen(n_genes=40, random_seed=13)  # 160 guides: int16 sizes
+    model = sf.ScreenModel(FORMULA, data)
+    full = BlockDensity(model)
+    point = full.pymc_model.initial_point()
+    glob = full.global_list(point)
+    G, U = full.layout.join(point)
+    genes = np.array([2, 5, 30])
+    sub, rows = subset_data(data, genes)
+    part = BlockDensity(
+        model_on(FORMULA, sub, model_settings(model), model.spec.dispersion.take(rows)),
+        like=full,
+    )
+    assert part.layout.n_sgrna < 127 < full.layout.n_sgrna
+    assert part._logp_grad is full._logp_grad and part._hvp is full._hvp
+    lp, gG, gU = part.logp_grad(glob, G[genes], U[rows])
+    lp_full, gG_full, gU_full = full.logp_grad(glob, G, U)
+    np.testing.assert_allclose(lp, lp_full[genes], rtol=1e-10)
+    np.testing.assert_allclose(gG, gG_full[genes], rtol=1e-10)
+    np.testing.assert_allclose(gU, gU_full[rows], rtol=1e-10)

@@ -267,7 +267,7 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     t_compile = time.perf_counter() - t0
     K = len(task.globals_unc)
     n_draws = len(task.draw_k)
-    G0, U0 = lay.join(density.pymc_model.initial_point())
+    G0, U0 = density.initial_GU
     outG = np.empty((n_draws, lay.n_genes, lay.a))
     pooled, khat_k, ess_k = [], [], []
     ok = np.ones(lay.n_genes, bool)
@@ -329,7 +329,7 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         sub_writer = (
             _GuideWriter(sub, task.guide_names, targets, rows) if writer is not None else None
         )
-        sG, sU = sub.layout.join(sub.pymc_model.initial_point())
+        sG, sU = sub.initial_GU
         state, acc, div = None, [], 0
         for k in range(K):
             where = np.flatnonzero(task.draw_k == k)
@@ -395,16 +395,16 @@ class _GuideTargets:
         where = self.rows[name] if rows is None else self.rows[name][rows]
         self.arrays[name][draw, where] = value
 
-    def flush(self) -> None:
-        """Write file-backed draws through and let their pages go (bounded memory)."""
+    def flush(self, sync: bool = False) -> None:
+        """Let file-backed draws' pages go (bounded memory); ``sync``: wait for the disk."""
         from screenformula.io.memmap import release
 
         if self.files:
             for arr in self.arrays.values():
-                release(arr)
+                release(arr, sync=sync)
 
     def returned(self) -> dict[str, np.ndarray]:
-        self.flush()
+        self.flush(sync=True)  # complete: on disk before the chunk's result is recorded
         return {} if self.files else dict(self.arrays)
 
 
@@ -965,6 +965,6 @@ def _copy_guides(ckpt: Any, i: int, rows: np.ndarray, guide_arrays: dict[str, np
         block = max(1, (64 << 20) // per_draw)
         for lo in range(0, dst.shape[0], block):
             dst[lo : lo + block, rows] = src[0, lo : lo + block]
-            release(dst)
-            release(src)
+            release(dst, sync=False)  # the fit's own arrays: nothing to wait for
+            release(src, sync=False)
         del src
