@@ -26,6 +26,8 @@ Cases (``--only``):
   T0 included), with all three day-18 replicates and with only T18A, several seeds;
 - ``hap1nuts``: HAP1 restricted to the CEGv2 / NEGv1 genes, at full and 1/10 depth, so
   that NUTS runs too (the approximation against the exact posterior on real data);
+- ``leukemia``: MAGeCK's leukemia demo (``../shared/data/mageck-leukemia``, 1,000 genes),
+  HL60 and KBM7 final vs initial as replicates, CEGv2/NEGv1;
 - ``jacks``: ``../shared/data/jacks-aml-yusa-small`` (5 AML lines x 2 replicates, shared
   plasmid): all lines in one model against fitting each line alone, per-line CEGv2/NEGv1
   AUC (MAGeCK per line for reference); each also with ``dispersion="shared"``, because
@@ -192,6 +194,19 @@ def rt112_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
     ]
 
 
+def leukemia_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """MAGeCK's leukemia demo: HL60 and KBM7 final against initial, the lines as replicates.
+
+    ``leukemia.new.csv`` (1,000 genes, 9,999 guides; ``sample.txt`` is its first 100
+    genes), taken as MAGeCK's own demo takes it (``-t HL60.final,KBM7.final -c
+    HL60.initial,KBM7.initial``), scored on the 17 CEGv2 and 19 NEGv1 genes it holds.
+    """
+    table = pd.read_csv(SHARED / "mageck-leukemia" / "leukemia.new.csv")
+    table = table.rename(columns={"Gene": "gene"})
+    control, treated = ["HL60.initial", "KBM7.initial"], ["HL60.final", "KBM7.final"]
+    return [make_case("leukemia", table, control, treated, hap1_reference(), group="leukemia")]
+
+
 JACKS_LINES = ("MOLM", "MV411", "HL60", "OCIAML2", "OCIAML3")
 
 
@@ -216,6 +231,7 @@ CASES = {
     "jacks": jacks_cases,
     "lowdepth": lowdepth_cases,
     "hap1nuts": hap1_nuts_cases,
+    "leukemia": leukemia_cases,
 }
 
 
