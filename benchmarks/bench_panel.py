@@ -67,8 +67,14 @@ def panel_cases(names: list[str], args: argparse.Namespace) -> list[dict[str, An
     """The panel's cases, from bench_real's builders (``--levels`` of thinning)."""
     ns = argparse.Namespace(levels=args.levels, replicates=[3, 1], seeds=args.seeds)
     every: dict[str, dict[str, Any]] = {}
-    builders = (br.hap1_cases, br.lowdepth_cases, br.rt112_cases, br.jacks_cases)
-    for builder in (*builders, br.leukemia_cases):
+    builders = (
+        br.hap1_cases,
+        br.lowdepth_cases,
+        br.rt112_cases,
+        br.jacks_cases,
+        br.leukemia_cases,
+    )
+    for builder in builders:
         for case in builder(ns):
             every[case["name"]] = case
     aliases = {"hap1_1rep": "hap1_1of1_1rep_s0"}

@@ -124,11 +124,11 @@ def check_supported(spec) -> None:  # noqa: ANN001 - a ModelSpec
         )
 
 
-def block_layout(pymc_model, spec, point: dict | None = None) -> BlockLayout:  # noqa: ANN001
+def block_layout(pymc_model, spec, point: dict) -> BlockLayout:  # noqa: ANN001
     """Classify the free variables of ``pymc_model`` (built from ``spec``) into a layout.
 
-    ``point``: the model's initial point (``pymc_model.initial_point()``, which compiles a
-    function: about 2 s for a 9,000-gene chunk), when the caller has it.
+    ``point`` is the model's initial point (``pymc_model.initial_point()``, which compiles
+    a function: about 2 s for a 9,000-gene chunk), computed once by the caller.
     """
     from screenformula.inference.nuts import variable_shapes
 
@@ -146,7 +146,6 @@ def block_layout(pymc_model, spec, point: dict | None = None) -> BlockLayout:  #
     n_genes = spec.data.n_genes
     n_sgrna = spec.data.n_sgrnas
     shapes = variable_shapes(pymc_model)
-    point = pymc_model.initial_point() if point is None else point
     globals_, gene_vars, guide_vars = [], {}, {}
     for rv in pymc_model.free_RVs:
         value = pymc_model.rvs_to_values[rv]

@@ -147,10 +147,7 @@ def factor(
     if lam is not None:
         PA = PA + lam[:, None, None] * np.eye(a)
         PD = PD + lam[gene_of_guide, None, None] * np.eye(c)
-    if c:
-        LD, bad_guide = _pd_cholesky(PD)
-    else:
-        LD, bad_guide = np.linalg.cholesky(PD), np.zeros(len(gene_of_guide), bool)
+    LD, bad_guide = _pd_cholesky(PD)
     ok = np.bincount(gene_of_guide[bad_guide], minlength=n_genes) == 0
     LDinv = _tri_inv(LD)
     Dinv = np.einsum("sqr,sqt->srt", LDinv, LDinv)
