@@ -73,8 +73,11 @@ THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
 # ------------------------------------------------------------------------ the child
-def child(folder: Path, seed: int) -> None:
-    """Table on disk -> two-stage fit -> gene tables on disk; prints the fit's diagnostics."""
+def child(folder: Path, seed: int, overrides: dict[str, Any] | None = None) -> None:
+    """Table on disk -> two-stage fit -> gene tables on disk; prints the fit's diagnostics.
+
+    ``overrides`` are two-stage settings (`TwoStageConfig` fields) given to ``fit``.
+    """
     import logging
     import warnings
 
@@ -88,7 +91,12 @@ def child(folder: Path, seed: int) -> None:
         model = sf.ScreenModel(FORMULA, data, pool=None, reference={"treatment": "ctrl"})
         t_fit = time.perf_counter()
         fit = model.fit(
-            METHOD, random_seed=seed, progress=False, store_sgrna=False, log_likelihood=False
+            METHOD,
+            random_seed=seed,
+            progress=False,
+            store_sgrna=False,
+            log_likelihood=False,
+            **(overrides or {}),
         )
         t_contrast = time.perf_counter()
         for delta, name in ((DELTA, "genes.tsv"), (0.0, "genes_d0.tsv")):
@@ -112,6 +120,18 @@ def child(folder: Path, seed: int) -> None:
             messages.append(text)
     out["warnings"] = [m[:400] for m in messages[:20]]
     print(json.dumps(out, default=_jsonable))
+
+
+def _settings(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs as two-stage settings (values read as JSON, else text)."""
+    out = {}
+    for pair in pairs:
+        key, _, text = pair.partition("=")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
 
 
 def _jsonable(value: Any) -> Any:
@@ -201,6 +221,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "random_seed": args.fit_seed,
             "store_sgrna": False,
             "log_likelihood": False,
+            "settings": _settings(args.set),
         },
         "child_env": THREADS,
         "env": environment(),
@@ -224,6 +245,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(folder)]
         cmd += ["--seed", str(args.fit_seed)]
+        if args.set:
+            cmd += ["--set", *args.set]
         try:
             timing = measure(cmd, folder, dict(os.environ, **THREADS))
             keep_logs(folder, "ours")
@@ -290,7 +313,12 @@ def report(rec: dict[str, Any]) -> str:
         f"- Screen: {rec['n_genes']:,} genes, {rec['n_sgrnas']:,} guides; "
         f"{', '.join(rec['treated'])} vs {', '.join(rec['control'])}; formula `{rec['formula']}`, "
         "`pool=None`, T0 the reference.",
-        '- Ours: `fit(method="two-stage")`, default settings, `random_seed=1`, '
+        '- Ours: `fit(method="two-stage")`, '
+        + (
+            ", ".join(f"`{k}={v!r}`" for k, v in rec["fit"].get("settings", {}).items())
+            or "default settings"
+        )
+        + ", `random_seed=1`, "
         "`store_sgrna=False`, `log_likelihood=False`, child with "
         "`OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1`. Calls: `qvalue_down <= 0.05` (and "
         "`lfc < 0`) at `delta` = 0.5 log2 and at `delta` = 0. MAGeCK: `neg|fdr <= 0.05`.",
@@ -427,12 +455,15 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--set", nargs="*", default=[], help="two-stage settings other than the defaults, key=value"
+    )
     args = parser.parse_args()
     if args.out is None:
         name = "two_stage_real" if args.depth >= 1 else f"two_stage_real_depth{args.depth:g}"
         args.out = RESULTS / f"{name}.json"
     if args.child:
-        child(Path(args.child), args.seed)
+        child(Path(args.child), args.seed, _settings(args.set))
         return
     if args.report_only:
         record = json.loads(args.out.read_text())
