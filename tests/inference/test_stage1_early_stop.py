@@ -67,16 +67,36 @@ class FakeSampler:
         self.calls.append("wait")
 
 
-def fake_store(folder, draws: np.ndarray) -> str:
-    """A zarr store laid out as nutpie's: ``posterior/x``, 16 draws per chunk."""
+def fake_store(folder, draws: np.ndarray, name: str = "x") -> str:
+    """A zarr store laid out as nutpie's: ``posterior/<name>``, 16 draws per chunk."""
     import zarr
 
+    zarr.open_group(str(folder / "posterior"), mode="a")  # the group, as nutpie makes first
     arr = zarr.open_array(
-        str(folder / "posterior" / "x"), mode="w", shape=draws.shape, chunks=(1, 16),
+        str(folder / "posterior" / name), mode="w", shape=draws.shape, chunks=(1, 16),
         dtype="f8", fill_value=np.nan,
     )  # fmt: skip
     arr[:] = draws
     return str(folder)
+
+
+class LaggingSampler(FakeSampler):
+    """A sampler whose second variable's draws reach the store after its first's.
+
+    ``y`` is unwritten (NaN) until the check first asks whether sampling has finished,
+    as when nutpie has written ``x``'s chunk of the newest draws but not yet ``y``'s.
+    """
+
+    def __init__(self, folder, y: np.ndarray):
+        super().__init__()
+        self.folder, self.y = folder, y
+
+    @property
+    def is_finished(self):
+        if "y written" not in self.calls:
+            fake_store(self.folder, self.y, "y")
+            self.calls.append("y written")
+        return False
 
 
 def test_a_target_never_met_runs_every_draw_and_a_met_one_stops_at_its_multiple(tmp_path):
@@ -90,3 +110,20 @@ def test_a_target_never_met_runs_every_draw_and_a_met_one_stops_at_its_multiple(
     mixed = FakeSampler()
     _, n = _until_converged(mixed, folder, ["x"], 600, 200, 300.0, 1.01, poll_seconds=0)
     assert n == 200 and mixed.calls == ["abort"]  # 2 x 200 independent draws: ESS ~ 400
+
+
+def test_a_multiple_is_checked_only_once_every_variable_has_its_draws(tmp_path):
+    """A variable still unwritten when the first one is there is waited for, not skipped.
+
+    ``y``'s chains disagree, so the check must never pass; had the NaN ``y`` been read
+    once and kept, its R-hat would be NaN, skipped, and sampling would stop at 200.
+    """
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "lagging"
+    fake_store(folder, rng.normal(size=(2, 600)))  # x: independent draws, passes alone
+    fake_store(folder, np.full((2, 600), np.nan), "y")  # y: not written yet
+    stuck = np.stack([np.zeros(600), np.ones(600)]) + rng.normal(0, 0.01, (2, 600))
+    sampler = LaggingSampler(folder, stuck)
+    _, n = _until_converged(sampler, str(folder), ["x", "y"], 600, 200, 300.0, 1.01, 0)
+    assert sampler.calls[0] == "y written"
+    assert n == 600 and sampler.calls[-1] == "wait"

@@ -154,10 +154,15 @@ def _until_converged(
     from the sampler's zarr store in ``folder`` (the sampler's own ``inspect`` reopens every
     group, about a second of CPU the chains could use), each draw once, and the store is
     looked at when the chains should have reached the next multiple by their pace so far.
+    A multiple is checked only once every variable's draws up to it are in the store:
+    nutpie writes one variable's chunk after another, and a check that read the unwritten
+    entries (NaN) would skip them, so that when sampling stopped depended on timing.
     """
     group = Path(folder) / "posterior"
-    while not (group / "zarr.json").exists() and not _finished(sampler):
-        time.sleep(poll_seconds)  # the store's groups appear once sampling has begun
+    while not _arrays_written(group, names) and not _finished(sampler):
+        time.sleep(poll_seconds)  # the store's arrays appear once sampling has begun
+    if not _arrays_written(group, names):
+        return sampler.wait(), draws  # stopped before writing them (an error): as returned
     arrays = _store_arrays(group, names)
     first = arrays[names[0]]
     n = check_every
@@ -171,13 +176,20 @@ def _until_converged(
             due = reached + pace - time.perf_counter() if pace else 0.0
             time.sleep(max(due, poll_seconds))
             continue
+        new = {k: np.asarray(a[:, read[k].shape[1] : n], dtype=float) for k, a in arrays.items()}
+        if not all(np.isfinite(v).all() for v in new.values()):
+            # nutpie writes the store one variable at a time: another variable's chunk of
+            # these draws is not there yet (its unwritten entries read as NaN); read again
+            if _finished(sampler):
+                break
+            time.sleep(min(poll_seconds, 0.1))
+            continue
         now = time.perf_counter()
         if n > check_every:
             pace = now - reached
         reached = now
-        for k, arr in arrays.items():
-            new = np.asarray(arr[:, read[k].shape[1] : n], dtype=float)
-            read[k] = np.concatenate([read[k], new], axis=1)
+        for k, v in new.items():
+            read[k] = np.concatenate([read[k], v], axis=1)
         post = xr.Dataset(
             {k: (("chain", "draw", *(f"{k}_dim_{i}" for i in range(v.ndim - 2))), v)
              for k, v in read.items()}
@@ -190,6 +202,18 @@ def _until_converged(
             return sampler.abort(), n
         n += check_every
     return sampler.wait(), draws
+
+
+def _arrays_written(group: Path, names: list[str]) -> bool:
+    """Whether every named array of a store's group has its metadata on disk.
+
+    nutpie creates the group before its arrays, one after another: a check that opened
+    the group as soon as it appeared found some arrays missing (a ``KeyError`` in a test run).
+    """
+    if not group.is_dir():
+        return False
+    on_disk = {unquote(p.name): p for p in group.iterdir() if p.is_dir()}
+    return all(k in on_disk and (on_disk[k] / "zarr.json").exists() for k in names)
 
 
 def _store_arrays(group: Path, names: list[str]) -> dict[str, Any]:
