@@ -115,8 +115,9 @@ def test_a_target_never_met_runs_every_draw_and_a_met_one_stops_at_its_multiple(
 def test_a_multiple_is_checked_only_once_every_variable_has_its_draws(tmp_path):
     """A variable still unwritten when the first one is there is waited for, not skipped.
 
-    ``y``'s chains disagree, so the check must never pass; had the NaN ``y`` been read
-    once and kept, its R-hat would be NaN, skipped, and sampling would stop at 200.
+    ``y``'s chains disagree, so the check must never pass, and it must pass or fail on
+    ``y``'s real draws: a check that read the unwritten (NaN) ``y`` once and kept it never
+    looks at them (its NaN R-hat entries are skipped, or fail the check, by chance).
     """
     rng = np.random.default_rng(1)
     folder = tmp_path / "lagging"

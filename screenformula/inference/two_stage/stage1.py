@@ -159,11 +159,12 @@ def _until_converged(
     entries (NaN) would skip them, so that when sampling stopped depended on timing.
     """
     group = Path(folder) / "posterior"
-    while not _arrays_written(group, names) and not _finished(sampler):
-        time.sleep(poll_seconds)  # the store's arrays appear once sampling has begun
-    if not _arrays_written(group, names):
-        return sampler.wait(), draws  # stopped before writing them (an error): as returned
     arrays = _store_arrays(group, names)
+    while arrays.keys() < set(names) and not _finished(sampler):
+        time.sleep(poll_seconds)  # the store's arrays appear once sampling has begun
+        arrays = _store_arrays(group, names)
+    if arrays.keys() < set(names):
+        return sampler.wait(), draws  # stopped before writing them (an error): as returned
     first = arrays[names[0]]
     n = check_every
     read = {k: np.asarray(arr[:, :0], dtype=float) for k, arr in arrays.items()}  # so far
@@ -204,23 +205,18 @@ def _until_converged(
     return sampler.wait(), draws
 
 
-def _arrays_written(group: Path, names: list[str]) -> bool:
-    """Whether every named array of a store's group has its metadata on disk.
-
-    nutpie creates the group before its arrays, one after another: a check that opened
-    the group as soon as it appeared found some arrays missing (a ``KeyError`` in a test run).
-    """
-    if not group.is_dir():
-        return False
-    on_disk = {unquote(p.name): p for p in group.iterdir() if p.is_dir()}
-    return all(k in on_disk and (on_disk[k] / "zarr.json").exists() for k in names)
-
-
 def _store_arrays(group: Path, names: list[str]) -> dict[str, Any]:
-    """The zarr arrays of ``names`` in a store's group folder (keys are percent-escaped)."""
+    """The zarr arrays of ``names`` in a store's group folder (keys are percent-escaped).
+
+    Only arrays whose metadata is on disk: nutpie creates the group before its arrays,
+    one after another, and a check that opened the group as soon as it appeared found
+    some arrays missing (a ``KeyError`` in a test run).
+    """
     import zarr
 
-    on_disk = {unquote(p.name): p for p in group.iterdir() if p.is_dir()}
+    if not group.is_dir():
+        return {}
+    on_disk = {unquote(p.name): p for p in group.iterdir() if (p / "zarr.json").exists()}
     return {k: zarr.open_array(str(on_disk[k]), mode="r") for k in names if k in on_disk}
 
 
