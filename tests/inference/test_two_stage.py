@@ -323,3 +323,27 @@ def test_a_gene_subset_of_another_size_reuses_the_compiled_functions():
     np.testing.assert_allclose(lp, lp_full[genes], rtol=1e-10)
     np.testing.assert_allclose(gG, gG_full[genes], rtol=1e-10)
     np.testing.assert_allclose(gU, gU_full[rows], rtol=1e-10)
+
+
+def test_hmc_subsets_are_padded_to_a_size_that_reuses_the_chunks_graph():
+    """A few genes needing HMC are padded, by next-highest k-hat, to `HMC_MIN_GENES`.
+
+    Fewer genes (one or two) would compile a graph of their own (their numbers of genes
+    and guides stay constants); none needing HMC runs none; a chunk smaller than the
+    minimum samples all its genes.
+    """
+    from screenformula.inference.two_stage.engine import HMC_MIN_GENES, hmc_genes
+
+    khat = np.linspace(0.0, 0.69, 40)
+    khat[[3, 17]] = [0.9, np.nan]  # gene 17: a failed fit, k-hat undefined
+    needs = np.zeros(40, bool)
+    needs[[3, 17]] = True
+    sampled = hmc_genes(needs, khat)
+    assert sampled.sum() == HMC_MIN_GENES and np.all(sampled[[3, 17]])
+    padded = np.flatnonzero(sampled & ~needs)
+    assert set(padded) == set(np.argsort(-np.where(needs, -1, khat))[: HMC_MIN_GENES - 2])
+    assert not needs[padded].any()  # the caller's mask is left alone
+    assert not hmc_genes(np.zeros(40, bool), khat).any()
+    assert hmc_genes(needs[:5], khat[:5]).all()
+    many = khat > 0.3
+    assert np.array_equal(hmc_genes(many, khat), many)

@@ -248,6 +248,32 @@ def _importance_round(density, glob, fit, m, S, config, rng, keep_guides):  # no
     return G, U, log_ratio, khat, ess(lw)
 
 
+#: Fewest genes of an HMC subset (fewer only when the chunk has fewer).
+HMC_MIN_GENES = 16
+
+
+def hmc_genes(needs: np.ndarray, khat: np.ndarray) -> np.ndarray:
+    """The genes sampled by HMC: those that ``needs`` it, padded to `HMC_MIN_GENES`.
+
+    A small subset would compile a graph of its own: `density.lift_constants` lifts the
+    numbers of genes and guides to inputs only above 2 (smaller integers are the model's
+    structure), and a one-gene subset's data arrays have length-1 (broadcast) dimensions
+    (PyTensor's numba cache has even served such a graph one compiled for other
+    broadcast patterns: "Could not broadcast dimensions"). A 2-gene subset recompiled in
+    12 s with a warm numba cache, and two of them took 109 CPU s of HMC on a
+    20,000-gene screen. Sixteen genes also keep clear of the model's own small integers
+    (samples, coefficients). The padding genes are those with the next-highest k-hat;
+    their HMC draws are as valid as their importance draws. None when none ``needs`` it.
+    """
+    refit = needs.copy()
+    short = min(HMC_MIN_GENES, len(refit)) - int(refit.sum())
+    if refit.any() and short > 0:
+        rest = np.flatnonzero(~refit)
+        order = np.argsort(-np.nan_to_num(khat[rest], nan=-np.inf), kind="stable")
+        refit[rest[order[:short]]] = True
+    return refit
+
+
 def run_chunk(task: ChunkTask) -> ChunkResult:
     """Stage 2 for one chunk of genes: a pure function of its task (arrays in, arrays out).
 
@@ -308,12 +334,7 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         del G, U
     _, khat = psis(np.concatenate(pooled, axis=1))
     refit = (khat > config.khat_threshold) | ~ok
-    if refit.sum() == 1 and lay.n_genes > 1:
-        # never a one-gene subset: its data arrays would have length-1 dimensions, and
-        # PyTensor's numba cache has served a graph compiled for other broadcast patterns
-        # under the same key ("Could not broadcast dimensions"); a second gene sampled by
-        # HMC is as valid as its importance draws
-        refit[np.flatnonzero(~refit)[0]] = True
+    sampled = hmc_genes(refit, khat)  # refit, padded: these genes' draws are HMC's
     diag = {
         "khat": khat,
         "khat_max_per_draw": np.max(khat_k, axis=0),
@@ -325,8 +346,8 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         "hmc_divergences": np.zeros(lay.n_genes, dtype=np.int64),
     }
     t = time.perf_counter()
-    if refit.any():
-        sub_data, rows = subset_data(task.data, np.flatnonzero(refit))
+    if sampled.any():
+        sub_data, rows = subset_data(task.data, np.flatnonzero(sampled))
         sub_disp = model.spec.dispersion.take(rows)
         sub_model = model_on(task.formula, sub_data, task.settings, sub_disp)
         sub = BlockDensity(sub_model, like=density)
@@ -346,13 +367,13 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
             hG, hU, stats, state = hmc_chain(
                 sub, glob, fit, len(where), rng, n_warmup=warm, state=state
             )
-            outG[np.ix_(where, np.flatnonzero(refit))] = hG
+            outG[np.ix_(where, np.flatnonzero(sampled))] = hG
             if sub_writer is not None:
                 sub_writer.write(task.globals_unc[k], where, hG, hU)
             acc.append(stats["accept"])
             div = div + stats["divergences"]
-        diag["hmc_accept"][refit] = np.mean(acc, axis=0)
-        diag["hmc_divergences"][refit] = div
+        diag["hmc_accept"][sampled] = np.mean(acc, axis=0)
+        diag["hmc_divergences"][sampled] = div
     t_hmc = time.perf_counter() - t
 
     t = time.perf_counter()
