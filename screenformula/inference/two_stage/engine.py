@@ -79,7 +79,9 @@ class TwoStageConfig:
         Stage 1 stops at the first multiple of this many draws at which its global
         variables pass the convergence check (R-hat <= 1.01, bulk and tail ESS at least
         ``stage1_ess_per_chain`` times its chains), keeping exactly the draws checked:
-        deterministic given the seed. 0: always ``stage1_draws``. A simulated
+        deterministic given the seed and nutpie's compiled functions (the same seed gave
+        other draws after a cold compile than from PyTensor's warm cache, see
+        `stage1.run_stage1`). 0: always ``stage1_draws``. A simulated
         20,000-gene screen with a pool had ESS 1,700 after 7,000 draws (305 s of stage 1,
         more than half the fit).
     stage1_ess_per_chain : float

@@ -80,8 +80,16 @@ def run_stage1(
     and sampling stops at the first multiple where they pass (R-hat at most
     ``rhat_target``, bulk and tail ESS at least ``ess_target``), keeping exactly those
     draws. The check sees whole multiples only, never how far a chain has run, so the
-    result depends on the seed alone (a screen that mixes fast stops at 1,000 draws, one
-    that does not runs to ``draws``).
+    result depends on the seed and the draws alone (a screen that mixes fast stops at
+    1,000 draws, one that does not runs to ``draws``).
+
+    The draws themselves depend on more than the seed: on one machine, the same 60-gene
+    subsample and seed gave other draws on a cold PyTensor/numba cache than on a warm
+    one, and others again from another warm cache folder (each repeatable from then
+    on), so it stopped at 1,000 draws in one and 1,250 in another; a genome-wide run
+    stopped at 3,000 and, later the same day, 2,000. Not traced further: presumably the
+    compiled numerics (PyTensor's numba backend compiles with fastmath) differ with what
+    the cache held, and a sampler turns differences in the last bits into other draws.
     """
     import tempfile
 
