@@ -539,8 +539,10 @@ def fit_two_stage(
         chain dim of length 1; ``sample_stats``: ``global_draw`` (which stage-1 draw each
         draw is conditioned on); ``gene_diagnostics``: per gene ``khat``,
         ``khat_max_per_draw``, ``is_ess_fraction``, ``laplace_ok``, ``newton_iterations``,
-        ``refit_hmc``, ``hmc_accept``, ``hmc_divergences``; ``stage1_posterior``: the
-        stage-1 draws of the global variables.
+        ``refit_hmc`` (k-hat or Laplace fit asked for HMC), ``hmc_accept``,
+        ``hmc_divergences`` (every gene sampled by HMC: those refitted and the padding of
+        `hmc_genes`, else NaN and 0); ``stage1_posterior``: the stage-1 draws of the global
+        variables.
     options : dict
         ``method``, ``draws``, ``random_seed``, ``config``, ``stage1`` (genes, seconds,
         per-variable ``rhat_max``/``ess_bulk_min``/``ess_tail_min``, ``divergences``),
