@@ -8,7 +8,9 @@ For each seed: a screen of ``--genes`` genes (4 guides, pool + 3 control + 3 tre
 10 % hits) fitted by full NUTS (``--nuts-chains`` x ``--nuts-draws``) and by
 `fit_two_stage`; compared on the gene LFC posterior (treated vs control): correlation of
 means, ratio of sds (median, 5-95 %), hit calls at q = 0.05 (q-value: running mean of the
-sorted local false sign rates), 90 % interval coverage of the true LFC. NUTS's own
+sorted local false sign rates), 90 % interval coverage of the true LFC, and on the genes
+whose calls can move (1 < |mean| / sd < 3 under NUTS) the median ratios of sds and of
+|means| and the slope of the means (how the calls near the threshold shift). NUTS's own
 run-to-run agreement (its first half of chains against its second half) is the ceiling.
 Then the two-stage fit alone on ``--timing-genes`` genes. Writes
 ``benchmarks/results/two_stage.{json,md}``.
@@ -60,6 +62,9 @@ def hits(draws: np.ndarray, q: float = 0.05, rule: str = "qvalue") -> np.ndarray
 def compare(a: np.ndarray, b: np.ndarray, truth: np.ndarray) -> dict:
     """Agreement of draws ``a`` (method) with reference draws ``b`` (``truth``: or None)."""
     ratio = a.std(0) / b.std(0)
+    # the genes whose calls move: 1 < |mean| / sd < 3 under the reference
+    z = np.abs(b.mean(0)) / b.std(0)
+    border = (z > 1) & (z < 3)
     lo, hi = np.quantile(a, [0.05, 0.95], axis=0)
     lo_b, hi_b = np.quantile(b, [0.05, 0.95], axis=0)
     return {
@@ -68,6 +73,14 @@ def compare(a: np.ndarray, b: np.ndarray, truth: np.ndarray) -> dict:
         "sd_ratio_5": float(np.quantile(ratio, 0.05)),
         "sd_ratio_95": float(np.quantile(ratio, 0.95)),
         "frac_sd_ratio_in_0.8_1.25": float(np.mean((ratio > 0.8) & (ratio < 1.25))),
+        "slope_means": float(np.polyfit(b.mean(0), a.mean(0), 1)[0]),
+        "border_genes": int(border.sum()),
+        "border_sd_ratio_median": float(np.median(ratio[border])) if border.any() else None,
+        "border_abs_mean_ratio_median": (
+            float(np.median(np.abs(a.mean(0))[border] / np.abs(b.mean(0))[border]))
+            if border.any()
+            else None
+        ),
         "hit_agreement": float(np.mean(hits(a) == hits(b))),
         "hits": int(hits(a).sum()),
         "hits_ref": int(hits(b).sum()),
@@ -266,6 +279,18 @@ def markdown(result: dict) -> str:
                 f"{c['frac_sd_ratio_in_0.8_1.25']:.3f} | {c['hit_agreement']:.3f} "
                 f"({c['hits']}/{c['hits_ref']}{_local(c)}) | {_coverage(c)}"
                 f" | {extra} |"
+            )
+    for r in result["seeds"]:
+        c, h = r["two_stage_vs_nuts"], r["nuts_half_vs_half"]
+        if c.get("border_genes"):
+            screen = r.get("screen", f"simulated, seed {r['seed']}")
+            lines.append(
+                f"\n{screen}: on the {c['border_genes']} genes with 1 < |mean| / sd < 3 "
+                "under NUTS, "
+                f"two-stage sd ratio {c['border_sd_ratio_median']:.3f} and |mean| ratio "
+                f"{c['border_abs_mean_ratio_median']:.3f} (NUTS halves "
+                f"{h['border_sd_ratio_median']:.3f} and {h['border_abs_mean_ratio_median']:.3f}); "
+                f"slope of means {c['slope_means']:.4f} (halves {h['slope_means']:.4f})."
             )
     for r in result["seeds"]:
         if "auc_nuts" in r:
