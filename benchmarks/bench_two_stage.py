@@ -61,25 +61,22 @@ def hits(draws: np.ndarray, q: float = 0.05, rule: str = "qvalue") -> np.ndarray
 
 def compare(a: np.ndarray, b: np.ndarray, truth: np.ndarray) -> dict:
     """Agreement of draws ``a`` (method) with reference draws ``b`` (``truth``: or None)."""
-    ratio = a.std(0) / b.std(0)
-    # the genes whose calls move: 1 < |mean| / sd < 3 under the reference
-    z = np.abs(b.mean(0)) / b.std(0)
-    border = (z > 1) & (z < 3)
+    mean_a, mean_b, sd_b = a.mean(0), b.mean(0), b.std(0)
+    ratio = a.std(0) / sd_b
+    border = (np.abs(mean_b) > sd_b) & (np.abs(mean_b) < 3 * sd_b)  # calls that can move
     lo, hi = np.quantile(a, [0.05, 0.95], axis=0)
     lo_b, hi_b = np.quantile(b, [0.05, 0.95], axis=0)
     return {
-        "corr_means": float(np.corrcoef(a.mean(0), b.mean(0))[0, 1]),
+        "corr_means": float(np.corrcoef(mean_a, mean_b)[0, 1]),
         "sd_ratio_median": float(np.median(ratio)),
         "sd_ratio_5": float(np.quantile(ratio, 0.05)),
         "sd_ratio_95": float(np.quantile(ratio, 0.95)),
         "frac_sd_ratio_in_0.8_1.25": float(np.mean((ratio > 0.8) & (ratio < 1.25))),
-        "slope_means": float(np.polyfit(b.mean(0), a.mean(0), 1)[0]),
+        "slope_means": float(np.polyfit(mean_b, mean_a, 1)[0]),
         "border_genes": int(border.sum()),
         "border_sd_ratio_median": float(np.median(ratio[border])) if border.any() else None,
         "border_abs_mean_ratio_median": (
-            float(np.median(np.abs(a.mean(0))[border] / np.abs(b.mean(0))[border]))
-            if border.any()
-            else None
+            float(np.median(np.abs(mean_a[border] / mean_b[border]))) if border.any() else None
         ),
         "hit_agreement": float(np.mean(hits(a) == hits(b))),
         "hits": int(hits(a).sum()),

@@ -68,11 +68,14 @@ from bench_real import (  # noqa: E402  (benchmarks/bench_real.py)
     thin,
 )
 
+# the engine's own variable for settings a run cannot pass as keywords (typed and checked
+# by `runner.env_options` in the child)
+from screenformula.inference.two_stage.runner import (  # noqa: E402
+    ENV_OPTIONS as TWO_STAGE_ENV,
+)
+
 METHOD = "two-stage"
 THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-#: The engine's own variable for settings a run cannot pass as keywords
-#: (`screenformula.inference.two_stage.runner.ENV_OPTIONS`; typed and checked there).
-TWO_STAGE_ENV = "SCREENFORMULA_TWO_STAGE"
 
 
 # ------------------------------------------------------------------------ the child

@@ -267,13 +267,13 @@ def hmc_genes(needs: np.ndarray, khat: np.ndarray) -> np.ndarray:
     (samples, coefficients). The padding genes are those with the next-highest k-hat;
     their HMC draws are as valid as their importance draws. None when none ``needs`` it.
     """
-    refit = needs.copy()
-    short = min(HMC_MIN_GENES, len(refit)) - int(refit.sum())
-    if refit.any() and short > 0:
-        rest = np.flatnonzero(~refit)
+    sampled = needs.copy()
+    short = min(HMC_MIN_GENES, len(sampled)) - int(sampled.sum())
+    if sampled.any() and short > 0:
+        rest = np.flatnonzero(~sampled)
         order = np.argsort(-np.nan_to_num(khat[rest], nan=-np.inf), kind="stable")
-        refit[rest[order[:short]]] = True
-    return refit
+        sampled[rest[order[:short]]] = True
+    return sampled
 
 
 def run_chunk(task: ChunkTask) -> ChunkResult:

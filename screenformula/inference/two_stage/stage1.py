@@ -87,9 +87,10 @@ def run_stage1(
     subsample and seed gave other draws on a cold PyTensor/numba cache than on a warm
     one, and others again from another warm cache folder (each repeatable from then
     on), so it stopped at 1,000 draws in one and 1,250 in another; a genome-wide run
-    stopped at 3,000 and, later the same day, 2,000. Not traced further: presumably the
-    compiled numerics (PyTensor's numba backend compiles with fastmath) differ with what
-    the cache held, and a sampler turns differences in the last bits into other draws.
+    stopped at 3,000 and, later the same day, 2,000. PyTensor's numba backend compiles
+    with fastmath, and a gradient compiled afresh and the same loaded from the cache
+    differed in round-off (181 of 4,285 values); with ``numba__fastmath=False`` they
+    agreed bit for bit, at 15 % more time per gradient (README, "Beyond one machine").
     """
     import tempfile
 
