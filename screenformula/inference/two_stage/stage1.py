@@ -95,12 +95,14 @@ def run_stage1(
     import tempfile
 
     from screenformula.inference.nuts import from_zarr_dataset, sample_nuts
+    from screenformula.inference.scratch import remove_in_background
 
     sub, _ = subset_model(model, genes)
     start = time.perf_counter()
     names = list(dict.fromkeys([*global_rvs, *global_stored]))
     early = stops_early(draws, check_every, engine)
-    with tempfile.TemporaryDirectory(prefix="screenformula-stage1-") as scratch:
+    scratch = tempfile.mkdtemp(prefix="screenformula-stage1-")
+    try:
         idata = sample_nuts(
             sub.pymc_model,
             draws=draws,
@@ -138,6 +140,8 @@ def run_stage1(
         )
         del idata, sampler, post, stats
         gc.collect()  # the sampler's store closed before its folder goes
+    finally:
+        remove_in_background(scratch)  # its thousands of files go while stage 2 runs
     return kept, sub, time.perf_counter() - start
 
 
@@ -154,7 +158,7 @@ def _until_converged(
     check_every: int,
     ess_target: float,
     rhat_target: float,
-    poll_seconds: float = 3.0,
+    poll_seconds: float = 1.0,
 ) -> tuple[Any, int]:
     """Wait on a non-blocking nutpie ``sampler`` until its first ``n`` draws pass.
 
