@@ -86,23 +86,6 @@ def _pool_call(fn: Callable[[Any, Any], Any], part: Any) -> Any:
     return fn(_SHARED, part)
 
 
-def _pool_warm(warm: Callable[[Any], Any], arg: Any) -> None:
-    """A started `ProcessPool` worker's start: one BLAS thread, then ``warm(arg)``.
-
-    A warm-up that fails costs only its time: the pieces then prepare what they need
-    themselves, and say so if that fails too.
-    """
-    one_thread()
-    try:
-        warm(arg)
-    except Exception:  # noqa: BLE001, S110 - see above
-        pass
-
-
-def _pool_call_shared(fn: Callable[[Any, Any], Any], shared: Any, part: Any) -> Any:
-    return fn(shared, part)
-
-
 class ProcessPool:
     """``workers`` local processes, each limited to one BLAS / OpenMP thread.
 
@@ -118,56 +101,23 @@ class ProcessPool:
 
     def __init__(self, workers: int) -> None:
         self.workers = max(int(workers), 1)
-        self._started: Any = None  # a pool made by `start`, used by the next `run`
-
-    def start(self, warm: Callable[[Any], Any], arg: Any) -> ProcessPool:
-        """Make the processes now, each running ``warm(arg)`` while this one goes on.
-
-        The two-stage engine starts its stage-2 workers before stage 1, and each compiles
-        the chunks' functions (on a few genes) while stage 1's own compilation leaves a
-        core idle. The next `run` uses these processes and sends them the shared data
-        with each piece (they were made before the data existed). `close` ends them
-        if no `run` comes.
-        """
-        self._started = self._pool(initializer=_pool_warm, initargs=(warm, arg))
-        self._started.submit(int)  # every process is made at the first submission
-        return self
-
-    def close(self) -> None:
-        """End the processes of `start` that no `run` used (nothing to do otherwise)."""
-        pool, self._started = self._started, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-
-    def _pool(self, n: int | None = None, **kwargs: Any) -> Any:
-        import multiprocessing
-        import sys
-        from concurrent.futures import ProcessPoolExecutor
-
-        method = "fork" if sys.platform.startswith("linux") else "spawn"
-        return ProcessPoolExecutor(
-            n or self.workers, mp_context=multiprocessing.get_context(method), **kwargs
-        )
 
     def run(
         self, fn: Callable[[Any, Any], Any], shared: Any, parts: Sequence[Any]
     ) -> Iterator[tuple[int, Any]]:
         """Yield ``(index, result)`` as the pieces finish (any order)."""
-        from concurrent.futures import as_completed
+        import multiprocessing
+        import sys
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        pool, self._started = self._started, None
-        if pool is not None:  # made before ``shared`` existed: it goes with every piece
-            futures = {
-                pool.submit(_pool_call_shared, fn, shared, part): i
-                for i, part in enumerate(parts)
-            }
-        else:
-            pool = self._pool(
-                min(self.workers, max(len(parts), 1)),
-                initializer=_pool_start,
-                initargs=(shared,),
-            )
-            futures = {pool.submit(_pool_call, fn, part): i for i, part in enumerate(parts)}
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        pool = ProcessPoolExecutor(
+            min(self.workers, max(len(parts), 1)),
+            mp_context=multiprocessing.get_context(method),
+            initializer=_pool_start,
+            initargs=(shared,),
+        )
+        futures = {pool.submit(_pool_call, fn, part): i for i, part in enumerate(parts)}
         try:
             for future in as_completed(futures):
                 yield futures[future], future.result()

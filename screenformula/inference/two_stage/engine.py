@@ -186,64 +186,6 @@ class ChunkPart:
     guide_sinks: dict[str, tuple[str, np.ndarray]] | None = None
 
 
-@dataclass
-class WarmPart:
-    """A few genes of a screen, on which a started worker compiles what chunks run."""
-
-    formula: str
-    settings: dict[str, Any]
-    data: Any  # ScreenData of the genes' guides
-    dispersion: Any  # the whole screen's dispersion spec on those guides
-    gene_names: list[str]
-    guide_names: list[str]
-    config: TwoStageConfig
-
-
-#: Genes a started worker compiles its functions on (above `density.lift_constants`'s
-#: small integers, as `HMC_MIN_GENES`, so that the chunks' graphs are the same).
-WARM_GENES = 16
-
-
-def warm_part(model: Any, gene_names: list[str], guide_names: list[str], config: Any) -> WarmPart:
-    """`WARM_GENES` genes of ``model``'s screen (the first ones), for `warm_chunk`."""
-    sub, rows = subset_data(model.data, np.arange(min(WARM_GENES, model.data.n_genes)))
-    return WarmPart(
-        model.settings["formula"],
-        model_settings(model),
-        sub,
-        model.spec.dispersion.take(rows),
-        gene_names,
-        guide_names,
-        config,
-    )
-
-
-def warm_chunk(part: WarmPart) -> None:
-    """Compile, in this process, the functions `run_chunk` calls, on a few genes.
-
-    A worker started before stage 1 (`ProcessPool.start`) runs this while stage 1
-    compiles and samples; its chunks then find their log-density, gradient, Hessian and
-    stored-variable functions compiled (`BlockDensity`'s per-process cache: the graphs of
-    a model on other genes are the same) and the numba kernels loaded. The globals are
-    the model's initial point (the values do not matter here).
-    """
-    from screenformula.inference.two_stage.density import BlockDensity
-    from screenformula.inference.two_stage.laplace import newton, sample_proposal
-
-    density = BlockDensity(model_on(part.formula, part.data, part.settings, part.dispersion))
-    for names in (part.gene_names, part.guide_names):
-        if names:
-            density.stored_function(names)
-    point = density.pymc_model.initial_point()
-    glob = density.global_list({n: point[n] for n in density.layout.global_names})
-    G0, U0 = density.initial_GU
-    fit = newton(density, glob, G0, U0, max_iter=2)
-    config = part.config
-    sample_proposal(
-        fit, 2, np.random.default_rng(0), df=config.proposal_df, scale=config.proposal_scale
-    )
-
-
 def run_chunk_part(shared: ChunkShared, part: ChunkPart) -> ChunkResult:
     """`run_chunk` on the chunk ``part`` of the screen ``shared`` (what a worker runs)."""
     sub, rows = subset_data(shared.data, part.genes)
@@ -650,170 +592,158 @@ def fit_two_stage(
             random_seed = ckpt.seed
     rng = np.random.default_rng(random_seed)
 
-    workers = _workers(config, n_genes)
-    pool = None  # stage 2's local processes, started now to compile while stage 1 runs
-    if executor is None and client is None and workers > 1:
-        from screenformula.inference.executors import ProcessPool
-
-        warm = warm_part(model, gene_names, guide_names, config)
-        pool = ProcessPool(workers).start(warm_chunk, warm)
-    try:
-        # ---- stage 1
-        genes1 = choose_genes(data, config.stage1_genes, rng)
-        probe = _global_free_rvs(full, n_genes, n_sgrna, shapes)
-        seed1 = int(rng.integers(2**31))
-        saved = ckpt.load_stage1() if ckpt is not None else None
-        if saved is not None and not np.array_equal(saved[1].get("genes"), genes1):
-            saved = None
-        if saved is not None:
-            post1, arrays1, info1 = saved
-            post1 = _globals_only(post1, probe, global_stored)  # a checkpoint from before kept all
-            picks = arrays1["picks"]
-            K = len(picks)
-            globals_unc = [
-                {name: arrays1[f"g{k}:{name}"] for name in info1["global_values"]} for k in range(K)
-            ]
-            t1, divergences = info1["seconds"], info1["divergences"]
-            stage_line(
-                f"stage 1: reused from the checkpoint in {ckpt.folder} (NUTS on {len(genes1):,} "
-                f"genes, {t1:.1f} s when it ran)",
-                progress,
-            )
-        else:
-            up_to = "up to " if stops_early(config.stage1_draws, config.stage1_check_every) else ""
-            stage_line(
-                f"stage 1: NUTS on {len(genes1):,} of {n_genes:,} genes ({config.stage1_chains} "
-                f"chains x {up_to}{config.stage1_draws:,} draws)",
-                progress,
-            )
-            idata1, sub1, t1 = run_stage1(
-                model,
-                genes1,
-                [rv for rv, _ in probe],
-                global_stored,
-                draws=config.stage1_draws,
-                tune=config.stage1_tune,
-                chains=config.stage1_chains,
-                random_seed=seed1,
-                progress=progress,
-                target_accept=config.target_accept,
-                check_every=config.stage1_check_every,
-                ess_target=config.stage1_ess_per_chain * config.stage1_chains,
-            )
-            post1 = _globals_only(idata1["posterior"].to_dataset(), probe, global_stored)
-            n_flat = post1.sizes["chain"] * post1.sizes["draw"]
-            K = min(config.n_global_draws, n_flat)
-            picks = np.linspace(0, n_flat - 1, K).round().astype(int)
-            globals_unc = unconstrained(sub1.pymc_model, [v for _, v in probe], post1, picks)
-            divergences = int(np.asarray(idata1["sample_stats"]["diverging"]).sum())
-            del idata1, sub1  # its subsample's local draws (0.4 GB on HAP1): not for stage 2
-            if ckpt is not None:
-                ckpt.save_stage1(
-                    post1,
-                    {
-                        "genes": genes1,
-                        "picks": picks,
-                        **{f"g{k}:{n}": v for k, g in enumerate(globals_unc) for n, v in g.items()},
-                    },
-                    {
-                        "seconds": t1,
-                        "divergences": divergences,
-                        "global_values": [v for _, v in probe],
-                    },
-                )
-            stage_line(
-                f"stage 1: done in {t1:.1f} s ({post1.sizes['draw']:,} draws per chain)", progress
-            )
-        conv = convergence(post1, [rv for rv, _ in probe])
-        stage1_hash = hash_arrays(*(g[n] for g in globals_unc for n in sorted(g)))
-
-        # ---- stage 2
-        draw_k = np.arange(draws) % K
-        settings = model_settings(model)
-        n_chunks = max(
-            math.ceil(n_genes / config.chunk_genes),
-            2 if n_genes >= config.parallel_min_genes else 1,
-        )
-        chunks = np.array_split(np.arange(n_genes), n_chunks)
-        seeds = [int(rng.integers(2**31)) for _ in chunks]  # chunk i's: from the seed and i only
-        rows = [np.flatnonzero(np.isin(data.gene_codes, genes)) for genes in chunks]
-        gene_arrays = {n: np.empty((1, draws, *shapes[n])) for n in gene_names}
-        guide_arrays = {}
-        for n in guide_names:
-            shape = (1, draws, *shapes[n])
-            guide_arrays[n] = np.empty(shape) if allocate is None else allocate(n, shape)
-        files = {n: getattr(a, "filename", None) for n, a in guide_arrays.items()}
-        # on this machine workers write guide draws to files themselves, never returning them
-        # (at 80,000 guides, about 1 GB per chunk, pickled twice on the way back): into the
-        # fit's own files, or with a checkpoint into the chunk's files there (a resumed run
-        # needs them), copied into the fit's files as each chunk finishes
-        on_disk = (
-            bool(files)
-            and all(files.values())
-            and client is None
-            and getattr(executor, "kind", None) != "dask"
-        )
-        via_checkpoint = on_disk and ckpt is not None
-        for arr in guide_arrays.values():  # written by the chunks from here on
-            if on_disk:
-                arr.flush()
-        shared = ChunkShared(
-            model.settings["formula"],
-            settings,
-            data,
-            model.spec.dispersion,
-            globals_unc,
-            draw_k,
-            gene_names,
-            guide_names,
-            config,
-        )
-        metas = [
-            {
-                "index": i,
-                "n_chunks": n_chunks,
-                "genes": hash_arrays(genes),
-                "seed": seeds[i],
-                "stage1": stage1_hash,
-            }
-            for i, genes in enumerate(chunks)
+    # ---- stage 1
+    genes1 = choose_genes(data, config.stage1_genes, rng)
+    probe = _global_free_rvs(full, n_genes, n_sgrna, shapes)
+    seed1 = int(rng.integers(2**31))
+    saved = ckpt.load_stage1() if ckpt is not None else None
+    if saved is not None and not np.array_equal(saved[1].get("genes"), genes1):
+        saved = None
+    if saved is not None:
+        post1, arrays1, info1 = saved
+        post1 = _globals_only(post1, probe, global_stored)  # a checkpoint from before kept all
+        picks = arrays1["picks"]
+        K = len(picks)
+        globals_unc = [
+            {name: arrays1[f"g{k}:{name}"] for name in info1["global_values"]} for k in range(K)
         ]
-        results: list[ChunkResult | None] = [None] * n_chunks
-        todo = []
-        for i in range(n_chunks):
-            arrays = ckpt.load_chunk(i, metas[i]) if ckpt is not None else None
-            if arrays is not None and via_checkpoint:
-                try:
-                    _copy_guides(ckpt, i, rows[i], guide_arrays)
-                except (OSError, ValueError):
-                    arrays = None  # its guide files are missing or damaged: computed again
-            if arrays is None:
-                todo.append(i)
-            else:
-                results[i] = _from_arrays(arrays)
-                _place(results[i], i, chunks, rows, gene_arrays, guide_arrays, on_disk)
-        reused = n_chunks - len(todo)
+        t1, divergences = info1["seconds"], info1["divergences"]
+        stage_line(
+            f"stage 1: reused from the checkpoint in {ckpt.folder} (NUTS on {len(genes1):,} "
+            f"genes, {t1:.1f} s when it ran)",
+            progress,
+        )
+    else:
+        up_to = "up to " if stops_early(config.stage1_draws, config.stage1_check_every) else ""
+        stage_line(
+            f"stage 1: NUTS on {len(genes1):,} of {n_genes:,} genes ({config.stage1_chains} "
+            f"chains x {up_to}{config.stage1_draws:,} draws)",
+            progress,
+        )
+        idata1, sub1, t1 = run_stage1(
+            model,
+            genes1,
+            [rv for rv, _ in probe],
+            global_stored,
+            draws=config.stage1_draws,
+            tune=config.stage1_tune,
+            chains=config.stage1_chains,
+            random_seed=seed1,
+            progress=progress,
+            target_accept=config.target_accept,
+            check_every=config.stage1_check_every,
+            ess_target=config.stage1_ess_per_chain * config.stage1_chains,
+        )
+        post1 = _globals_only(idata1["posterior"].to_dataset(), probe, global_stored)
+        n_flat = post1.sizes["chain"] * post1.sizes["draw"]
+        K = min(config.n_global_draws, n_flat)
+        picks = np.linspace(0, n_flat - 1, K).round().astype(int)
+        globals_unc = unconstrained(sub1.pymc_model, [v for _, v in probe], post1, picks)
+        divergences = int(np.asarray(idata1["sample_stats"]["diverging"]).sum())
+        del idata1, sub1  # its subsample's local draws (0.4 GB on HAP1): not for stage 2
+        if ckpt is not None:
+            ckpt.save_stage1(
+                post1,
+                {
+                    "genes": genes1,
+                    "picks": picks,
+                    **{f"g{k}:{n}": v for k, g in enumerate(globals_unc) for n, v in g.items()},
+                },
+                {
+                    "seconds": t1,
+                    "divergences": divergences,
+                    "global_values": [v for _, v in probe],
+                },
+            )
+        stage_line(
+            f"stage 1: done in {t1:.1f} s ({post1.sizes['draw']:,} draws per chain)", progress
+        )
+    conv = convergence(post1, [rv for rv, _ in probe])
+    stage1_hash = hash_arrays(*(g[n] for g in globals_unc for n in sorted(g)))
 
-        def sinks(i: int) -> dict[str, tuple[str, np.ndarray]] | None:
-            if not on_disk:
-                return None
-            if not via_checkpoint:
-                return {n: (str(files[n]), rows[i]) for n in guide_names}
-            out = {}
-            for n in guide_names:
-                path = ckpt.guide_path(i, n)
-                shape = (1, draws, len(rows[i]), *shapes[n][1:])
-                create_draws_file(path, shape)  # made here, filled by the worker
-                out[n] = (str(path), np.arange(len(rows[i])))
-            return out
+    # ---- stage 2
+    draw_k = np.arange(draws) % K
+    settings = model_settings(model)
+    workers = _workers(config, n_genes)
+    n_chunks = max(
+        math.ceil(n_genes / config.chunk_genes), 2 if n_genes >= config.parallel_min_genes else 1
+    )
+    chunks = np.array_split(np.arange(n_genes), n_chunks)
+    seeds = [int(rng.integers(2**31)) for _ in chunks]  # chunk i's: from the seed and i only
+    rows = [np.flatnonzero(np.isin(data.gene_codes, genes)) for genes in chunks]
+    gene_arrays = {n: np.empty((1, draws, *shapes[n])) for n in gene_names}
+    guide_arrays = {}
+    for n in guide_names:
+        shape = (1, draws, *shapes[n])
+        guide_arrays[n] = np.empty(shape) if allocate is None else allocate(n, shape)
+    files = {n: getattr(a, "filename", None) for n, a in guide_arrays.items()}
+    # on this machine workers write guide draws to files themselves, never returning them
+    # (at 80,000 guides, about 1 GB per chunk, pickled twice on the way back): into the
+    # fit's own files, or with a checkpoint into the chunk's files there (a resumed run
+    # needs them), copied into the fit's files as each chunk finishes
+    on_disk = (
+        bool(files)
+        and all(files.values())
+        and client is None
+        and getattr(executor, "kind", None) != "dask"
+    )
+    via_checkpoint = on_disk and ckpt is not None
+    for arr in guide_arrays.values():  # written by the chunks from here on
+        if on_disk:
+            arr.flush()
+    shared = ChunkShared(
+        model.settings["formula"],
+        settings,
+        data,
+        model.spec.dispersion,
+        globals_unc,
+        draw_k,
+        gene_names,
+        guide_names,
+        config,
+    )
+    metas = [
+        {
+            "index": i,
+            "n_chunks": n_chunks,
+            "genes": hash_arrays(genes),
+            "seed": seeds[i],
+            "stage1": stage1_hash,
+        }
+        for i, genes in enumerate(chunks)
+    ]
+    results: list[ChunkResult | None] = [None] * n_chunks
+    todo = []
+    for i in range(n_chunks):
+        arrays = ckpt.load_chunk(i, metas[i]) if ckpt is not None else None
+        if arrays is not None and via_checkpoint:
+            try:
+                _copy_guides(ckpt, i, rows[i], guide_arrays)
+            except (OSError, ValueError):
+                arrays = None  # its guide files are missing or damaged: computed again
+        if arrays is None:
+            todo.append(i)
+        else:
+            results[i] = _from_arrays(arrays)
+            _place(results[i], i, chunks, rows, gene_arrays, guide_arrays, on_disk)
+    reused = n_chunks - len(todo)
 
-        parts = [ChunkPart(i, chunks[i], seeds[i], sinks(i)) for i in todo]
-    except BaseException:  # before stage 2 ran: nothing else ends the started processes
-        if pool is not None:
-            pool.close()
-        raise
+    def sinks(i: int) -> dict[str, tuple[str, np.ndarray]] | None:
+        if not on_disk:
+            return None
+        if not via_checkpoint:
+            return {n: (str(files[n]), rows[i]) for n in guide_names}
+        out = {}
+        for n in guide_names:
+            path = ckpt.guide_path(i, n)
+            shape = (1, draws, len(rows[i]), *shapes[n][1:])
+            create_draws_file(path, shape)  # made here, filled by the worker
+            out[n] = (str(path), np.arange(len(rows[i])))
+        return out
+
+    parts = [ChunkPart(i, chunks[i], seeds[i], sinks(i)) for i in todo]
     t2 = time.perf_counter()
-    with as_executor(pool or executor, client, workers) as ex:
+    with as_executor(executor, client, workers) as ex:
         where = ex.describe()
         found = f"{reused} reused from the checkpoint, " if ckpt is not None else ""
         stage_line(
