@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 import screenformula as sf
 from screenformula.results import contrast_core as core
@@ -86,3 +87,20 @@ def test_streamed_summaries_equal_the_stored_draws(screen, method, tmp_path):
         off = streamed.contrast(delta=0.3, hdi_prob=0.7)
     assert off.sgrnas["qvalue"].isna().all() and off.sgrnas["hdi_low"].isna().all()
     assert off.sgrnas["lfsr"].notna().all()
+
+
+@pytest.mark.slow
+def test_summaries_of_many_blocks_in_threads_equal_one_block():
+    """Blocks of guides summarised two at a time give what one block gives, in order."""
+    from screenformula.results.guide_summary import SUMMARY_THREADS, compute_guide_summaries
+
+    assert SUMMARY_THREADS >= 2
+    data, _ = sf.simulate_screen(n_genes=70, n_sgrnas_per_gene=3, random_seed=2)
+    model = sf.ScreenModel(FORMULA, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = model.fit("approx", draws=100, n=300, store_sgrna=True, random_seed=4, progress=False)
+    whole = compute_guide_summaries(fit)
+    many = compute_guide_summaries(fit, block_bytes=1)  # the least: 64 guides a block
+    assert whole is not None and many is not None and whole.sizes["sgrna"] == 210
+    xr.testing.assert_identical(many, whole)
