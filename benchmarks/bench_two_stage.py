@@ -309,6 +309,13 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _setting(value: str) -> bool | int | float:
+    """A ``--set`` value: true / false, else a number."""
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return float(value) if "." in value else int(value)
+
+
 def main() -> None:
     """Run the benchmark and write the results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -328,9 +335,7 @@ def main() -> None:
         "--fit-seed", type=int, default=1, help="the two-stage fit's seed on HAP1's genes"
     )
     args = parser.parse_args()
-    args.overrides = {
-        k: float(v) if "." in v else int(v) for k, v in (s.split("=") for s in args.set)
-    }
+    args.overrides = {k: _setting(v) for k, v in (s.split("=") for s in args.set)}
     result = {
         "command": "python benchmarks/bench_two_stage.py " + " ".join(sys.argv[1:]),
         "when": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores",

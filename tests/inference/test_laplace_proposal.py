@@ -8,7 +8,7 @@ from scipy.special import gammaln
 
 import screenformula as sf
 from screenformula.inference.two_stage.density import BlockDensity
-from screenformula.inference.two_stage.laplace import newton, sample_proposal
+from screenformula.inference.two_stage.laplace import newton, proposal_points, sample_proposal
 
 pytestmark = pytest.mark.slow
 
@@ -72,3 +72,53 @@ def test_gaussian_proposals_have_the_laplace_covariance(laplace_fit):
     # Monte Carlo errors: a mean's is sd / sqrt(n), a covariance's about sd_a sd_b / sqrt(n)
     assert np.all(np.abs(dev.mean(0)) < 5 * sd / np.sqrt(len(G)))
     assert np.all(np.abs(cov - want) < 5 * sd[:, :, None] * sd[:, None, :] / np.sqrt(len(G)))
+
+
+def test_quasi_random_points_give_every_guide_coordinate_its_own_dimension(laplace_fit):
+    fit = laplace_fit
+    points = proposal_points(fit, 100, np.random.default_rng(2))
+    assert points is not None
+    n_genes, a = fit.G.shape
+    n_sgrna, c = fit.U.shape
+    gog = fit.factor.gene_of_guide
+    assert points.points.shape[0] == 100 and points.dims_U.shape == (n_sgrna, c)
+    for g in range(n_genes):  # a gene's guides: consecutive dimensions after its own a
+        dims = np.sort(points.dims_U[gog == g].ravel())
+        np.testing.assert_array_equal(dims, a + np.arange(len(dims)))
+    uG, uU = points.uniforms(10, 30)
+    assert uG.shape == (20, n_genes, a) and uU.shape == (20, n_sgrna, c)
+    assert (0 <= uG).all() and (uG < 1).all() and (0 <= uU).all() and (uU < 1).all()
+    # the shift is per coordinate: two genes see the same Sobol point differently
+    assert not np.allclose(uG[:, 0], uG[:, 1])
+
+
+def test_quasi_random_proposals_are_the_transform_of_their_points_normals(laplace_fit):
+    from scipy.special import ndtri
+
+    fit, n, scale, df = laplace_fit, 16, 1.1, 7.0
+    points = proposal_points(fit, n, np.random.default_rng(4))
+    uG, uU = points.uniforms(0, n)
+    G, U, logq = sample_proposal(
+        fit, n, np.random.default_rng(5), df=df, scale=scale, uniforms=points.uniforms(0, n)
+    )
+    w = np.random.default_rng(5).gamma(df / 2, 2 / df, size=(n, fit.G.shape[0]))
+    dG, dU = fit.factor.transform(ndtri(uG), ndtri(uU))
+    root = scale / np.sqrt(w)
+    np.testing.assert_allclose(G, fit.G + dG * root[..., None], rtol=0, atol=1e-12)
+    gog = fit.factor.gene_of_guide
+    np.testing.assert_allclose(U, fit.U + dU * root[:, gog, None], rtol=0, atol=1e-12)
+    assert np.isfinite(logq).all()
+
+
+def test_quasi_random_gaussian_proposals_have_the_laplace_covariance(laplace_fit):
+    fit, scale, n = laplace_fit, 1.1, 4096
+    points = proposal_points(fit, n, np.random.default_rng(1))
+    G, _, _ = sample_proposal(
+        fit, n, np.random.default_rng(1), df=np.inf, scale=scale, uniforms=points.uniforms(0, n)
+    )
+    dev = G - fit.G
+    cov = np.einsum("nga,ngb->gab", dev, dev) / n
+    want = scale**2 * fit.factor.Sinv
+    sd = np.sqrt(want.diagonal(0, 1, 2))
+    assert np.all(np.abs(dev.mean(0)) < 5 * sd / np.sqrt(n))
+    assert np.all(np.abs(cov - want) < 5 * sd[:, :, None] * sd[:, None, :] / np.sqrt(n))

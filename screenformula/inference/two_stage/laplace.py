@@ -270,6 +270,63 @@ def segsum_max(gene_of_guide: np.ndarray, x: np.ndarray, n_genes: int) -> np.nda
     return out
 
 
+@dataclass
+class ProposalPoints:
+    """Randomised quasi-Monte Carlo points for one set of proposals of every gene.
+
+    One scrambled Sobol point set of ``n`` points in ``d`` dimensions, shared by every
+    gene, and a uniform shift per coordinate (Cranley-Patterson rotation), so that each
+    gene's proposals are marginally exactly the proposal distribution while, together,
+    they cover it more evenly than independent draws. A gene's own coordinates use
+    dimensions ``0 .. a - 1``; its ``k``-th guide's use ``a + c k .. a + c k + c - 1``.
+    """
+
+    points: np.ndarray  # (n, d) scrambled Sobol points
+    shift_G: np.ndarray  # (n_genes, a)
+    shift_U: np.ndarray  # (n_sgrna, c)
+    dims_U: np.ndarray  # (n_sgrna, c) the dimension of every guide coordinate
+
+    def uniforms(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """The shifted points ``lo .. hi - 1``: ``(hi - lo, n_genes, a)``, ``(.., n_sgrna, c)``."""
+        rows = self.points[lo:hi]
+        a = self.shift_G.shape[1]
+        uG = rows[:, None, :a] + self.shift_G[None]
+        uU = rows[:, self.dims_U] + self.shift_U[None]
+        for u in (uG, uU):  # modulo 1 of numbers in [0, 2)
+            np.subtract(u, 1.0, out=u, where=u >= 1.0)
+        return uG, uU
+
+
+#: Most dimensions of a Sobol point set (SciPy's direction numbers); a screen whose
+#: largest gene needs more draws its proposals independently.
+MAX_SOBOL_DIMS = 21201
+
+
+def proposal_points(fit: LaplaceFit, n: int, rng: np.random.Generator) -> ProposalPoints | None:
+    """`ProposalPoints` for ``n`` proposals of every gene of ``fit`` (None: too many dims)."""
+    from scipy.stats import qmc
+
+    gene = fit.factor.gene_of_guide
+    n_genes, a = fit.G.shape
+    n_sgrna, c = fit.U.shape
+    order = np.argsort(gene, kind="stable")
+    first = np.searchsorted(gene[order], gene[order])  # first position of each one's gene
+    rank = np.empty(n_sgrna, dtype=np.int64)
+    rank[order] = np.arange(n_sgrna) - first
+    d = a + c * (int(rank.max()) + 1 if n_sgrna else 0)
+    if d > MAX_SOBOL_DIMS:
+        return None
+    m = max(int(np.ceil(np.log2(max(n, 2)))), 1)
+    sobol = qmc.Sobol(d, scramble=True, seed=rng)
+    points = sobol.random_base2(m)[:n]
+    return ProposalPoints(
+        points,
+        rng.random((n_genes, a)),
+        rng.random((n_sgrna, c)),
+        a + c * rank[:, None] + np.arange(c)[None, :],
+    )
+
+
 def sample_proposal(
     fit: LaplaceFit,
     n: int,
@@ -277,11 +334,14 @@ def sample_proposal(
     *,
     df: float = np.inf,
     scale: float = 1.0,
+    uniforms: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` draws per gene from the Laplace Gaussian or a multivariate Student-t.
 
     The proposal has location the mode and scale matrix ``scale**2 P^-1``; with finite
     ``df`` each gene's draw is divided by ``sqrt(w)``, ``w ~ Gamma(df/2, rate=df/2)``.
+    The standard normals behind a draw are independent, or with ``uniforms`` (``n`` rows
+    of `ProposalPoints.uniforms`) their inverse normal CDF; ``w`` is independent.
 
     Returns
     -------
@@ -292,8 +352,11 @@ def sample_proposal(
     f = fit.factor
     n_genes, a = fit.G.shape
     n_sgrna, c = fit.U.shape
-    zG = rng.standard_normal((n, n_genes, a))
-    zU = rng.standard_normal((n, n_sgrna, c))
+    if uniforms is None:
+        zG = rng.standard_normal((n, n_genes, a))
+        zU = rng.standard_normal((n, n_sgrna, c))
+    else:
+        zG, zU = (_inverse_normal_cdf(u) for u in uniforms)
     dim = a + c * np.asarray(f.M.sum(axis=1)).ravel()
     if np.isfinite(df):
         w = rng.gamma(df / 2, 2 / df, size=(n, n_genes))
@@ -372,3 +435,10 @@ def _proposal_kernel(  # noqa: PLR0913
                 U[i, k, p] = U0[k, p] + r * acc
                 qq += zU[i, k, p] * zU[i, k, p]
             q[i, j] += qq
+
+
+def _inverse_normal_cdf(u: np.ndarray) -> np.ndarray:
+    """``ndtri(u)``, with points at 0 or 1 (a shifted point can land on 0) moved inside."""
+    from scipy.special import ndtri
+
+    return ndtri(np.clip(u, 1e-300, 1.0 - 1e-16, out=u))
