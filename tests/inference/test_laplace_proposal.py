@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _screens import FORMULA
 from scipy.special import gammaln
 
 import screenformula as sf
@@ -11,8 +12,6 @@ from screenformula.inference.two_stage.density import BlockDensity
 from screenformula.inference.two_stage.laplace import newton, proposal_points, sample_proposal
 
 pytestmark = pytest.mark.slow
-
-FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
 
 
 @pytest.fixture(scope="module")
