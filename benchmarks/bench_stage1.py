@@ -79,12 +79,15 @@ def with_guide_term(model, guide_term: str):  # noqa: ANN001, ANN201 - ScreenMod
 
 def run_config(model, genes: int, draws: int, tune: int, adaptation: str) -> dict:  # noqa: ANN001
     """Stage 1 (the engine's `run_stage1`) with these settings: convergence, steps, seconds."""
-    from screenformula.inference.two_stage.engine import _global_free_rvs, _shapes
+    from screenformula.inference.nuts import variable_shapes
+    from screenformula.inference.two_stage.blocks import global_free_rvs
     from screenformula.inference.two_stage.stage1 import choose_genes, convergence, run_stage1
 
     data = model.data
     full = model.pymc_model
-    probe = [rv for rv, _ in _global_free_rvs(full, data.n_genes, data.n_sgrnas, _shapes(full))]
+    probe = [
+        rv for rv, _ in global_free_rvs(full, data.n_genes, data.n_sgrnas, variable_shapes(full))
+    ]
     chosen = choose_genes(data, genes, np.random.default_rng(1))
     idata, _, seconds = run_stage1(
         model,

@@ -226,7 +226,8 @@ def nuts_reference(model, genes: np.ndarray, draws: int, cache: Path | None):  #
     """Stage-1 NUTS draws of the globals on ``genes`` (the engine's own), cached as netCDF."""
     import xarray as xr
 
-    from screenformula.inference.two_stage.engine import _global_free_rvs, _shapes
+    from screenformula.inference.nuts import variable_shapes
+    from screenformula.inference.two_stage.blocks import global_free_rvs
     from screenformula.inference.two_stage.stage1 import run_stage1
 
     path = cache / f"nuts_{len(genes)}_{draws}.nc" if cache else None
@@ -234,7 +235,9 @@ def nuts_reference(model, genes: np.ndarray, draws: int, cache: Path | None):  #
         return xr.open_dataset(path), None
     data = model.data
     full = model.pymc_model
-    probe = [rv for rv, _ in _global_free_rvs(full, data.n_genes, data.n_sgrnas, _shapes(full))]
+    probe = [
+        rv for rv, _ in global_free_rvs(full, data.n_genes, data.n_sgrnas, variable_shapes(full))
+    ]
     idata, _, seconds = run_stage1(
         model, genes, probe, [], draws=draws, tune=1000, chains=2, random_seed=5,
         progress=False, target_accept=0.8,

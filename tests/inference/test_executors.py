@@ -27,7 +27,8 @@ from screenformula.inference.two_stage.checkpoint import (
     CheckpointMismatchError,
     remove_checkpoint,
 )
-from screenformula.inference.two_stage.engine import TwoStageConfig, _fingerprint
+from screenformula.inference.two_stage.config import TwoStageConfig
+from screenformula.inference.two_stage.engine import _fingerprint
 from screenformula.inference.two_stage.runner import ENV_OPTIONS, env_options
 
 

@@ -7,7 +7,8 @@ import pytest
 from _screens import FORMULA
 
 import screenformula as sf
-from screenformula.inference.two_stage.engine import _global_free_rvs, _shapes
+from screenformula.inference.nuts import variable_shapes
+from screenformula.inference.two_stage.blocks import global_free_rvs
 from screenformula.inference.two_stage.stage1 import (
     _until_converged,
     choose_genes,
@@ -21,7 +22,9 @@ def stage1():
     data, _ = sf.simulate_screen(n_genes=40, random_seed=3)
     model = sf.ScreenModel(FORMULA, data)
     full = model.pymc_model
-    probe = [rv for rv, _ in _global_free_rvs(full, data.n_genes, data.n_sgrnas, _shapes(full))]
+    probe = [
+        rv for rv, _ in global_free_rvs(full, data.n_genes, data.n_sgrnas, variable_shapes(full))
+    ]
     genes = choose_genes(data, 30, np.random.default_rng(1))
 
     def run(draws: int, check_every: int, ess: float) -> tuple:

@@ -332,7 +332,7 @@ def test_hmc_subsets_are_padded_to_a_size_that_reuses_the_chunks_graph():
     and guides stay constants); none needing HMC runs none; a chunk smaller than the
     minimum samples all its genes.
     """
-    from screenformula.inference.two_stage.engine import HMC_MIN_GENES, hmc_genes
+    from screenformula.inference.two_stage.chunk import HMC_MIN_GENES, hmc_genes
 
     khat = np.linspace(0.0, 0.69, 40)
     khat[[3, 17]] = [0.9, np.nan]  # gene 17: a failed fit, k-hat undefined

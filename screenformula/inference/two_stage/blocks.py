@@ -14,6 +14,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -269,3 +270,29 @@ def expression_kernel() -> Iterator[None]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = old
+
+
+def variable_level(
+    pm_model: Any, name: str, shape: tuple, n_genes: int, n_sgrna: int
+) -> str | None:
+    """``"gene"``, ``"sgrna"`` or None (global) for a stored variable."""
+    dims = pm_model.named_vars_to_dims.get(name) or ()
+    if DIM_SGRNA in dims:
+        return "sgrna"
+    if DIM_GENE in dims:
+        return "gene"
+    if not dims and shape:
+        if shape[0] == n_sgrna and n_sgrna != n_genes:
+            return "sgrna"
+        if shape[0] == n_genes:
+            return "gene"
+    return None
+
+
+def global_free_rvs(pm_model: Any, n_genes: int, n_sgrna: int, shapes: dict) -> list:
+    """(RV name, value-variable name) of every global free variable."""
+    out = []
+    for rv in pm_model.free_RVs:
+        if variable_level(pm_model, rv.name, shapes[rv.name], n_genes, n_sgrna) is None:
+            out.append((rv.name, pm_model.rvs_to_values[rv].name))
+    return out

@@ -20,7 +20,7 @@ ENV_OPTIONS = "SCREENFORMULA_TWO_STAGE"
 
 def env_options() -> dict[str, Any]:
     """`TwoStageConfig` fields set by ``$SCREENFORMULA_TWO_STAGE`` (typed as the defaults)."""
-    from screenformula.inference.two_stage.engine import TwoStageConfig
+    from screenformula.inference.two_stage.config import TwoStageConfig
 
     text = os.environ.get(ENV_OPTIONS, "").strip()
     if not text:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -14,6 +15,138 @@ import xarray as xr
 
 from screenformula._constants import ESS_MIN, RHAT_MAX
 from screenformula.inference.two_stage.blocks import subset_model
+
+
+@dataclass
+class Stage1Globals:
+    """What stage 2 takes from stage 1: K draws of the global parameters, and its record."""
+
+    genes: np.ndarray  # codes of the subsample's genes
+    posterior: xr.Dataset  # stage 1's draws of the global variables (free and stored)
+    picks: np.ndarray  # flat (chain-major) indices of the K draws carried into stage 2
+    values: list[dict[str, np.ndarray]]  # those K draws, value variable -> unconstrained
+    seconds: float
+    divergences: int
+    reused: bool  # read from a checkpoint instead of sampled
+
+    @property
+    def K(self) -> int:  # noqa: N802 - the K of the method's description
+        """The number of global draws carried into stage 2."""
+        return len(self.picks)
+
+    def record(self, global_rvs: list[str]) -> dict[str, Any]:
+        """Stage 1's entry of a fit's options: size, time, convergence of ``global_rvs``."""
+        conv = convergence(self.posterior, global_rvs)
+        return {
+            "genes": int(len(self.genes)),
+            "draws": int(self.posterior.sizes["draw"]),
+            "seconds": round(self.seconds, 2),
+            "convergence": conv,
+            "rhat_max": max(v["rhat_max"] for v in conv.values()),
+            "ess_bulk_min": min(v["ess_bulk_min"] for v in conv.values()),
+            "divergences": self.divergences,
+        }
+
+
+def sample_globals(
+    model: Any,
+    config: Any,
+    rng: np.random.Generator,
+    probe: list[tuple[str, str]],
+    global_stored: list[str],
+    checkpoint: Any = None,
+    progress: bool = True,
+) -> Stage1Globals:
+    """Stage 1 of a two-stage fit: its genes, NUTS on them, and K draws for stage 2.
+
+    ``config`` is the fit's `TwoStageConfig`; ``probe`` holds (RV name, value-variable
+    name) of every global free variable; ``rng`` gives the subsample and stage 1's seed
+    (drawn in that order, before anything of stage 2's). With a ``checkpoint``
+    (`checkpoint.Checkpoint`) a stage 1 kept there for the same genes is reused, and a new
+    one is kept there.
+    """
+    from screenformula.inference.progress import stage_line
+
+    genes = choose_genes(model.data, config.stage1_genes, rng)
+    seed = int(rng.integers(2**31))
+    global_rvs = [rv for rv, _ in probe]
+    saved = checkpoint.load_stage1() if checkpoint is not None else None
+    if saved is not None and np.array_equal(saved[1].get("genes"), genes):
+        post, arrays, info = saved
+        picks = arrays["picks"]
+        values = [
+            {name: arrays[f"g{k}:{name}"] for name in info["global_values"]}
+            for k in range(len(picks))
+        ]
+        stage_line(
+            f"stage 1: reused from the checkpoint in {checkpoint.folder} (NUTS on "
+            f"{len(genes):,} genes, {info['seconds']:.1f} s when it ran)",
+            progress,
+        )
+        return Stage1Globals(
+            genes,
+            globals_only(post, global_rvs, global_stored),  # one from before kept all
+            picks,
+            values,
+            info["seconds"],
+            info["divergences"],
+            reused=True,
+        )
+    up_to = "up to " if stops_early(config.stage1_draws, config.stage1_check_every) else ""
+    stage_line(
+        f"stage 1: NUTS on {len(genes):,} of {model.data.n_genes:,} genes "
+        f"({config.stage1_chains} chains x {up_to}{config.stage1_draws:,} draws)",
+        progress,
+    )
+    idata, sub, seconds = run_stage1(
+        model,
+        genes,
+        global_rvs,
+        global_stored,
+        draws=config.stage1_draws,
+        tune=config.stage1_tune,
+        chains=config.stage1_chains,
+        random_seed=seed,
+        progress=progress,
+        target_accept=config.target_accept,
+        check_every=config.stage1_check_every,
+        ess_target=config.stage1_ess_per_chain * config.stage1_chains,
+    )
+    post = globals_only(idata["posterior"].to_dataset(), global_rvs, global_stored)
+    n_flat = post.sizes["chain"] * post.sizes["draw"]
+    picks = np.linspace(0, n_flat - 1, min(config.n_global_draws, n_flat)).round().astype(int)
+    values = unconstrained(sub.pymc_model, [v for _, v in probe], post, picks)
+    divergences = int(np.asarray(idata["sample_stats"]["diverging"]).sum())
+    del idata, sub  # its subsample's local draws (0.4 GB on HAP1): not for stage 2
+    if checkpoint is not None:
+        checkpoint.save_stage1(
+            post,
+            {
+                "genes": genes,
+                "picks": picks,
+                **{f"g{k}:{n}": v for k, g in enumerate(values) for n, v in g.items()},
+            },
+            {
+                "seconds": seconds,
+                "divergences": divergences,
+                "global_values": [v for _, v in probe],
+            },
+        )
+    stage_line(
+        f"stage 1: done in {seconds:.1f} s ({post.sizes['draw']:,} draws per chain)", progress
+    )
+    return Stage1Globals(genes, post, picks, values, seconds, divergences, reused=False)
+
+
+def globals_only(post: Any, global_rvs: list[str], global_stored: list[str]) -> Any:
+    """Stage 1's posterior reduced to the global variables (free and stored).
+
+    Its draws of the subsample's gene and guide variables are not the fit's (stage 2
+    refits every gene): the fit's diagnostics, checkpoint and saved file keep what stage 2
+    conditioned on.
+    """
+    names = dict.fromkeys([*global_rvs, *global_stored])
+    return post[[n for n in names if n in post]]
 
 
 def choose_genes(
