@@ -27,7 +27,9 @@ DIM_POOL_SAMPLE = "pool_sample"
 # two-stage engine's stage 1, which stops once its draws pass it. Stan's rule for final
 # results: bulk ESS above 100 times the number of chains (mc-stan.org/misc/warnings.html,
 # Vehtari et al. 2021); ESS_MIN is that rule for the 4 chains a NUTS fit runs by default,
-# and stage 1 (2 chains) asks ESS_PER_CHAIN times its chains.
+# and the two-stage engine's stage 1 (2 chains) asks STAGE1_ESS_PER_CHAIN times its
+# chains: half that rule, as stage 2 keeps only 8 of its draws (two_stage/config.py).
 RHAT_MAX = 1.01
 ESS_PER_CHAIN = 100.0
 ESS_MIN = 4 * ESS_PER_CHAIN
+STAGE1_ESS_PER_CHAIN = 50.0

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from screenformula._constants import ESS_MIN, ESS_PER_CHAIN, RHAT_MAX
+from screenformula._constants import ESS_MIN, RHAT_MAX, STAGE1_ESS_PER_CHAIN
 from screenformula.errors import FitError
 from screenformula.io.atomic import atomic_path
 from screenformula.io.dataset import screen_data_to_dataset
@@ -154,8 +154,8 @@ class ScreenFit(BrmsVocabulary):
         rhat_max, ess_min : float
             Thresholds (Vehtari et al. 2021 recommend 1.01 and 100 per chain). The default
             ``ess_min`` is 400 (100 per chain of a NUTS fit's default four); for a
-            two-stage fit, whose stage 1 is what is checked, 100 per stage-1 chain (its
-            ``stage1_ess_per_chain`` setting times its chains: 200 by default).
+            two-stage fit, whose stage 1 is what is checked, what its early stop asks (its
+            ``stage1_ess_per_chain`` setting times its chains: 50 x 2 = 100 by default).
         warn : bool
             Emit a `ConvergenceWarning` naming what failed.
 
@@ -194,7 +194,7 @@ class ScreenFit(BrmsVocabulary):
         """The smallest ESS `diagnostics` asks by default (see there)."""
         config = self.options.get("config")
         if self.method == "two-stage" and isinstance(config, dict):
-            per_chain = float(config.get("stage1_ess_per_chain", ESS_PER_CHAIN))
+            per_chain = float(config.get("stage1_ess_per_chain", STAGE1_ESS_PER_CHAIN))
             return per_chain * int(config.get("stage1_chains", 2))
         return ESS_MIN
 

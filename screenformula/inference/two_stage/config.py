@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from screenformula._constants import ESS_PER_CHAIN
+from screenformula._constants import STAGE1_ESS_PER_CHAIN
 
 
 @dataclass(frozen=True)
@@ -17,9 +17,9 @@ class TwoStageConfig:
     and correlation, whose draws mix slowest, are less sharply peaked on a smaller
     subsample): 1,000 genes x 500 draws gave R-hat 1.15 / ESS 10; 300 genes x 2,000
     draws 1.009 / 164 in 53-75 s (by the hour), x 6,000 draws 1.007 / 450 in 76 s. So
-    stage 1 runs until its globals pass Stan's rule for final results (R-hat <= 1.01, bulk
-    and tail ESS above 100 per chain; looked at every 500 draws), up to 10,000 draws:
-    genome-wide HAP1 stops at 4,000 (7,000-8,000 when the check asked ESS 400, with the
+    stage 1 runs until its globals pass R-hat <= 1.01 and bulk and tail ESS of 50 per
+    chain (looked at every 500 draws), up to 10,000 draws: genome-wide HAP1 stops at
+    2,500 (3,500-4,000 when it asked Stan's 100 per chain, 7,000-8,000 at 400, with the
     same agreement with full NUTS), a screen that mixes faster sooner.
     K matters more than stage 1's size for stage 2's accuracy: each kept global draw
     fixes the guide-level sd that sets every gene's LFC sd, so with K = 4 the gene sds
@@ -49,11 +49,16 @@ class TwoStageConfig:
         more than half the fit).
     stage1_ess_per_chain : float
         The ESS per stage-1 chain that check asks, and that ``fit.diagnostics()`` asks of
-        a two-stage fit: Stan's rule for final results, 100 per chain (200 with the two
-        chains; a NUTS fit's 400 is the same rule for its four). Stage 2 uses K of these
-        draws, and on the HAP1 reference genes the stage-1 length did not move the
-        two-stage fit's hit agreement with full NUTS (97.2 % after 2,000 draws, 96.8 %
-        and 97.0 % after 7,000 and 9,000).
+        a two-stage fit: 50 per chain, half Stan's rule for final results (100 per chain),
+        because stage 1's draws are not the result: stage 2 conditions on K = 8 of them,
+        spread over the chains. On the HAP1 reference genes the stage-1 length did not move
+        the two-stage fit's hit agreement with full NUTS (97.2 % after 2,000 draws, 96.8 %
+        and 97.0 % after 7,000 and 9,000 at K = 8). Measured against 100 per chain
+        (2026-12-05, `benchmarks/results/two_stage_settings/README.md`): genome-wide HAP1
+        stopped at 2,500 draws instead of 3,500 (R-hat 1.007, stage 1 46.8 s against
+        56.5 s; the same AUC and calls); the HAP1 reference genes' fit seed 1 at 2,500
+        instead of 7,000 (96.7 % against 96.5 % hit agreement); fit seed 2 and simulated
+        seed 2 stopped where they did (R-hat, not ESS, decided: 5,000 and 1,000 draws).
     n_global_draws : int
         K, the stage-1 draws carried into stage 2.
     proposal_factor : float
@@ -100,7 +105,7 @@ class TwoStageConfig:
     stage1_tune: int = 500
     stage1_chains: int = 2
     stage1_check_every: int = 500
-    stage1_ess_per_chain: float = ESS_PER_CHAIN
+    stage1_ess_per_chain: float = STAGE1_ESS_PER_CHAIN
     n_global_draws: int = 8
     proposal_factor: float = 1.0
     proposal_df: float = 7.0
