@@ -202,13 +202,19 @@ def newton(
     tol: float = 1e-8,
     max_step: float = 5.0,
     max_halvings: int = 6,
+    done_damping: float = 1e-3,
 ) -> LaplaceFit:
     """Maximise every gene's log-density at once by damped Newton steps.
 
     Each gene keeps its own Levenberg damping and backtracking step; a gene stops when its
-    Newton decrement ``g' P^-1 g / 2`` falls below ``tol``. Each iteration tries at most
-    ``max_halvings`` step halvings (every trial is a log-density call over all genes); a
-    gene whose step is not accepted raises its damping for the next iteration instead.
+    Newton decrement ``g' P^-1 g / 2`` falls below ``tol`` with a damping of at most
+    ``done_damping`` (the damped decrement is then within a factor ``1 + lambda /
+    eigmin(P)`` of the undamped one; waiting for the damping to decay to 0 took genes one
+    to three more iterations: on HAP1's first genome-wide chunk, 46 against 52 passes
+    over the chunk for its 8 global draws, modes moved by at most 4e-5). Each iteration
+    tries at most ``max_halvings`` step halvings (every trial is a log-density call over
+    all genes); a gene whose step is not accepted raises its damping for the next
+    iteration instead.
     """
     lay = density.layout
     gog = lay.gene_of_guide
@@ -230,7 +236,7 @@ def newton(
             fac = factor(A, B, D, gog, M, lam)
         dG, dU = fac.solve(gG, gU)
         decrement = (gG * dG).sum(1) + segsum(M, (gU * dU).sum(1))
-        done |= (decrement / 2 < tol) & (lam == 0) & fac.ok
+        done |= (decrement / 2 < tol) & (lam <= done_damping) & fac.ok
         if done.all():
             break
         # cap the step (far from the mode), per gene
