@@ -7,6 +7,7 @@ importance step); the same algorithm on whole blocks of rows takes milliseconds.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from scipy.special import logsumexp
 
@@ -106,3 +107,49 @@ def systematic_resample(log_weights: np.ndarray, n: int, rng: np.random.Generato
     # shuffle so that draws are not sorted by proposal
     perm = np.argsort(rng.random(idx.shape), axis=1)
     return np.take_along_axis(idx, perm, axis=1)
+
+
+def gather_guide_draws(
+    proposals: np.ndarray,
+    idx: np.ndarray,
+    gene_of_guide: np.ndarray,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Every guide's resampled proposals, draw-major: ``out[j, g] = proposals[g, idx[gene, j]]``.
+
+    Parameters
+    ----------
+    proposals : (n_sgrna, n_proposals, c)
+        Each guide's coordinates in every proposal (guide-major: one guide's proposals are
+        one contiguous block).
+    idx : (n_genes, m)
+        The proposals resampled for each gene (`systematic_resample`).
+    gene_of_guide : (n_sgrna,)
+    out : (m, n_sgrna, c), optional
+        A C-contiguous array to fill (a buffer reused between rounds).
+
+    Returns
+    -------
+    (m, n_sgrna, c), C-contiguous: draw ``j`` of every guide is one block, as the guide
+    writers read it (NumPy's ``take_along_axis`` gave the (n_sgrna, m, c) gather, whose
+    per-draw slices each needed a strided copy).
+    """
+    shape = (idx.shape[1], *proposals.shape[::2])
+    if out is None:
+        out = np.empty(shape, dtype=proposals.dtype)
+    elif out.shape != shape or not out.flags.c_contiguous:
+        raise ValueError(f"out has shape {out.shape}, not the C-contiguous {shape}")
+    _gather(proposals, np.ascontiguousarray(idx), np.ascontiguousarray(gene_of_guide), out)
+    return out
+
+
+@numba.njit(cache=True)
+def _gather(proposals, idx, gene_of_guide, out):  # noqa: ANN001, ANN202
+    n_sgrna, _, c = proposals.shape
+    m = idx.shape[1]
+    for g in range(n_sgrna):
+        row = idx[gene_of_guide[g]]
+        for j in range(m):
+            s = row[j]
+            for t in range(c):
+                out[j, g, t] = proposals[g, s, t]
