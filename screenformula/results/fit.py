@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from screenformula._constants import ESS_MIN, RHAT_MAX, STAGE1_ESS_PER_CHAIN
+from screenformula._constants import ESS_MIN, ESS_PER_CHAIN, RHAT_MAX
 from screenformula.errors import FitError
 from screenformula.io.atomic import atomic_path
 from screenformula.io.dataset import screen_data_to_dataset
@@ -194,7 +194,8 @@ class ScreenFit(BrmsVocabulary):
         """The smallest ESS `diagnostics` asks by default (see there)."""
         config = self.options.get("config")
         if self.method == "two-stage" and isinstance(config, dict):
-            per_chain = float(config.get("stage1_ess_per_chain", STAGE1_ESS_PER_CHAIN))
+            # a fit saved before this setting existed: checked as it was then
+            per_chain = float(config.get("stage1_ess_per_chain", ESS_PER_CHAIN))
             return per_chain * int(config.get("stage1_chains", 2))
         return ESS_MIN
 
