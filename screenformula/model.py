@@ -265,8 +265,10 @@ class ScreenModel:
                 + ", ".join(disp.class_names)
                 + "; guides shrunk toward it)"
                 if disp.guide_scatter
-                else "log abundance (one trend, followed by every guide: no condition has "
-                "replicates to measure a guide's own scatter)"
+                else "log abundance (a trend per sample class: "
+                + ", ".join(disp.class_names)
+                + "; followed by every guide: a prior on sd_phi adds each guide's own "
+                "scatter)"
             ),
             "formula": f"log phi: {disp.formula}",
             "none": "none (Poisson)",

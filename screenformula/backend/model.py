@@ -81,12 +81,13 @@ def dispersion_tensor(spec: ModelSpec) -> pt.TensorVariable | None:
 def trend_dispersion(spec: ModelSpec) -> pt.TensorVariable:
     """``dispersion="trend"``: a log-linear trend in guide abundance per sample class.
 
-    ``log phi[s, c] = phi_trend_Intercept[c] + phi_trend_slope[c] * x[s] + sd_phi[c] *
-    z_phi[s]``, ``z_phi ~ Normal(0, 1)``: each guide's deviation from its class's trend is
-    shrunk toward it by an sd learned from all guides (as DESeq2 and edgeR shrink each
-    feature's dispersion toward a mean-dispersion trend), so a guide with few counts cannot
-    explain its own depletion as noise. Without replicates (``guide_scatter`` off) there
-    is no ``sd_phi``/``z_phi``: each guide's dispersion is its trend's. ``phi`` (guides x
+    ``log phi[s, c] = phi_trend_Intercept[c] + phi_trend_slope[c] * x[s]``: every guide
+    follows its class's trend (the default, ``guide_scatter`` off). With a prior on
+    ``sd_phi`` each guide also deviates from it, ``+ sd_phi[c] * z_phi[s]``,
+    ``z_phi ~ Normal(0, 1)``, shrunk by an sd learned from all guides (as DESeq2 and edgeR
+    shrink each feature's dispersion toward a mean-dispersion trend); measured on the
+    panel, that deviation lets depleted guides pass as noisy ones
+    (`screenformula.spec.model_spec.DispersionSpec.guide_scatter`). ``phi`` (guides x
     classes) is stored.
     """
     disp = spec.dispersion

@@ -66,10 +66,13 @@ class DispersionSpec:
     sample_class: np.ndarray | None = None
     class_names: tuple[str, ...] = ()
     #: dispersion="trend": whether each guide deviates from its class's trend (``sd_phi``,
-    #: ``z_phi``). Off when no condition has two screen samples: nothing then measures a
-    #: guide's own scatter, and a free deviation lets a depleted guide explain its depletion
-    #: as noise (HAP1, one replicate: AUC 0.986 with it, 0.994 without).
-    guide_scatter: bool = True
+    #: ``z_phi``). Off unless ``sd_phi`` is given a prior: a free deviation lets a depleted
+    #: guide explain its depletion as noise (a negative binomial with a small phi has its
+    #: median far below its mean, so a guide low in every treated sample costs little).
+    #: Measured: HAP1 one replicate, AUC 0.986 with it, 0.994 without; HAP1 three
+    #: replicates 0.9956 and 495 calls with it, 0.9978 and 617 without; JACKS MOLM 0.974
+    #: and no calls with it, 0.989 and 5 without (`benchmarks/results/panel.md`).
+    guide_scatter: bool = False
     #: dispersion="trend": what a sample class is, "condition" or "sample" (`TREND_CLASSES`).
     classes_by: Literal["condition", "sample"] = "condition"
 
@@ -462,9 +465,8 @@ def _trend(
     each class's noise; otherwise all screen samples form one class. With
     ``classes_by="sample"`` (``dispersion="trend-sample"``) every screen sample is its own
     class, named ``<condition>:<sample>``.
-    Guides deviate from their class's trend (``sd_phi``) when some condition has two screen
-    samples, or when the user gives ``sd_phi`` a prior (``asked_scatter``); without
-    replicates each guide's dispersion is its trend's.
+    Every guide's dispersion is its class's trend unless the user gives ``sd_phi`` a prior
+    (``asked_scatter``): then guides deviate from it (see `DispersionSpec.guide_scatter`).
     """
     X = np.asarray(mean.common.X, dtype=float)
     reference = data.pool_mask.copy()
@@ -493,7 +495,7 @@ def _trend(
     else:
         classes = np.zeros(len(X), dtype=np.int64)
         names = ("cells",)
-    scatter = bool(sizes.max() >= 2) or asked_scatter
+    scatter = asked_scatter
     return replace(
         disp, abundance=x, sample_class=classes, class_names=names, guide_scatter=scatter
     )

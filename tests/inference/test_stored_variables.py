@@ -11,7 +11,8 @@ from screenformula.inference.nuts import sgrna_store_default, stored_variables
 
 def test_guide_level_variables_dropped_whatever_their_dims(small_screen):
     data, _ = small_screen
-    model = sf.ScreenModel(FORMULA, data).pymc_model
+    scatter = {"sd_phi": sf.Prior("HalfNormal", sigma=1)}  # z_phi: one per guide
+    model = sf.ScreenModel(FORMULA, data, priors=scatter).pymc_model
     kept = stored_variables(model, store_sgrna=False)
     # the centred guide intercepts have one row per guide but no declared sgrna dim
     assert "t_sgrna__Intercept" in model.named_vars

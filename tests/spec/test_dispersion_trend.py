@@ -31,9 +31,17 @@ def test_trend_has_a_class_per_replicated_condition(small_screen):
     np.testing.assert_array_equal(disp1.sample_class, [0, 0])
 
 
-def test_without_replicates_every_guide_follows_the_trend(small_screen):
+def test_every_guide_follows_the_trend_unless_sd_phi_has_a_prior(small_screen):
     data, _ = small_screen
-    assert build_spec(FORMULA, data, dispersion="trend").dispersion.guide_scatter
+    # replicated conditions too: a guide's own deviation only where asked
+    assert not build_spec(FORMULA, data, dispersion="trend").dispersion.guide_scatter
+    replicated = sf.ScreenModel(FORMULA, data)
+    assert not {"sd_phi", "z_phi"} & {v.name for v in replicated.pymc_model.free_RVs}
+    assert "reference, treatment[treated]; followed by every guide" in repr(replicated)
+    asked_rep = sf.ScreenModel(FORMULA, data, priors={"sd_phi": sf.Prior("HalfNormal", sigma=1)})
+    assert asked_rep.spec.dispersion.guide_scatter
+    assert {"sd_phi", "z_phi"} <= {v.name for v in asked_rep.pymc_model.free_RVs}
+    assert "guides shrunk toward it" in repr(asked_rep)
     one_rep = data.subset(samples=[data.pool_samples[0], "control_1", "treated_1"])
     model = sf.ScreenModel(FORMULA, one_rep)
     assert not model.spec.dispersion.guide_scatter
@@ -76,7 +84,8 @@ def test_trend_covariate_without_pool_uses_the_reference_condition(small_screen)
 
 def test_trend_model_prints_and_a_gene_subset_keeps_the_whole_screen_covariate(small_screen):
     data, _ = small_screen
-    model = sf.ScreenModel(FORMULA, data, dispersion="trend")
+    scatter = {"sd_phi": sf.Prior("HalfNormal", sigma=1)}  # the guides' own deviations too
+    model = sf.ScreenModel(FORMULA, data, dispersion="trend", priors=scatter)
     text = repr(model)
     assert "phi_trend_Intercept" in text and "sd_phi" in text
     assert "reference, treatment[treated]" in text
@@ -152,10 +161,10 @@ def test_trend_sample_has_a_class_per_sequenced_sample(small_screen):
         f"{'reference' if s.startswith('control') else 'treatment[treated]'}:{s}" for s in screen
     )
     np.testing.assert_array_equal(disp.sample_class, np.arange(6))
-    # the covariate and the guides' own scatter follow the conditions, as with "trend"
+    # the covariate follows the conditions, as with "trend"; no guide scatter unless asked
     by_condition = build_spec(FORMULA, data, dispersion="trend").dispersion
     np.testing.assert_array_equal(disp.abundance, by_condition.abundance)
-    assert disp.guide_scatter
+    assert not disp.guide_scatter
     model = sf.ScreenModel(FORMULA, data, dispersion="trend-sample")
     assert "reference:control_1" in repr(model)
     pm_model = model.pymc_model

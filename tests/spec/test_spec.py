@@ -100,7 +100,9 @@ def test_default_priors_follow_model_md(small_screen):
     assert table.loc["cor_gene", "prior"] == "LKJ(eta=3)"
     assert table.loc["phi_trend_Intercept", "prior"] == "Normal(mu=3, sigma=2)"
     assert table.loc["phi_trend_slope", "prior"] == "Normal(mu=0, sigma=1)"
-    assert table.loc["sd_phi", "prior"] == "HalfNormal(sigma=1)"
+    assert "sd_phi" not in table.index  # every guide on its trend unless sd_phi has a prior
+    asked = build_spec(FORMULA, data, priors={"sd_phi": sf.Prior("HalfNormal", sigma=1)})
+    assert asked.prior_table().set_index("key").loc["sd_phi", "prior"] == "HalfNormal(sigma=1)"
     per_guide = build_spec(FORMULA, data, dispersion="sgrna").prior_table().set_index("key")
     assert per_guide.loc["phi_rate", "prior"] == "Gamma(alpha=1, beta=1)"
     # data-scaled intercept: Student-t(3, log median normalised count, 2.5)
