@@ -46,7 +46,11 @@ sys.path.insert(0, str(HERE))
 import bench_real as br  # noqa: E402 - benchmarks/ is not a package
 
 RESULTS = HERE / "results"
-GENE_TERMS = {"normal": "gene", "student": 'gr(gene, dist = "student")'}
+GENE_TERMS = {
+    "normal": "gene",
+    "student": 'gr(gene, dist = "student")',
+    "student_slopes": 'gr(gene, dist = "student_slopes")',
+}
 #: name -> (dispersion, gene-effect distribution)
 CANDIDATES = {
     "seed": ("sgrna", "normal"),
@@ -54,6 +58,7 @@ CANDIDATES = {
     "trend-t": ("trend", "student"),
     "seed-t": ("sgrna", "student"),
     "trend-sample": ("trend-sample", "normal"),
+    "trend-tslopes": ("trend", "student_slopes"),
 }
 
 

@@ -306,6 +306,8 @@ class ScreenModel:
             kind = "correlated (LKJ)" if term.uses_lkj else "independent"
             if term.dist == "student":
                 kind += f", Student-t (df: {term.names.df})"
+            elif term.dist == "student_slopes":
+                kind += f", Student-t slopes (df: {term.names.df}), normal intercepts"
             lines.append(
                 f"  ({term.expr} {'|' if term.correlated else '||'} {term.factor}): "
                 f"{term.n_levels:,} levels x {term.n_coefs} effects, {kind}, name {term.name!r}"

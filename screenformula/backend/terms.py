@@ -76,11 +76,17 @@ def group_effects(
     n_levels = term.n_levels
     # Student-t effects (gr(..., dist = "student")) as a scale mixture of normals:
     # r_l ~ MvNormal(0, Sigma / w_l), w_l ~ Gamma(df / 2, df / 2)
-    scale = None
-    if term.dist == "student":
+    scale = df = None
+    if term.dist in ("student", "student_slopes"):
         df = prior_variable(term.names.df, spec.prior(term.names.df))
+    if term.dist == "student":
         w = pm.Gamma(term.names.mix, alpha=df / 2, beta=df / 2, dims=levels)
         scale = 1.0 / pt.sqrt(w)
+    # gr(..., dist = "student_slopes"): each slope's standardised innovation is Student-t
+    # (no per-level weight to sample), the intercepts' normal, correlated through L
+    slope_t = np.array(
+        [term.dist == "student_slopes" and c != "Intercept" for c in term.coef_names]
+    )
     centered = np.asarray(term.centered, dtype=bool)
     mu = [pt.as_tensor_variable(c) for c in centers]
     # Centred components first: the LKJ density is exchangeable, so the Cholesky factor
@@ -112,10 +118,26 @@ def group_effects(
             parts.append(pt.linalg.solve_triangular(chol_c, scaled.T, lower=True).T)
         else:
             sigma = sd_p[None, :k] if scale is None else scale[:, None] * sd_p[None, :k]
-            total = pm.Normal(raw_name, center, sigma, shape=(n_levels, k))
+            if slope_t[idx].any():  # centred slopes only (spec.terms refuses a mix)
+                total = pm.StudentT(raw_name, nu=df, mu=center, sigma=sigma, shape=(n_levels, k))
+            else:
+                total = pm.Normal(raw_name, center, sigma, shape=(n_levels, k))
             parts.append((total - center) / sd_p[None, :k])
     if k < term.n_coefs:
-        raw = pm.Normal(term.names.raw, 0.0, 1.0, shape=(n_levels, term.n_coefs - k))
+        rest = perm[k:]
+        shape = (n_levels, term.n_coefs - k)
+        heavy = slope_t[rest]
+        if heavy.all():
+            raw = pm.StudentT(term.names.raw, nu=df, mu=0.0, sigma=1.0, shape=shape)
+        elif heavy.any():  # normal intercept beside t slopes, in the columns' order
+            light_raw = pm.Normal(term.names.raw, 0.0, 1.0, shape=(n_levels, int((~heavy).sum())))
+            heavy_raw = pm.StudentT(
+                term.names.raw_t, nu=df, mu=0.0, sigma=1.0, shape=(n_levels, int(heavy.sum()))
+            )
+            order = np.argsort(np.concatenate([np.flatnonzero(~heavy), np.flatnonzero(heavy)]))
+            raw = pt.concatenate([light_raw, heavy_raw], axis=1)[:, order]
+        else:
+            raw = pm.Normal(term.names.raw, 0.0, 1.0, shape=shape)
         parts.append(raw if scale is None else raw * scale[:, None])
     z = pt.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
     if chol is not None:

@@ -169,7 +169,7 @@ def variable_labels(spec: Any) -> dict[str, str]:
             level = f"dispersion formula: {level}"
         coefs = tuple(term.coef_names)
         what = f"{level} {_coef_words(coefs)}"
-        labels[n.effects] = labels[n.raw] = labels[n.mix] = what
+        labels[n.effects] = labels[n.raw] = labels[n.raw_t] = labels[n.mix] = what
         labels[n.sd] = f"sd of {what}"
         labels[n.cor] = labels[n.chol] = f"correlation of {what}"
         labels[n.df] = f"tail weight (Student-t df) of {level} effects"

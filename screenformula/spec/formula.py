@@ -21,8 +21,9 @@ DISPERSION_NAMES = ("alpha", "phi", "shape")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 #: brms's ``gr(factor, dist = "student")``: the grouping factor with options.
 _GR = re.compile(r"^gr\((?P<args>.*)\)$", re.DOTALL)
-#: Distributions of varying effects (brms's ``gr(..., dist = )``).
-GROUP_DISTS = ("gaussian", "student")
+#: Distributions of varying effects (brms's ``gr(..., dist = )``; ``"student_slopes"`` is
+#: screenformula's: Student-t slopes beside normal intercepts).
+GROUP_DISTS = ("gaussian", "student", "student_slopes")
 #: brms's special terms that screenformula does not fit, with what each is.
 UNSUPPORTED_TERMS = {
     "s": "smooth terms",
@@ -65,8 +66,11 @@ class GroupBlock:
     source : str
         The block as the user wrote it, for messages.
     dist : str
-        ``"gaussian"`` (multivariate normal effects) or ``"student"`` (multivariate
-        Student-t, brms's ``gr(factor, dist = "student")``: heavier tails).
+        ``"gaussian"`` (multivariate normal effects), ``"student"`` (multivariate
+        Student-t, brms's ``gr(factor, dist = "student")``: heavier tails) or
+        ``"student_slopes"`` (Student-t slopes, normal intercepts: the slopes' standardised
+        innovations are t-distributed, correlated with the intercepts through the same
+        LKJ Cholesky factor).
     """
 
     expr: str

@@ -215,7 +215,7 @@ class _PriorBuilder:
                 )
             if term.uses_lkj:
                 self.add_cor(f"cor_{term.name}", term.name)
-            if term.dist == "student":
+            if term.dist in ("student", "student_slopes"):
                 self.add(
                     f"df_{term.name}",
                     "df",

@@ -105,6 +105,11 @@ class TermNames:
         """Name of the sd of one coefficient when priors differ (``sd_<term>__<coef>``)."""
         return f"{self.sd}__{coef}"
 
+    @property
+    def raw_t(self) -> str:
+        """Raw Student-t slopes beside raw normal intercepts (``z_<term>_t``)."""
+        return f"{self.raw}_t"
+
     def raw_centered(self, coefs: list[str] | tuple[str, ...]) -> str:
         """Name of the raw centred block of ``coefs`` (``t_<term>__<coef>__<coef>``)."""
         return f"t_{self.term}__{'__'.join(coefs)}"

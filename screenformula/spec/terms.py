@@ -61,7 +61,9 @@ class GroupTerm:
     level_names: tuple[str, ...]
     correlated: bool
     centered: tuple[bool, ...]
-    dist: str = "gaussian"  # or "student": multivariate Student-t effects (brms's gr(dist=))
+    #: "gaussian", "student" (multivariate Student-t effects, brms's gr(dist=)) or
+    #: "student_slopes" (Student-t slopes, normal intercepts)
+    dist: str = "gaussian"
 
     @property
     def n_coefs(self) -> int:
@@ -214,6 +216,23 @@ def resolve_group(
         raise FormulaError(
             f"parameterization for {where} must be 'auto', True, False or a list of effects"
         )
+    if block.dist == "student_slopes":
+        if coef_names == ("Intercept",):
+            raise FormulaError(f'dist = "student_slopes" in {where}: the term has no slopes')
+        slopes = [c != "Intercept" for c in coef_names]
+        if any(f and not s for f, s in zip(flags, slopes, strict=True)) and any(
+            f and s for f, s in zip(flags, slopes, strict=True)
+        ):
+            raise FormulaError(
+                f'dist = "student_slopes" in {where}: centre the intercept or the slopes, '
+                "not both (parameterization=)"
+            )
+        if block.correlated and sum(flags) > 1:
+            raise FormulaError(
+                f'dist = "student_slopes" in {where} takes at most one centred effect when the '
+                f"effects are correlated ({sum(flags)} are centred): use '||', or "
+                "parameterization= with one effect"
+            )
     return GroupTerm(
         name=name,
         source=block.source,

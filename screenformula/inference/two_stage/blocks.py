@@ -143,6 +143,7 @@ def block_layout(pymc_model, spec, point: dict) -> BlockLayout:  # noqa: ANN001
         hyper.add(term.names.chol)
         if term.level in LOCAL_LEVELS:
             raw_level[term.names.raw] = term.level
+            raw_level[term.names.raw_t] = term.level
             raw_level[term.names.raw_centered(())] = term.level
     n_genes = spec.data.n_genes
     n_sgrna = spec.data.n_sgrnas
