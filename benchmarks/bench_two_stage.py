@@ -19,6 +19,7 @@ Then the two-stage fit alone on ``--timing-genes`` genes. Writes
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -97,9 +98,12 @@ def nuts_reference(
     """Full NUTS's gene LFC draws (all chains, first half, second half) and its seconds.
 
     With ``--nuts-cache DIR`` they are kept in ``DIR`` and reused by a later run with the
-    same screen and NUTS settings (the two-stage side can then be rerun alone).
+    same screen, model and NUTS settings (the two-stage side can then be rerun alone). The
+    key holds a hash of ``repr(model)`` (formula, dispersion, priors): a changed default
+    model never reads an old model's reference.
     """
-    key = f"nuts_{name}_s{seed}_c{args.nuts_chains}_d{args.nuts_draws}.npz"
+    model_hash = hashlib.sha1(repr(model).encode()).hexdigest()[:8]
+    key = f"nuts_{name}_s{seed}_c{args.nuts_chains}_d{args.nuts_draws}_{model_hash}.npz"
     cache = Path(args.nuts_cache) / key if args.nuts_cache else None
     if cache is not None and cache.exists():
         saved = np.load(cache)
