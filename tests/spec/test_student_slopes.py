@@ -71,6 +71,7 @@ def test_non_centred_slopes_keep_the_intercepts_normal_and_in_their_column(scree
     np.testing.assert_allclose(logp_n, stats.norm.logpdf(0.0), rtol=1e-6)
 
 
+@pytest.mark.slow  # compiles the stage-2 functions of a new graph (about 90 s)
 def test_two_stage_density_holds_the_t_slopes_per_gene(screen):
     model = sf.ScreenModel(SLOPES_T, screen, parameterization=False)
     density = BlockDensity(model)
