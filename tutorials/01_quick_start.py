@@ -100,8 +100,8 @@ data
 # ## 2. The model
 #
 # Printing the model shows exactly what will be fitted: the likelihood, the dispersion
-# (the default `"trend"`: each guide's dispersion is shrunk toward a trend in its
-# starting abundance, one trend per condition), the group terms and **every prior**
+# (the default `"trend"`: each guide's dispersion follows a trend in its starting
+# abundance, one trend per condition), the group terms and **every prior**
 # with where it came from (brms users: this is `prior_summary()`). Nothing is hidden.
 
 # %%
