@@ -77,16 +77,14 @@ def group_effects(
     # Student-t effects (gr(..., dist = "student")) as a scale mixture of normals:
     # r_l ~ MvNormal(0, Sigma / w_l), w_l ~ Gamma(df / 2, df / 2)
     scale = df = None
-    if term.dist in ("student", "student_slopes"):
+    if term.has_df:
         df = prior_variable(term.names.df, spec.prior(term.names.df))
     if term.dist == "student":
         w = pm.Gamma(term.names.mix, alpha=df / 2, beta=df / 2, dims=levels)
         scale = 1.0 / pt.sqrt(w)
     # gr(..., dist = "student_slopes"): each slope's standardised innovation is Student-t
     # (no per-level weight to sample), the intercepts' normal, correlated through L
-    slope_t = np.array(
-        [term.dist == "student_slopes" and c != "Intercept" for c in term.coef_names]
-    )
+    slope_t = term.t_coefs
     centered = np.asarray(term.centered, dtype=bool)
     mu = [pt.as_tensor_variable(c) for c in centers]
     # Centred components first: the LKJ density is exchangeable, so the Cholesky factor

@@ -215,7 +215,7 @@ class _PriorBuilder:
                 )
             if term.uses_lkj:
                 self.add_cor(f"cor_{term.name}", term.name)
-            if term.dist in ("student", "student_slopes"):
+            if term.has_df:
                 self.add(
                     f"df_{term.name}",
                     "df",
@@ -495,9 +495,8 @@ def _trend(
     else:
         classes = np.zeros(len(X), dtype=np.int64)
         names = ("cells",)
-    scatter = asked_scatter
     return replace(
-        disp, abundance=x, sample_class=classes, class_names=names, guide_scatter=scatter
+        disp, abundance=x, sample_class=classes, class_names=names, guide_scatter=asked_scatter
     )
 
 

@@ -76,6 +76,18 @@ class GroupTerm:
         return len(self.level_names)
 
     @property
+    def has_df(self) -> bool:
+        """True when the effects have a Student-t ``df`` (``"student"``, ``"student_slopes"``)."""
+        return self.dist in ("student", "student_slopes")
+
+    @property
+    def t_coefs(self) -> np.ndarray:
+        """Per coefficient, whether its innovation is Student-t (``"student_slopes"``)."""
+        return np.array(
+            [self.dist == "student_slopes" and c != "Intercept" for c in self.coef_names]
+        )
+
+    @property
     def uses_lkj(self) -> bool:
         """True when the effects are correlated with an LKJ prior."""
         return self.correlated and self.n_coefs > 1
@@ -219,10 +231,9 @@ def resolve_group(
     if block.dist == "student_slopes":
         if coef_names == ("Intercept",):
             raise FormulaError(f'dist = "student_slopes" in {where}: the term has no slopes')
-        slopes = [c != "Intercept" for c in coef_names]
-        if any(f and not s for f, s in zip(flags, slopes, strict=True)) and any(
-            f and s for f, s in zip(flags, slopes, strict=True)
-        ):
+        slopes = np.array([c != "Intercept" for c in coef_names])
+        centred = np.array(flags)
+        if (centred & slopes).any() and (centred & ~slopes).any():
             raise FormulaError(
                 f'dist = "student_slopes" in {where}: centre the intercept or the slopes, '
                 "not both (parameterization=)"
