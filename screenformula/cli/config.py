@@ -125,7 +125,7 @@ class FitConfig(BaseModel):
     chains: int = Field(4, gt=0)
     seed: int | None = None
     cores: int | None = Field(None, gt=0)
-    target_accept: float = Field(0.8, gt=0, lt=1)
+    target_accept: float | None = Field(None, gt=0, lt=1)  # None: the method's default
     stage1_draws: int | None = Field(None, gt=0)
 
     @field_validator("method")

@@ -166,9 +166,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--target-accept",
         type=float,
-        default=0.8,
-        help="NUTS target acceptance (default 0.8); raise it (0.95) when the fit reports "
-        "divergent transitions",
+        default=None,
+        help="NUTS target acceptance (default: 0.8 for nuts, 0.9 for two-stage's stage 1); "
+        "raise it (0.95) when the fit reports divergent transitions",
     )
     p.add_argument(
         "--delta",
@@ -235,7 +235,7 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
             raise ScreenFormulaError(f"--stage1-draws does not apply to --method {args.method}")
         if args.stage1_draws < 1:
             raise ScreenFormulaError("--stage1-draws must be at least 1")
-    if not 0 < args.target_accept < 1:
+    if args.target_accept is not None and not 0 < args.target_accept < 1:
         raise ScreenFormulaError("--target-accept must lie strictly between 0 and 1")
     keep = {"auto": "auto", "yes": True, "no": False}[args.keep_guide_draws]
     prefix = Path(args.output_prefix)

@@ -59,7 +59,7 @@ def fit_model(
     cores: int | None = None,
     random_seed: int | None = None,
     engine: str = "nutpie",
-    target_accept: float = 0.8,
+    target_accept: float | None = None,
     progress: bool = True,
     store_sgrna: bool | str = "auto",
     log_likelihood: bool | str = "auto",

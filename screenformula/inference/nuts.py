@@ -15,6 +15,7 @@ from screenformula.errors import FitError
 from screenformula.inference.registry import FitRequest
 
 ENGINES = ("nutpie", "pymc", "numpyro")
+NUTS_TARGET_ACCEPT = 0.8  # fit(target_accept=None) with method="nuts"
 
 #: Above this many stored numbers (guides x effects x draws), sgRNA-level draws are not kept
 #: unless asked for: a genome-wide posterior of every guide would not fit in memory.
@@ -163,6 +164,9 @@ def sample_nuts(
 
 def run_nuts(model: Any, request: FitRequest) -> tuple[Any, dict[str, Any]]:
     """The NUTS runner of the method registry (`screenformula.inference.registry`)."""
+    target_accept = request.target_accept
+    if target_accept is None:
+        target_accept = NUTS_TARGET_ACCEPT
     idata = sample_nuts(
         model.pymc_model,
         draws=request.draws,
@@ -173,11 +177,11 @@ def run_nuts(model: Any, request: FitRequest) -> tuple[Any, dict[str, Any]]:
         engine=request.engine,
         var_names=request.var_names,
         progress=request.progress,
-        target_accept=request.target_accept,
+        target_accept=target_accept,
         zarr_dir=request.scratch if request.engine == "nutpie" else None,
         **request.kwargs,
     )
-    return idata, {}
+    return idata, {"target_accept": target_accept}
 
 
 def from_zarr(idata: Any) -> None:

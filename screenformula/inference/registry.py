@@ -49,7 +49,7 @@ class FitRequest:
     cores: int | None
     random_seed: int | None
     engine: str
-    target_accept: float
+    target_accept: float | None  # None: the method's own default
     progress: bool
     var_names: list[str]
     on_disk: tuple[str, ...] = ()

@@ -49,6 +49,11 @@ def env_options() -> dict[str, Any]:
     return out
 
 
+def _target_accept(value: float | None) -> dict[str, float]:
+    """``fit(target_accept=...)`` as a config override; None leaves the config's default."""
+    return {} if value is None else {"target_accept": value}
+
+
 def run_two_stage(model: Any, request: FitRequest) -> tuple[Any, dict[str, Any]]:
     """Run `fit_two_stage` for the registry: the asked variables, guide draws on disk."""
     from screenformula.inference.two_stage.engine import fit_two_stage
@@ -66,8 +71,8 @@ def run_two_stage(model: Any, request: FitRequest) -> tuple[Any, dict[str, Any]]
         client=request.client,
         checkpoint=request.checkpoint,
         force=request.force,
-        # fit(target_accept=...) is stage 1's NUTS target acceptance
-        **{"target_accept": request.target_accept, **env_options(), **request.kwargs},
+        # fit(target_accept=...) is stage 1's NUTS target acceptance (None: the config's)
+        **{**_target_accept(request.target_accept), **env_options(), **request.kwargs},
     )
     for key in ("method", "store_sgrna"):  # fit_model records these itself
         options.pop(key, None)
