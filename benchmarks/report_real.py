@@ -45,6 +45,14 @@ def _labels(recs: list[dict[str, Any]]) -> str:
     return ", ".join(labels) or "approx"
 
 
+def _peak(entry: dict[str, Any]) -> str:
+    """Peak GB: the largest process's RSS, and where sampled all processes together (PSS)."""
+    cell = _f(entry["peak_gb"], 2)
+    if entry.get("peak_tree_pss_gb") is not None:
+        cell += f" (all {entry['peak_tree_pss_gb']:.2f})"
+    return cell
+
+
 def _f(value: Any, digits: int = 3) -> str:
     if value is None:
         return "–"
@@ -93,7 +101,7 @@ def screen_rows(cases: dict[str, Any], names: list[str]) -> list[str]:
             rows.append(
                 f"| {name} ({ref}) | {label} | {_f(score['auc'])} | {_f(score['auc_own'])} | "
                 f"{_f(score['ap'])} | {hits} | {_f(entry['wall_s'], 0)} | "
-                f"{_f(entry['peak_gb'], 2)} |"
+                f"{_peak(entry)} |"
             )
     return rows
 
