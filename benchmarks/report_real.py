@@ -2,10 +2,12 @@
 
 Also gives ``headline_rows`` to ``update_readme.py``: the README's short table.
 
-"Ours" is each case's main fit: the first of ``ours_auto``, ``ours_two_stage`` and
-``ours_approx`` (results from before ``bench_real.py --method``) that it has
-(`main_key`), labelled with the method that ran (`method_label`: ``auto: two-stage``,
-``approx``); ``<key>_shared`` is its ``dispersion="shared"`` variant (JACKS).
+"Ours" is each case's main fit: the first of `MAIN_KEYS` that it has (`main_key`):
+``ours_auto_trend`` (the library's default model, dispersion "trend"), then the
+per-guide ``sgrna`` dispersion fits stored before it (``ours_auto``, ``ours_two_stage``,
+``ours_approx`` from before ``bench_real.py --method``), labelled with the method that
+ran (`method_label`: ``auto: two-stage, dispersion trend``, ``approx``);
+``<key>_shared`` is its ``dispersion="shared"`` variant (JACKS).
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ import numpy as np
 
 #: Where a case's main fit is stored, by preference (``ours_nuts`` last: the extra NUTS
 #: fit, main only in a ``--method nuts`` run).
-MAIN_KEYS = ("ours_auto", "ours_two_stage", "ours_approx", "ours_nuts")
+MAIN_KEYS = (
+    "ours_auto_trend",  # the library's default model (dispersion "trend")
+    "ours_two_stage_trend",
+    "ours_auto",  # the per-guide dispersion "sgrna", the default before the panel
+    "ours_two_stage",
+    "ours_approx",
+    "ours_nuts",
+)
 _NAMES = {"nuts": "NUTS", "two-stage": "two-stage", "advi": "approx", "approx": "approx"}
 
 
@@ -29,10 +38,12 @@ def main_key(rec: dict[str, Any]) -> str | None:
 def method_label(key: str, entry: dict[str, Any] | None = None) -> str:
     """``approx``, ``two-stage``, ``auto: NUTS`` (with what ``auto`` ran, when recorded)."""
     method = key.removeprefix("ours_").removesuffix("_shared")
+    model = ", dispersion trend" if method.endswith("_trend") else ""
+    method = method.removesuffix("_trend")
     if method == "auto":
         used = (entry or {}).get("method_used")
-        return f"auto: {_NAMES.get(used, used)}" if used else "auto"
-    return _NAMES.get(method.replace("_", "-"), method)
+        return (f"auto: {_NAMES.get(used, used)}" if used else "auto") + model
+    return _NAMES.get(method.replace("_", "-"), method) + model
 
 
 def _labels(recs: list[dict[str, Any]]) -> str:
@@ -48,7 +59,7 @@ def _labels(recs: list[dict[str, Any]]) -> str:
 def _peak(entry: dict[str, Any]) -> str:
     """Peak GB: the largest process's RSS, and where sampled all processes together (PSS)."""
     cell = _f(entry["peak_gb"], 2)
-    if entry.get("peak_tree_pss_gb") is not None:
+    if (entry.get("peak_tree_pss_gb") or 0) > entry["peak_gb"]:  # workers beside it
         cell += f" (all {entry['peak_tree_pss_gb']:.2f})"
     return cell
 
@@ -296,7 +307,7 @@ def headline_rows(stored: dict[str, Any]) -> list[str]:
     main = None if rec is None else main_key(rec)
     if rec and main and "mageck" in rec:
         # the default fit (auto) when stored; else NUTS (2 x 500 draws) over the approximation
-        key = main if main == "ours_auto" or "ours_nuts" not in rec else "ours_nuts"
+        key = main if main.startswith("ours_auto") or "ours_nuts" not in rec else "ours_nuts"
         o, m = rec[key]["delta_0.5"], rec["mageck"]
         label = f"RT112 (Evers et al.), 3 + 3 ({method_label(key, rec[key])})"
         rows.append(_headline(label, o, m, rec[key]["wall_s"], m["wall_s"]))
@@ -323,8 +334,13 @@ def _headline(label: str, o: dict, m: dict, wall_o: float, wall_m: float) -> str
     def num(x: float) -> str:
         return f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"
 
+    def ours(kind: str) -> str:  # the local rule (the default), q-values in brackets
+        if f"local_{kind}" in o:
+            return f"{num(o[f'local_{kind}'])} (q: {num(o[kind])})"
+        return num(o[kind])
+
     return (
-        f"| {label} | {o['auc']:.3f} / {m['auc']:.3f} | {num(o['hits_essential'])} / "
-        f"{num(m['hits_essential'])} | {num(o['hits_nonessential'])} / "
+        f"| {label} | {o['auc']:.3f} / {m['auc']:.3f} | {ours('hits_essential')} / "
+        f"{num(m['hits_essential'])} | {ours('hits_nonessential')} / "
         f"{num(m['hits_nonessential'])} | {wall_o:.0f} / {wall_m:.0f} |"
     )
