@@ -343,19 +343,6 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> dic
     }
 
 
-def peak_cell(entry: dict[str, Any]) -> str:
-    """A table cell for peak memory: the largest process's RSS, then all processes
-    together, by PSS, where sampled and larger (worker processes): ``1.49 (all 2.31)``.
-
-    A run shorter than the sampling interval can show a smaller tree figure than its
-    largest process's peak: only a larger one says something.
-    """
-    cell = f"{entry['peak_gb']:.2f}"
-    if (entry.get("peak_tree_pss_gb") or 0) > entry["peak_gb"]:
-        cell += f" (all {entry['peak_tree_pss_gb']:.2f})"
-    return cell
-
-
 def mageck_env(exe: Path) -> dict[str, str]:
     """The environment mageck2 runs in: its venv's bin (with the RRA helper) on PATH."""
     return dict(os.environ, PATH=f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -587,7 +574,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument(
         "--dispersion-main",
-        choices=DISPERSIONS[:2],
+        choices=("trend", "sgrna"),
         default="trend",
         help="the main fit's dispersion (default: the library's, 'trend'; 'sgrna': the "
         "per-guide dispersion of the rows stored before it)",

@@ -41,14 +41,8 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_real import (  # noqa: E402
-    ensure_mageck,
-    environment,
-    fit_detail,
-    mageck_env,
-    measure,
-    peak_cell,
-)
+from bench_real import ensure_mageck, environment, fit_detail, mageck_env, measure  # noqa: E402
+from report_real import peak_cell  # noqa: E402
 
 RESULTS = HERE / "results"
 FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"

@@ -56,11 +56,23 @@ def _labels(recs: list[dict[str, Any]]) -> str:
     return ", ".join(labels) or "approx"
 
 
-def _peak(entry: dict[str, Any]) -> str:
-    """Peak GB: the largest process's RSS, and where sampled all processes together (PSS)."""
+def peak_all(entry: dict[str, Any]) -> float | None:
+    """Every process of a tool together (summed PSS, GB), where sampled and larger than its
+    largest process's peak (worker processes beside it); else None.
+
+    A run shorter than the sampling interval can show a smaller tree figure than its
+    largest process's peak: only a larger one says something.
+    """
+    tree = entry.get("peak_tree_pss_gb")
+    return tree if tree is not None and tree > entry["peak_gb"] else None
+
+
+def peak_cell(entry: dict[str, Any]) -> str:
+    """A table cell for peak memory (GB): the largest process's RSS, then all processes
+    together where `peak_all` has them: ``1.49 (all 2.31)``."""
     cell = _f(entry["peak_gb"], 2)
-    if (entry.get("peak_tree_pss_gb") or 0) > entry["peak_gb"]:  # workers beside it
-        cell += f" (all {entry['peak_tree_pss_gb']:.2f})"
+    if (tree := peak_all(entry)) is not None:
+        cell += f" (all {tree:.2f})"
     return cell
 
 
@@ -112,7 +124,7 @@ def screen_rows(cases: dict[str, Any], names: list[str]) -> list[str]:
             rows.append(
                 f"| {name} ({ref}) | {label} | {_f(score['auc'])} | {_f(score['auc_own'])} | "
                 f"{_f(score['ap'])} | {hits} | {_f(entry['wall_s'], 0)} | "
-                f"{_peak(entry)} |"
+                f"{peak_cell(entry)} |"
             )
     return rows
 

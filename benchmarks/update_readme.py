@@ -24,7 +24,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from report_real import headline_rows  # noqa: E402
+from report_real import headline_rows, peak_all  # noqa: E402
 
 RESULTS = HERE / "results"
 README = HERE.parent / "README.md"
@@ -148,8 +148,8 @@ def scale_section(scale: dict[str, Any] | None) -> list[str]:
             auto = tool == "screenformula auto" and r.get("method_used")
             used = f" ({r['method_used']})" if auto else ""  # what auto ran
             peak = f"{r['peak_gb']:.1f}"
-            if (r.get("peak_tree_pss_gb") or 0) > r["peak_gb"]:  # workers beside it
-                peak += f" / {r['peak_tree_pss_gb']:.1f}"
+            if (tree := peak_all(r)) is not None:  # workers beside it
+                peak += f" / {tree:.1f}"
             return f"{r['wall_s']:.0f} s, {peak} GB{used}"
 
         test, main = by_tool["mageck2 test"], by_tool.get(ours)
