@@ -7,7 +7,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["release", "release_dataset"]
+__all__ = ["in_memory", "release", "release_all", "release_dataset"]
+
+#: Bytes `in_memory` copies at a time.
+_BLOCK_BYTES = 64 << 20
 
 
 def release(arr: Any, *, sync: bool = True) -> None:
@@ -42,3 +45,27 @@ def release_dataset(ds: Any) -> None:
         data = var.variable._data  # the array itself: ``.values`` may copy a lazy one
         if isinstance(data, np.ndarray):
             release(data)
+
+
+def release_all(arrays: Any) -> None:
+    """`release` every array of ``arrays`` without waiting for the disk."""
+    for arr in arrays:
+        release(arr, sync=False)
+
+
+def in_memory(arr: np.ndarray) -> np.ndarray:
+    """A copy in memory of an array, a block of its first axis after the first at a time.
+
+    A memory-mapped array's pages are let go after each block (`release`), so copying one
+    takes the copy's memory, not twice it. For arrays of shape (chain, draw, ...).
+    """
+    out = np.empty(arr.shape, dtype=arr.dtype)
+    if out.ndim < 2 or not out.size:
+        out[...] = arr
+        return out
+    per_row = max(out[:, :1].nbytes, 1)
+    block = max(1, _BLOCK_BYTES // per_row)
+    for lo in range(0, out.shape[1], block):
+        out[:, lo : lo + block] = arr[:, lo : lo + block]
+        release(arr, sync=False)
+    return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from _screens import FORMULA
@@ -218,8 +220,11 @@ def test_two_stage_through_fit_keeps_guide_summaries(tmp_path):
 
 
 @pytest.mark.slow
-def test_stage2_in_worker_processes_writing_to_disk_equals_in_process(tmp_path):
+def test_stage2_in_worker_processes_writing_to_disk_equals_in_process(tmp_path, monkeypatch):
     """Two forked workers writing guide draws into on-disk arrays give the in-process fit."""
+    import tempfile
+
+    from screenformula.inference import scratch
     from screenformula.inference.scratch import draw_array
 
     # the screen, seed and stage-1 genes of the test above: the same compiled models
@@ -236,6 +241,15 @@ def test_stage2_in_worker_processes_writing_to_disk_equals_in_process(tmp_path):
         parallel_min_genes=20,  # two chunks
     )
     serial, opt1 = fit_two_stage(model, workers=1, **settings)
+    # gene-level draws too go through files (of the fit's own, in $TMPDIR), gone at the end
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    made = []
+    real_create = scratch.create_draws_file
+    monkeypatch.setattr(
+        scratch, "create_draws_file", lambda p, shape: made.append(p) or real_create(p, shape)
+    )
     files, opt2 = fit_two_stage(
         model,
         workers=2,
@@ -243,6 +257,8 @@ def test_stage2_in_worker_processes_writing_to_disk_equals_in_process(tmp_path):
         **settings,
     )
     assert opt1["n_chunks"] == opt2["n_chunks"] == 2 and opt2["workers"] == 2
+    assert len(made) == 3  # r_gene, z_gene, t_gene__treatment[treated]
+    assert Path(made[0]).parent.parent == temp and not list(temp.glob("screenformula-genes-*"))
     post = serial["posterior"]
     guide_level = [n for n in post.data_vars if "sgrna" in post[n].dims]
     assert "phi" in guide_level and list(tmp_path.glob("*.npy"))

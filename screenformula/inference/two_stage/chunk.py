@@ -38,9 +38,10 @@ class ChunkTask:
     guide_names: list[str]  # stored guide-level variables to return (may be empty)
     config: TwoStageConfig
     seed: int
-    # name -> (path of a .npy file of shape (1, draws, n_sgrna_full, ...), the chunk's rows
-    # in it): guide draws are written there as they are made instead of being returned
-    guide_sinks: dict[str, tuple[str, np.ndarray]] | None = None
+    # name -> (path of a .npy file of shape (1, draws, n_full, ...), the chunk's genes or
+    # guides along its axis n_full): draws of a variable named here are written there as
+    # they are made instead of being returned
+    sinks: dict[str, tuple[str, np.ndarray]] | None = None
     # the whole screen's dispersion spec on the chunk's guides (its data-scaled covariate)
     dispersion: Any = None
 
@@ -62,12 +63,12 @@ class ChunkShared:
 
 @dataclass
 class ChunkPart:
-    """One chunk's own part: its genes (codes), its seed, where its guide draws go."""
+    """One chunk's own part: its genes (codes), its seed, where its draws go."""
 
     index: int
     genes: np.ndarray
     seed: int
-    guide_sinks: dict[str, tuple[str, np.ndarray]] | None = None
+    sinks: dict[str, tuple[str, np.ndarray]] | None = None  # as `ChunkTask.sinks`
 
 
 def run_chunk_part(shared: ChunkShared, part: ChunkPart) -> ChunkResult:
@@ -83,7 +84,7 @@ def run_chunk_part(shared: ChunkShared, part: ChunkPart) -> ChunkResult:
         shared.guide_names,
         shared.config,
         part.seed,
-        part.guide_sinks,
+        part.sinks,
         shared.dispersion.take(rows),
     )
     return run_chunk(task)
@@ -93,8 +94,8 @@ def run_chunk_part(shared: ChunkShared, part: ChunkPart) -> ChunkResult:
 class ChunkResult:
     """Stage-2 output of one chunk: draws of its stored variables and per-gene diagnostics."""
 
-    gene_draws: dict[str, np.ndarray]  # name -> (draws, n_genes_chunk, ...)
-    guide_draws: dict[str, np.ndarray]  # name -> (draws, n_sgrna_chunk, ...); {} with sinks
+    gene_draws: dict[str, np.ndarray]  # name -> (draws, n_genes_chunk, ...); not sinks'
+    guide_draws: dict[str, np.ndarray]  # name -> (draws, n_sgrna_chunk, ...); not sinks'
     diagnostics: dict[str, np.ndarray]  # name -> (n_genes_chunk,)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -190,13 +191,15 @@ def hmc_genes(needs: np.ndarray, khat: np.ndarray) -> np.ndarray:
 def run_chunk(task: ChunkTask) -> ChunkResult:
     """Stage 2 for one chunk of genes: a pure function of its task (arrays in, arrays out).
 
-    Guide-level variables are computed as each global draw's draws are made and written
-    to ``task.guide_sinks`` (files on this machine) when given, else returned: the chunk
-    never holds all its guides' draws in memory.
+    The stored variables are computed as each global draw's draws are made, and written
+    to ``task.sinks`` (files on this machine) when named there, else returned: with sinks
+    the chunk never holds all its draws in memory, and none travel back pickled (a
+    genome-wide chunk's gene-level draws, about 200 MB, were copied three times on the
+    way: most of stage 2's peak memory beside its guide draws).
     """
     from screenformula.inference.two_stage.density import BlockDensity
     from screenformula.inference.two_stage.hmc import hmc_chain
-    from screenformula.inference.two_stage.importance import psis
+    from screenformula.inference.two_stage.importance import pooled_khat
     from screenformula.inference.two_stage.laplace import newton
 
     t0 = time.perf_counter()
@@ -205,13 +208,14 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     model = model_on(task.formula, task.data, task.settings, task.dispersion)
     density = BlockDensity(model)
     lay = density.layout
-    targets = _GuideTargets(task, lay.n_sgrna)
-    writer = _GuideWriter(density, task.guide_names, targets) if task.guide_names else None
-    t_compile = time.perf_counter() - t0
     K = len(task.globals_unc)
     n_draws = len(task.draw_k)
+    gene_targets = _DrawTargets(task.gene_names, task.sinks, lay.n_genes, n_draws)
+    guide_targets = _DrawTargets(task.guide_names, task.sinks, lay.n_sgrna, n_draws)
+    gene_writer = _DrawWriter(density, task.gene_names, gene_targets, guides=False)
+    writer = _DrawWriter(density, task.guide_names, guide_targets) if task.guide_names else None
+    t_compile = time.perf_counter() - t0
     G0, U0 = density.initial_GU
-    outG = np.empty((n_draws, lay.n_genes, lay.a))
     pooled, khat_k, ess_k = [], [], []
     buffers: dict[str, np.ndarray] = {}  # the importance rounds' guide arrays, reused
     ok = np.ones(lay.n_genes, bool)
@@ -233,7 +237,6 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         G, U, log_ratio, khat, ess = _importance_round(
             density, glob, fit, len(where), S, config, rng, writer is not None, buffers
         )
-        outG[where] = G
         finite = np.where(np.isfinite(log_ratio), log_ratio, -np.inf)
         top = finite.max(axis=1, keepdims=True)
         norm = top + np.log(np.mean(np.exp(finite - top), axis=1, keepdims=True))
@@ -241,13 +244,15 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         khat_k.append(khat)
         ess_k.append(ess / S)
         t_is += time.perf_counter() - t
+        t = time.perf_counter()
+        gene_writer.write(task.globals_unc[k], where, G)
         if writer is not None:
-            t = time.perf_counter()
             writer.write(task.globals_unc[k], where, G, U)
-            t_det += time.perf_counter() - t
+        t_det += time.perf_counter() - t
         del G, U
     buffers.clear()  # not held through HMC
-    _, khat = psis(np.concatenate(pooled, axis=1))
+    khat = pooled_khat(pooled)
+    del pooled
     refit = (khat > config.khat_threshold) | ~ok
     sampled = hmc_genes(refit, khat)  # refit, padded: these genes' draws are HMC's
     diag = {
@@ -266,8 +271,12 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         sub_disp = model.spec.dispersion.take(rows)
         sub_model = model_on(task.formula, sub_data, task.settings, sub_disp)
         sub = BlockDensity(sub_model, like=density)
+        sampled_genes = np.flatnonzero(sampled)
+        sub_gene_writer = _DrawWriter(
+            sub, task.gene_names, gene_targets, sampled_genes, guides=False
+        )
         sub_writer = (
-            _GuideWriter(sub, task.guide_names, targets, rows) if writer is not None else None
+            _DrawWriter(sub, task.guide_names, guide_targets, rows) if writer is not None else None
         )
         sG, sU = sub.initial_GU
         state, acc, div = None, [], 0
@@ -282,7 +291,7 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
             hG, hU, stats, state = hmc_chain(
                 sub, glob, fit, len(where), rng, n_warmup=warm, state=state
             )
-            outG[np.ix_(where, np.flatnonzero(sampled))] = hG
+            sub_gene_writer.write(task.globals_unc[k], where, hG)  # the importance draws'
             if sub_writer is not None:
                 sub_writer.write(task.globals_unc[k], where, hG, hU)
             acc.append(stats["accept"])
@@ -291,12 +300,9 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         diag["hmc_divergences"][sampled] = div
     t_hmc = time.perf_counter() - t
 
-    t = time.perf_counter()
-    gene_draws = _gene_level_draws(density, task, outG)
-    t_det += time.perf_counter() - t
     return ChunkResult(
-        gene_draws,
-        targets.returned(),
+        gene_targets.returned(),
+        guide_targets.returned(),
         diag,
         {
             "compile": t_compile,
@@ -309,27 +315,38 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     )
 
 
-class _GuideTargets:
-    """Where a chunk's guide-level draws go: the task's sink files, else arrays returned."""
+class _DrawTargets:
+    """Where a chunk's draws of some variables go: the task's sink files, else arrays returned.
 
-    def __init__(self, task: ChunkTask, n_sgrna: int) -> None:
+    ``n_rows`` is the chunk's length of the variables' first axis after draws (its genes,
+    or its guides): each variable is named in ``sinks`` (a file of the whole screen, and
+    the chunk's rows in it) or in none.
+    """
+
+    def __init__(
+        self,
+        names: list[str],
+        sinks: dict[str, tuple[str, np.ndarray]] | None,
+        n_rows: int,
+        n_draws: int,
+    ) -> None:
         from screenformula.inference.scratch import open_draws
 
-        self.arrays: dict[str, np.ndarray] = {}
+        self.arrays: dict[str, np.ndarray | None] = {}
         self.rows: dict[str, np.ndarray] = {}
-        self.files = bool(task.guide_sinks)
-        for name in task.guide_names:
-            if task.guide_sinks:
-                path, rows = task.guide_sinks[name]
-                self.arrays[name] = open_draws(path)[0]  # (draws, n_sgrna_full, ...)
+        self.files = bool(names) and bool(sinks) and all(n in sinks for n in names)
+        for name in names:
+            if self.files:
+                path, rows = sinks[name]
+                self.arrays[name] = open_draws(path)[0]  # (draws, n_full, ...)
                 self.rows[name] = np.asarray(rows)
             else:
                 self.arrays[name] = None  # made at the first write (shape known then)
-                self.rows[name] = np.arange(n_sgrna)
-        self.n_draws = len(task.draw_k)
+                self.rows[name] = np.arange(n_rows)
+        self.n_draws = n_draws
 
     def write(self, name: str, draw: int, rows: np.ndarray | None, value: np.ndarray) -> None:
-        """Draw ``draw`` of variable ``name`` at chunk guides ``rows`` (None: all)."""
+        """Draw ``draw`` of variable ``name`` at the chunk's rows ``rows`` (None: all)."""
         if self.arrays[name] is None:
             self.arrays[name] = np.empty((self.n_draws, len(self.rows[name]), *value.shape[1:]))
         where = self.rows[name] if rows is None else self.rows[name][rows]
@@ -348,43 +365,38 @@ class _GuideTargets:
         return {} if self.files else dict(self.arrays)
 
 
-class _GuideWriter:
-    """Stored guide-level variables of one density's draws, computed as they are made."""
+class _DrawWriter:
+    """Stored variables of one density's draws (gene- or guide-level), computed as made."""
 
     def __init__(
         self,
         density: Any,
         names: list[str],
-        targets: _GuideTargets,
+        targets: _DrawTargets,
         rows: np.ndarray | None = None,
+        *,
+        guides: bool = True,
     ) -> None:
         self.density = density
         self.names = names
         self.targets = targets
-        self.rows = rows  # the density's guides among the chunk's (None: all of them)
-        self.fn = density.stored_function(names)
+        self.rows = rows  # the density's genes or guides among the chunk's (None: all)
+        self.fn = density.stored_function(names) if names else None
+        # gene-level variables never read the guide coordinates: zeros stand in for them
+        lay = density.layout
+        self.U0 = None if guides else np.zeros((lay.n_sgrna, lay.c))
 
-    def write(self, globals_unc: dict, where: np.ndarray, G: np.ndarray, U: np.ndarray) -> None:
+    def write(
+        self, globals_unc: dict, where: np.ndarray, G: np.ndarray, U: np.ndarray | None = None
+    ) -> None:
+        if self.fn is None:
+            return
         for i, d in enumerate(where):
-            Ui = np.ascontiguousarray(U[i])  # a no-op for importance and HMC draws
+            # ascontiguousarray: a no-op for importance and HMC draws
+            Ui = self.U0 if self.U0 is not None else np.ascontiguousarray(U[i])
             for name, value in zip(self.names, self.fn(globals_unc, G[i], Ui), strict=True):
                 self.targets.write(name, int(d), self.rows, value)
         self.targets.flush()
-
-
-def _gene_level_draws(density: Any, task: ChunkTask, outG: np.ndarray) -> dict[str, np.ndarray]:
-    """Values of the stored gene-level variables at every draw."""
-    if not task.gene_names:
-        return {}
-    fn = density.stored_function(task.gene_names)
-    U0 = np.zeros((density.layout.n_sgrna, density.layout.c))  # unused by these variables
-    out: dict[str, np.ndarray] = {}
-    for i, k in enumerate(task.draw_k):
-        for n, val in zip(task.gene_names, fn(task.globals_unc[k], outG[i], U0), strict=True):
-            if n not in out:
-                out[n] = np.empty((len(task.draw_k), *np.shape(val)))
-            out[n][i] = val
-    return out
 
 
 def result_to_arrays(result: ChunkResult) -> dict[str, np.ndarray]:

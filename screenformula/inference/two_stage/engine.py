@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -128,9 +129,10 @@ def fit_two_stage(
     from screenformula.inference.executors import as_executor
     from screenformula.inference.nuts import stored_variables, variable_shapes
     from screenformula.inference.progress import Bar, stage_line
-    from screenformula.inference.scratch import create_draws_file
+    from screenformula.inference.scratch import create_draws_file, open_draws
     from screenformula.inference.two_stage.checkpoint import Checkpoint, hash_arrays
     from screenformula.inference.two_stage.stage1 import sample_globals
+    from screenformula.io.memmap import in_memory, release_all
 
     config = replace(config or TwoStageConfig(), **overrides)
     check_supported(model.spec)
@@ -173,7 +175,6 @@ def fit_two_stage(
     chunks = np.array_split(np.arange(n_genes), n_chunks)
     seeds = [int(rng.integers(2**31)) for _ in chunks]  # chunk i's: from the seed and i only
     rows = [np.flatnonzero(np.isin(data.gene_codes, genes)) for genes in chunks]
-    gene_arrays = {n: np.empty((1, draws, *shapes[n])) for n in gene_names}
     guide_arrays = {}
     for n in guide_names:
         shape = (1, draws, *shapes[n])
@@ -183,16 +184,28 @@ def fit_two_stage(
     # (at 80,000 guides, about 1 GB per chunk, pickled twice on the way back): into the
     # fit's own files, or with a checkpoint into the chunk's files there (a resumed run
     # needs them), copied into the fit's files as each chunk finishes
-    on_disk = (
-        bool(files)
-        and all(files.values())
-        and client is None
-        and getattr(executor, "kind", None) != "dask"
-    )
+    local = client is None and getattr(executor, "kind", None) != "dask"
+    on_disk = bool(files) and all(files.values()) and local
     via_checkpoint = on_disk and ckpt is not None
     for arr in guide_arrays.values():  # written by the chunks from here on
         if on_disk:
             arr.flush()
+    # gene-level draws, likewise on this machine: written by the workers into files of the
+    # whole screen's draws (in a folder of this fit's), read into memory once stage 2 is
+    # done. Returned pickled, a genome-wide chunk's (about 200 MB) had three copies on
+    # the way, in the worker and here: with two workers, 2.4-2.9 GB of memory in all
+    # processes together at the end of stage 2, against 1.5 GB for the largest one
+    gene_dir = None
+    if local and gene_names:  # removed by .cleanup() below, or when collected on an error
+        gene_dir = tempfile.TemporaryDirectory(prefix="screenformula-genes-")
+    gene_arrays = {}
+    for j, n in enumerate(gene_names):
+        shape = (1, draws, *shapes[n])
+        if gene_dir is None:
+            gene_arrays[n] = np.empty(shape)
+        else:  # named by number: a variable's name may hold any character
+            create_draws_file(os.path.join(gene_dir.name, f"gene-{j}.npy"), shape)
+            gene_arrays[n] = open_draws(os.path.join(gene_dir.name, f"gene-{j}.npy"))
     shared = ChunkShared(
         model.settings["formula"],
         settings,
@@ -228,14 +241,17 @@ def fit_two_stage(
         else:
             results[i] = result_from_arrays(arrays)
             _place(results[i], i, chunks, rows, gene_arrays, guide_arrays, on_disk)
+            release_all(gene_arrays.values())
     reused = n_chunks - len(todo)
 
     def sinks(i: int) -> dict[str, tuple[str, np.ndarray]] | None:
-        if not on_disk:
-            return None
-        if not via_checkpoint:
-            return {n: (str(files[n]), rows[i]) for n in guide_names}
         out = {}
+        if gene_dir is not None:  # the fit's own gene files, at the chunk's genes
+            out = {n: (str(arr.filename), chunks[i]) for n, arr in gene_arrays.items()}
+        if not on_disk:
+            return out or None
+        if not via_checkpoint:
+            return {**out, **{n: (str(files[n]), rows[i]) for n in guide_names}}
         for n in guide_names:
             path = ckpt.guide_path(i, n)
             shape = (1, draws, len(rows[i]), *shapes[n][1:])
@@ -258,7 +274,15 @@ def fit_two_stage(
             with Bar(n_chunks, "stage 2 chunks", enabled=progress, done=reused) as bar:
                 for j, result in ex.run(run_chunk_part, shared, parts):
                     i = todo[j]
-                    if ckpt is not None:
+                    if ckpt is not None and gene_dir is not None:
+                        # its gene draws are in the fit's files: kept from there
+                        result.gene_draws = {
+                            n: arr[0][:, chunks[i]] for n, arr in gene_arrays.items()
+                        }
+                        release_all(gene_arrays.values())
+                        ckpt.save_chunk(i, result_to_arrays(result), metas[i])
+                        result.gene_draws = {}  # already in place
+                    elif ckpt is not None:
                         ckpt.save_chunk(i, result_to_arrays(result), metas[i])
                     _place(result, i, chunks, rows, gene_arrays, guide_arrays, on_disk)
                     if via_checkpoint:
@@ -275,6 +299,9 @@ def fit_two_stage(
             raise
         workers_used = ex.workers if ex.workers is not None else workers
         kind = ex.kind
+    if gene_dir is not None:
+        gene_arrays = {n: in_memory(arr) for n, arr in gene_arrays.items()}
+        gene_dir.cleanup()
     t_stage2 = time.perf_counter() - t2
     stage_line(
         f"stage 2: {len(todo)} chunk(s) computed in {t_stage2:.1f} s"

@@ -11,8 +11,10 @@ import numba
 import numpy as np
 from scipy.special import logsumexp
 
-#: Rows fitted at once by `gpd_fit` (bounds its (rows, grid, tail) work array).
-_ROW_BLOCK = 2000
+#: Rows smoothed at once by `psis` (bounds its work arrays: each is a copy of the rows
+#: being smoothed, and a genome-wide chunk's pooled log-ratios, 9,000 genes x 1,000
+#: proposals, took about 600 MB of them at once, most of a stage-2 worker's peak).
+_ROW_BLOCK = 1000
 
 
 def gpd_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +51,35 @@ def psis(log_ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``floor(3 sqrt(n))`` ratios of each row (``floor(n / 5)`` for ``n <= 225``) are replaced
     by the expected order statistics of a generalised Pareto fitted to them (Vehtari et
     al. 2024), as ArviZ's ``psislw`` does one row at a time (same results to rounding).
+    Rows are independent: they are smoothed `_ROW_BLOCK` at a time.
     """
+    rows = log_ratio.shape[0]
+    if rows <= _ROW_BLOCK:
+        return _psis_rows(log_ratio)
+    out = np.empty(log_ratio.shape)
+    khat = np.empty(rows)
+    for lo in range(0, rows, _ROW_BLOCK):
+        hi = min(lo + _ROW_BLOCK, rows)
+        out[lo:hi], khat[lo:hi] = _psis_rows(log_ratio[lo:hi])
+    return out, khat
+
+
+def pooled_khat(parts: list[np.ndarray]) -> np.ndarray:
+    """Pareto k-hat of every row over the columns of all ``parts`` (rows, n_k) together.
+
+    The same as ``psis(np.concatenate(parts, axis=1))[1]``, without that concatenation
+    of every part at once (a genome-wide chunk's 1,000 pooled proposals per gene).
+    """
+    rows = parts[0].shape[0]
+    khat = np.empty(rows)
+    for lo in range(0, rows, _ROW_BLOCK):
+        hi = min(lo + _ROW_BLOCK, rows)
+        khat[lo:hi] = _psis_rows(np.concatenate([p[lo:hi] for p in parts], axis=1))[1]
+    return khat
+
+
+def _psis_rows(log_ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`psis` of one block of rows, all at once."""
     lr = np.where(np.isfinite(log_ratio), log_ratio, -np.inf)
     lr = lr - np.max(lr, axis=-1, keepdims=True)
     lr = np.where(np.isfinite(lr), lr, -1e10)
@@ -63,10 +93,7 @@ def psis(log_ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cutoff = srt[:, n - tail - 1]
     exp_cut = np.exp(cutoff)[:, None]
     x_tail = np.maximum(np.exp(srt[:, n - tail :]) - exp_cut, 0.0)
-    sigma = np.empty(rows)
-    for lo in range(0, rows, _ROW_BLOCK):
-        hi = min(lo + _ROW_BLOCK, rows)
-        khat[lo:hi], sigma[lo:hi] = gpd_fit(x_tail[lo:hi])
+    khat, sigma = gpd_fit(x_tail)
     p = (np.arange(tail) + 0.5) / tail
     good = np.isfinite(khat) & (sigma > 0)
     kk = np.where(np.abs(khat) < np.finfo(float).eps, 1.0, khat)[:, None]
