@@ -58,8 +58,11 @@ class ScreenModel:
     parameterization : "auto", bool or dict
         Centred (True) or non-centred (False) varying effects, globally or per term
         name, or per term a list of the effects to centre. ``"auto"`` centres the
-        guide-level intercept and the gene-level slopes (well identified by the counts)
-        and keeps the rest non-centred, as measured in ``benchmarks/``.
+        guide-level intercept and the gene-level slopes (well identified by the counts),
+        and the guide-level slopes where the counts identify them too (each guide's
+        sampling variance of a slope below a quarter of the scatter of a gene's guides,
+        `screenformula.spec.identification`), and keeps the rest non-centred, as
+        measured in ``benchmarks/``. ``print(model)`` shows the choice.
     reference : dict, optional
         Reference level per sample-sheet column, e.g. ``{"condition": "initial"}``.
         Without it, ``control`` (or a synonym, or a pool label such as ``T0``) is the
@@ -311,9 +314,11 @@ class ScreenModel:
                 kind += f", Student-t (df: {term.names.df})"
             elif term.dist == "student_slopes":
                 kind += f", Student-t slopes (df: {term.names.df}), normal intercepts"
+            centred = [c for c, f in zip(term.coef_names, term.centered, strict=True) if f]
             lines.append(
                 f"  ({term.expr} {'|' if term.correlated else '||'} {term.factor}): "
                 f"{term.n_levels:,} levels x {term.n_coefs} effects, {kind}, name {term.name!r}"
+                + (f"; centred: {', '.join(centred)}" if centred else "; non-centred")
             )
         lines.append("Priors:")
         table = self.prior_summary()

@@ -20,6 +20,7 @@ from screenformula._constants import GENE, GROUP, SGRNA
 from screenformula.errors import FormulaError
 from screenformula.io.screen_data import ScreenData
 from screenformula.spec.formula import GroupBlock, ParsedFormula
+from screenformula.spec.identification import identified_guide_effects
 from screenformula.spec.names import TermNames, term_names
 
 #: Grouping variables that live on guides, finest last.
@@ -214,6 +215,16 @@ def resolve_group(
             (level == "sgrna" and c == "Intercept") or (level == "gene" and c != "Intercept")
             for c in coef_names
         )
+        if level == "sgrna" and block.dist != "student_slopes":
+            # guide slopes: centred where the counts identify them (spec/identification.py)
+            cols = data.samples.index.get_indexer(samples.index)
+            flags = identified_guide_effects(
+                data.counts[:, cols],
+                data.size_factors.to_numpy()[cols],
+                Z,
+                data.gene_codes,
+                coef_names,
+            )
     elif isinstance(centered, list | tuple | set):
         unknown = set(centered) - set(coef_names)
         if unknown:
@@ -281,7 +292,8 @@ def resolve_predictor(
     parameterization : "auto", bool or dict
         Centred (True) or non-centred (False) effects, per term name in a dict.
         ``"auto"`` centres the guide-level intercept and the gene-level slopes (both well
-        identified by the counts) and keeps the rest non-centred.
+        identified by the counts), the guide-level slopes where the counts identify them
+        (`screenformula.spec.identification`), and keeps the rest non-centred.
     """
     where = f"formula {parsed.text!r}"
     check_variables(parsed, data, where)

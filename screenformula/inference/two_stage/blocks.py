@@ -225,13 +225,20 @@ def model_settings(model) -> dict:  # noqa: ANN001 - a ScreenModel
     """
     s = model.settings
     priors = {key: entry.prior for key, entry in model.spec.priors.items()}
+    predictor = getattr(model.spec.dispersion, "predictor", None)
+    terms = [*model.spec.groups, *(getattr(predictor, "groups", ()) or ())]
+    # each term's centred effects as resolved on the whole screen: "auto" looks at the
+    # counts (spec/identification.py), and a subset must not decide otherwise
+    centred = {
+        t.name: [c for c, f in zip(t.coef_names, t.centered, strict=True) if f] for t in terms
+    }
     return {
         "family": s["family"],
         "dispersion": s["dispersion"],
         "pool": s["pool"],
         "priors": priors,
         "lkj_eta": s["lkj_eta"],
-        "parameterization": s["parameterization"],
+        "parameterization": centred,
         "reference": s["reference"] or None,
     }
 
