@@ -358,7 +358,8 @@ def _diagnostics_section(
             _table(
                 _quantity_rows(table, fit.approximate),
                 caption="Convergence by quantity: the worst entry of each (checks by "
-                f"default: R-hat ≤ 1.01, bulk and tail ESS ≥ {fit.ess_target():.0f}). The "
+                f"default: R-hat ≤ {fit.rhat_target():.3g}, bulk and tail ESS ≥ "
+                f"{fit.ess_target():.0f}). The "
                 "variables' names in fit.idata are in fit.diagnostics().",
                 classes="compact",
                 raw=["quantity", "verdict"],

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from screenformula._constants import ESS_MIN, ESS_PER_CHAIN, RHAT_MAX
+from screenformula._constants import ESS_MIN, ESS_PER_CHAIN, RHAT_MAX, rhat_for_ess
 from screenformula.errors import FitError
 from screenformula.io.atomic import atomic_path
 from screenformula.io.dataset import screen_data_to_dataset
@@ -141,7 +141,7 @@ class ScreenFit(BrmsVocabulary):
         self,
         var_names: list[str] | None = None,
         *,
-        rhat_max: float = RHAT_MAX,
+        rhat_max: float | None = None,
         ess_min: float | None = None,
         warn: bool = True,
     ) -> pd.DataFrame:
@@ -153,9 +153,11 @@ class ScreenFit(BrmsVocabulary):
             Variables to check (default: all stored ones).
         rhat_max, ess_min : float
             Thresholds (Vehtari et al. 2021 recommend 1.01 and 100 per chain). The default
-            ``ess_min`` is 400 (100 per chain of a NUTS fit's default four); for a
-            two-stage fit, whose stage 1 is what is checked, what its early stop asks (its
-            ``stage1_ess_per_chain`` setting times its chains: 50 x 2 = 100 by default).
+            ``ess_min`` is 400 (100 per chain of a NUTS fit's default four), ``rhat_max``
+            1.01; for a two-stage fit, whose stage 1 is what is checked, what its early
+            stop asks (its ``stage1_ess_per_chain`` setting times its chains: 50 x 2 = 100
+            by default, and the R-hat converged chains show at that ESS, 1.0198:
+            `screenformula._constants.rhat_for_ess`).
         warn : bool
             Emit a `ConvergenceWarning` naming what failed.
 
@@ -172,6 +174,7 @@ class ScreenFit(BrmsVocabulary):
             nothing about it); ``.attrs["problems"]`` says so.
         """
         ess_min = self.ess_target() if ess_min is None else ess_min
+        rhat_max = self.rhat_target() if rhat_max is None else rhat_max
         key = (id(self.idata), tuple(var_names or ()), float(rhat_max), float(ess_min))
         cached = self._tables.get(key)
         if cached is None:
@@ -198,6 +201,16 @@ class ScreenFit(BrmsVocabulary):
             per_chain = float(config.get("stage1_ess_per_chain", ESS_PER_CHAIN))
             return per_chain * int(config.get("stage1_chains", 2))
         return ESS_MIN
+
+    def rhat_target(self) -> float:
+        """The largest R-hat `diagnostics` accepts by default (see there)."""
+        config = self.options.get("config")
+        if self.method == "two-stage" and isinstance(config, dict):
+            if config.get("stage1_rhat_max") is not None:
+                return float(config["stage1_rhat_max"])
+            if "stage1_rhat_max" in config:  # None: derived from the ESS asked
+                return rhat_for_ess(float(config.get("stage1_ess_per_chain", ESS_PER_CHAIN)))
+        return RHAT_MAX  # NUTS, or a two-stage fit saved before the setting: 1.01
 
     def _diagnostics(
         self, var_names: list[str] | None, rhat_max: float, ess_min: float

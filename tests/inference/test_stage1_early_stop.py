@@ -113,6 +113,10 @@ def test_a_target_never_met_runs_every_draw_and_a_met_one_stops_at_its_multiple(
     mixed = FakeSampler()
     _, n = _until_converged(mixed, folder, ["x"], 600, 200, 300.0, 1.01, poll_seconds=0)
     assert n == 200 and mixed.calls == ["abort"]  # 2 x 200 independent draws: ESS ~ 400
+    # a first look at 400 (stage1_min_draws): the same draws are kept from there
+    later = FakeSampler()
+    _, n = _until_converged(later, folder, ["x"], 600, 200, 300.0, 1.01, poll_seconds=0, start=400)
+    assert n == 400 and later.calls == ["abort"]
 
 
 def test_a_multiple_is_checked_only_once_every_variable_has_its_draws(tmp_path):
@@ -131,3 +135,29 @@ def test_a_multiple_is_checked_only_once_every_variable_has_its_draws(tmp_path):
     _, n = _until_converged(sampler, str(folder), ["x", "y"], 600, 200, 300.0, 1.01, 0)
     assert sampler.calls[0] == "y written"
     assert n == 600 and sampler.calls[-1] == "wait"
+
+
+def test_the_rhat_asked_is_what_converged_chains_show_at_the_ess_asked():
+    """sqrt(1 + 2 / ESS per chain): Stan's 1.01 at 100 per chain, 1.0198 at stage 1's 50."""
+    from arviz_stats.base.array import array_stats
+
+    from screenformula._constants import rhat_for_ess
+    from screenformula.inference.two_stage.config import TwoStageConfig
+
+    assert rhat_for_ess(100) == pytest.approx(1.01, abs=1e-4)
+    assert TwoStageConfig().stage1_rhat_target == pytest.approx(1.0198, abs=1e-4)
+    assert TwoStageConfig(stage1_rhat_max=1.01).stage1_rhat_target == 1.01
+    # split R-hat of autocorrelated draws, 2 chains of 1,000 with ESS 50 each (AR(1),
+    # (1 - rho) / (1 + rho) = 0.05): its root mean square sits where the formula says
+    rng = np.random.default_rng(0)
+    rho = 0.95 / 1.05
+    noise = rng.normal(size=(300, 2, 1000)) * np.sqrt(1 - rho**2)
+    draws = np.empty_like(noise)
+    draws[..., 0] = rng.normal(size=(300, 2))
+    for t in range(1, 1000):
+        draws[..., t] = rho * draws[..., t - 1] + noise[..., t]
+    rhat = np.asarray(array_stats.rhat(draws, chain_axis=-2, draw_axis=-1, method="split"))
+    assert np.sqrt(np.mean(rhat**2)) == pytest.approx(rhat_for_ess(50), abs=0.004)
+    # one variable at this ESS passes 1.01 in about a third of runs (stage 1 checks a dozen
+    # at once), its expected R-hat in most
+    assert np.mean(rhat <= 1.01) < 0.5 < np.mean(rhat <= rhat_for_ess(50))

@@ -197,10 +197,12 @@ def test_two_stage_through_fit_keeps_guide_summaries(tmp_path):
     assert fit.options["stage1"]["genes"] == 30 and "khat" in fit.options
     table = fit.diagnostics(warn=False)
     assert "Intercept" in table.index  # stage 1's convergence
-    # checked as its early stop asks: 50 per chain, its 2 chains
+    # checked as its early stop asks: 50 per chain, its 2 chains, and the R-hat converged
+    # chains show at that ESS, sqrt(1 + 2 / 50)
     assert fit.ess_target() == 100.0 and fit.options["config"]["stage1_ess_per_chain"] == 50
+    assert fit.rhat_target() == pytest.approx(1.0198, abs=1e-4)
     ess = table[["ess_bulk_min", "ess_tail_min"]].min(axis=1)
-    ok = (table["rhat_max"].fillna(1.0) <= 1.01) & (ess >= 100)
+    ok = (table["rhat_max"].fillna(1.0) <= fit.rhat_target()) & (ess >= 100)
     np.testing.assert_array_equal(table["ok"], ok)
     # ... of the globals stage 2 used, not of stage 1's own draws of its 30 genes' effects
     stage1 = fit.idata["stage1_posterior"].to_dataset()
@@ -216,6 +218,10 @@ def test_two_stage_through_fit_keeps_guide_summaries(tmp_path):
     assert np.corrcoef(result.genes["lfc"], true)[0, 1] > 0.9
     again = sf.load_fit(fit.save(tmp_path / "two_stage.nc"))
     assert again.method == "two-stage" and again.ess_target() == 100.0
+    assert again.rhat_target() == fit.rhat_target()
+    # a fit saved before the setting existed is checked as it was then: at 1.01
+    del again.options["config"]["stage1_rhat_max"]
+    assert again.rhat_target() == 1.01
     np.testing.assert_allclose(again.contrast(delta=0.5).genes["lfc"], result.genes["lfc"])
 
 

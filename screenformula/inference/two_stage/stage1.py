@@ -110,7 +110,9 @@ def sample_globals(
         progress=progress,
         target_accept=config.target_accept,
         check_every=config.stage1_check_every,
+        min_draws=config.stage1_min_draws,
         ess_target=config.stage1_ess_per_chain * config.stage1_chains,
+        rhat_target=config.stage1_rhat_target,
     )
     post = globals_only(idata["posterior"].to_dataset(), global_rvs, global_stored)
     n_flat = post.sizes["chain"] * post.sizes["draw"]
@@ -194,6 +196,7 @@ def run_stage1(
     target_accept: float,
     engine: str = "nutpie",
     check_every: int = 0,
+    min_draws: int = 0,
     ess_target: float = ESS_MIN,
     rhat_target: float = RHAT_MAX,
     **nuts_options: Any,
@@ -212,9 +215,10 @@ def run_stage1(
     of ``check_every`` draws the global variables' first draws of every chain are checked,
     and sampling stops at the first multiple where they pass (R-hat at most
     ``rhat_target``, bulk and tail ESS at least ``ess_target``), keeping exactly those
-    draws. The check sees whole multiples only, never how far a chain has run, so the
-    result depends on the seed and the draws alone (a screen that mixes fast stops at
-    1,000 draws, one that does not runs to ``draws``).
+    draws; the first multiple looked at is the first of at least ``min_draws``. The
+    check sees whole multiples only, never how far a chain has run, so the result
+    depends on the seed and the draws alone (a screen that mixes fast stops at its first
+    look, one that does not runs to ``draws``).
 
     The draws themselves depend on more than the seed: on one machine, the same 60-gene
     subsample and seed gave other draws on a cold PyTensor/numba cache than on a warm
@@ -256,7 +260,14 @@ def run_stage1(
             sampler = idata
             try:
                 idata, n_kept = _until_converged(
-                    sampler, scratch, global_rvs, draws, check_every, ess_target, rhat_target
+                    sampler,
+                    scratch,
+                    global_rvs,
+                    draws,
+                    check_every,
+                    ess_target,
+                    rhat_target,
+                    start=-(-max(min_draws, check_every) // check_every) * check_every,
                 )
             except BaseException:
                 sampler.cancel()  # not left writing into a folder about to go
@@ -292,6 +303,7 @@ def _until_converged(
     ess_target: float,
     rhat_target: float,
     poll_seconds: float = 1.0,
+    start: int | None = None,
 ) -> tuple[Any, int]:
     """Wait on a non-blocking nutpie ``sampler`` until its first ``n`` draws pass.
 
@@ -312,7 +324,7 @@ def _until_converged(
     if arrays.keys() < set(names):
         return sampler.wait(), draws  # stopped before writing them (an error): as returned
     first = arrays[names[0]]
-    n = check_every
+    n = check_every if start is None else start  # the first multiple looked at
     read = {k: np.asarray(arr[:, :0], dtype=float) for k, arr in arrays.items()}  # so far
     reached = time.perf_counter()  # when the last multiple was reached (or sampling began)
     pace = None  # seconds per check_every draws
@@ -332,7 +344,7 @@ def _until_converged(
             time.sleep(min(poll_seconds, 0.1))
             continue
         now = time.perf_counter()
-        if n > check_every:
+        if read[names[0]].shape[1]:  # a multiple was looked at before: the pace since
             pace = now - reached
         reached = now
         for k, v in new.items():
