@@ -197,7 +197,9 @@ def fit_two_stage(
     # processes together at the end of stage 2, against 1.5 GB for the largest one
     gene_dir = None
     if local and gene_names:  # removed by .cleanup() below, or when collected on an error
-        gene_dir = tempfile.TemporaryDirectory(prefix="screenformula-genes-")
+        gene_dir = tempfile.TemporaryDirectory(
+            prefix="screenformula-genes-", ignore_cleanup_errors=True
+        )
     gene_arrays = {}
     for j, n in enumerate(gene_names):
         shape = (1, draws, *shapes[n])
