@@ -150,6 +150,9 @@ def lowdepth_summary(cases: dict[str, Any]) -> list[dict[str, Any]]:
                 m: float(np.mean([s[m] for s in scores]))
                 for m in ("auc", "ap", "hits_essential", "hits_nonessential")
             }
+            for m in ("local_hits_essential", "local_hits_nonessential"):  # the default rule
+                if all(m in s for s in scores):
+                    row[key][m] = float(np.mean([s[m] for s in scores]))
             row[key]["wall_s"] = float(np.mean([e["wall_s"] for e in entries]))
             row[key]["auc_min"] = float(min(s["auc"] for s in scores))
             row[key]["auc_max"] = float(max(s["auc"] for s in scores))
