@@ -61,16 +61,18 @@ def sampling_to_scatter(
     sampling = s2[:, None] * np.diag(M)[None, :]
     n_genes = int(gene_codes.max()) + 1
     per_gene = np.bincount(gene_codes, minlength=n_genes)
-    shared = per_gene[gene_codes] >= 2  # guides of genes with two or more guides
+    several = per_gene >= 2  # genes with two or more guides
+    shared = several[gene_codes]  # their guides
     if not shared.any():
         return out
     codes = gene_codes[shared]
-    weight = per_gene[per_gene >= 2] - 1.0  # each gene's degrees of freedom
+    size = per_gene[several]
+    weight = size - 1.0  # each gene's degrees of freedom
     for c in range(n_eff):
         b = B[shared, c]
-        mean = np.bincount(codes, b, minlength=n_genes)[per_gene >= 2] / per_gene[per_gene >= 2]
-        sq = np.bincount(codes, b * b, minlength=n_genes)[per_gene >= 2]
-        within = (sq - per_gene[per_gene >= 2] * mean**2) / weight  # each gene's variance
+        mean = np.bincount(codes, b, minlength=n_genes)[several] / size
+        sq = np.bincount(codes, b * b, minlength=n_genes)[several]
+        within = (sq - size * mean**2) / weight  # each gene's variance
         scatter = float(np.average(within, weights=weight)) - float(np.mean(sampling[shared, c]))
         noise = float(np.median(sampling[:, c]))
         out[c] = noise / scatter if scatter > 0 else np.inf

@@ -291,7 +291,8 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
             hG, hU, stats, state = hmc_chain(
                 sub, glob, fit, len(where), rng, n_warmup=warm, state=state
             )
-            sub_gene_writer.write(task.globals_unc[k], where, hG)  # the importance draws'
+            # over the values the importance draws of these genes wrote
+            sub_gene_writer.write(task.globals_unc[k], where, hG)
             if sub_writer is not None:
                 sub_writer.write(task.globals_unc[k], where, hG, hU)
             acc.append(stats["accept"])
