@@ -51,7 +51,7 @@ GENE_TERMS = {
     "student": 'gr(gene, dist = "student")',
     "student_slopes": 'gr(gene, dist = "student_slopes")',
 }
-#: name -> (dispersion, gene-effect distribution)
+#: name -> (dispersion, gene-effect distribution); ``PRIORS`` holds a candidate's priors
 CANDIDATES = {
     "seed": ("sgrna", "normal"),
     "trend": ("trend", "normal"),
@@ -59,7 +59,11 @@ CANDIDATES = {
     "seed-t": ("sgrna", "student"),
     "trend-sample": ("trend-sample", "normal"),
     "trend-tslopes": ("trend", "student_slopes"),
+    "trend-t3slopes": ("trend", "student_slopes"),
 }
+#: Student-t(3) gene slopes: df fixed (brms's constant()), as estimating it genome-wide
+#: runs df below 1 with the slopes' sd near 0, where stage 1 cannot mix
+PRIORS = {"trend-t3slopes": {"df": ("Constant", {"value": 3})}}
 
 
 def formula(candidate: str) -> str:
@@ -78,6 +82,7 @@ def panel_cases(names: list[str], args: argparse.Namespace) -> list[dict[str, An
         br.rt112_cases,
         br.jacks_cases,
         br.leukemia_cases,
+        br.drugz_cases,
     )
     for builder in builders:
         for case in builder(ns):
@@ -105,8 +110,14 @@ def child(folder: Path, candidate: str, method: str, seed: int) -> None:
 
     data = sf.read_counts(folder / "counts.tsv", folder / "samples.tsv")
     dispersion = CANDIDATES[candidate][0]
+    priors = {k: sf.Prior(name, **args) for k, (name, args) in PRIORS.get(candidate, {}).items()}
     model = sf.ScreenModel(
-        formula(candidate), data, pool=None, reference={"treatment": "ctrl"}, dispersion=dispersion
+        formula(candidate),
+        data,
+        pool=None,
+        reference={"treatment": "ctrl"},
+        dispersion=dispersion,
+        priors=priors or None,
     )
     fit = model.fit(
         method, random_seed=seed, progress=False, store_sgrna=False, log_likelihood=False
@@ -138,11 +149,15 @@ def run_case(case: dict[str, Any], args: argparse.Namespace, stored: dict) -> No
         score_baseline(case, record)
         if not case.get("joint") and ("mageck" not in record or args.rerun_mageck):
             timing = br.run_mageck(folder, case, "mageck", case["treated"])
-            record["mageck"] = {
-                **timing,
-                **br.score_mageck(folder / "mageck.gene_summary.txt", ref),
-                "ranks": ranks_of_mageck(folder / "mageck.gene_summary.txt", ref),
-            }
+            summary = folder / "mageck.gene_summary.txt"
+            if case.get("directions"):
+                record["mageck"] = {**timing, **score_directions(summary, "mageck")}
+            else:
+                record["mageck"] = {
+                    **timing,
+                    **br.score_mageck(summary, ref),
+                    "ranks": ranks_of_mageck(summary, ref),
+                }
             br._progress(case["name"], "mageck2", record["mageck"])
             save(stored, args.out)
         for candidate in args.candidates:
@@ -165,6 +180,8 @@ def run_case(case: dict[str, Any], args: argparse.Namespace, stored: dict) -> No
                     }
                     for line in br.JACKS_LINES
                 }
+            elif case.get("directions"):
+                entry.update(score_directions(path, "ours"))
             else:
                 entry.update(br.score_ours(path, None, ref), ranks=ranks_of_ours(path, None, ref))
             record[candidate] = entry
@@ -232,8 +249,31 @@ def score_mean_log_ratio(case: dict[str, Any], treated: list[str]) -> dict[str, 
     }
 
 
+def score_directions(path: Path, tool: str) -> dict[str, Any]:
+    """Genes called down and up at 5 % FDR (a case without reference genes: drugZ's).
+
+    Ours: the default local rule (each call's own error <= 0.05, |LFC| > delta), then the
+    q-value rule; MAGeCK: neg|fdr and pos|fdr < 0.05.
+    """
+    table = pd.read_csv(path, sep="\t")
+    if tool == "mageck":
+        return {
+            "genes": len(table),
+            "down": int((table["neg|fdr"] < br.FDR).sum()),
+            "up": int((table["pos|fdr"] < br.FDR).sum()),
+        }
+    lfc = table["lfc"].to_numpy(dtype=float)
+    out: dict[str, Any] = {"genes": len(table)}
+    for rule, prefix in (("error", "local_"), ("qvalue", "")):
+        out[f"{prefix}down"] = int(((table[f"{rule}_down"] <= br.FDR) & (lfc < 0)).sum())
+        out[f"{prefix}up"] = int(((table[f"{rule}_up"] <= br.FDR) & (lfc > 0)).sum())
+    return out
+
+
 def score_baseline(case: dict[str, Any], record: dict[str, Any]) -> None:
     """The mean guide log-ratio's scores into the case's record (per line when joint)."""
+    if case.get("directions"):
+        return  # no reference genes to rank
     if case.get("joint"):
         record["mean_log_ratio"] = {
             "per_line": {
@@ -257,6 +297,11 @@ def _cell(entry: dict[str, Any] | None) -> str:
     if "error" in entry:
         text = entry["error"]
         return text[:100] if text.startswith("stopped") else f"failed: {text[:80]}"
+    if "down" in entry:  # a case scored by direction (no reference genes)
+        calls = f"{entry['down']} down / {entry['up']} up"
+        if "local_down" in entry:
+            calls = f"{entry['local_down']} down / {entry['local_up']} up (q: {calls})"
+        return f"{calls} of {entry['genes']} genes · {entry['wall_s']:.0f} s"
     return f"{entry['auc']:.4f} · {_calls(entry)} · {entry['wall_s']:.0f} s"
 
 
@@ -314,6 +359,7 @@ def panel_tables(stored: dict) -> list[str]:
         "only. Candidates (see the script): "
         + "; ".join(
             f"`{c}` = dispersion {CANDIDATES[c][0]!r}, {CANDIDATES[c][1]} gene effects"
+            + "".join(f", {k} {n}({a})" for k, (n, a) in PRIORS.get(c, {}).items())
             for c in names
         )
         + ".",

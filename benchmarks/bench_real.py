@@ -207,6 +207,21 @@ def leukemia_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
     return [make_case("leukemia", table, control, treated, hap1_reference(), group="leukemia")]
 
 
+def drugz_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """drugZ's example: olaparib against control arms at T15 (T0 left out), both directions.
+
+    Nine guides of two genes (a format example, MIT): no reference genes, so the case
+    is scored by its calls down and up, not by AUC; it checks the drug-vs-control
+    contrast in each direction end to end, beside MAGeCK on the same table.
+    """
+    table = pd.read_csv(SHARED / "drugz-example" / "sgRNA_count.txt", sep="\t")
+    table = table.rename(columns={"Gene": "gene"})
+    control = [c for c in table.columns if c.endswith("_control")]
+    treated = [c for c in table.columns if c.endswith("_olaparib")]
+    none: dict[str, set[str]] = {"essential": set(), "nonessential": set()}
+    return [make_case("drugz", table, control, treated, none, group="drugz", directions=True)]
+
+
 JACKS_LINES = ("MOLM", "MV411", "HL60", "OCIAML2", "OCIAML3")
 
 

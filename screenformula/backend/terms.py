@@ -17,7 +17,12 @@ from screenformula.spec.terms import GroupTerm, LinearPredictor
 
 
 def prior_variable(name: str, prior: Prior, **kwargs) -> pt.TensorVariable:
-    """A PyMC random variable named ``name`` drawn from ``prior``."""
+    """A PyMC random variable named ``name`` drawn from ``prior``.
+
+    ``Constant`` (brms's ``constant()``) gives its value, with no variable to sample.
+    """
+    if prior.name == "Constant":
+        return pt.constant(float(prior.args["value"]), dtype="float64")
     dist = getattr(pm, prior.name)
     return dist(name, **prior.args, **kwargs)
 

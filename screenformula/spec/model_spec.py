@@ -15,6 +15,7 @@ from screenformula.spec.families import Family, get_family
 from screenformula.spec.formula import parse_formula
 from screenformula.spec.names import PHI_SD
 from screenformula.spec.priors import (
+    CONSTANT_CLASSES,
     DEFAULT_PRIORS,
     Prior,
     as_lkj_eta,
@@ -179,6 +180,11 @@ class _PriorBuilder:
         for candidate in (key, *fallbacks):
             if candidate in self.user:
                 prior = as_prior(self.user[candidate], candidate, positive=positive)
+                if prior.name == "Constant" and cls not in CONSTANT_CLASSES:
+                    raise FormulaError(
+                        f"prior for {candidate!r}: Constant is allowed for "
+                        f"{', '.join(CONSTANT_CLASSES)} only, not for {cls!r}"
+                    )
                 self.entries[key] = PriorEntry(key, cls, coef, group, prior, "user")
                 return
         self.entries[key] = PriorEntry(key, cls, coef, group, default, "default")
@@ -229,6 +235,7 @@ class _PriorBuilder:
         known = set(self.entries)
         generic = {"b", "sd", "cor", "alpha_b", "alpha_sd"}
         generic |= {k.split("__")[0] for k in known if k.startswith("sd_")}
+        generic |= {"df"} if any(k.startswith("df_") for k in known) else set()
         unknown = [k for k in self.user if k not in known | generic]
         if unknown:
             raise FormulaError(

@@ -32,7 +32,12 @@ DISTRIBUTIONS: dict[str, tuple[set[str], bool]] = {
     "Weibull": ({"alpha", "beta"}, True),
     "Uniform": ({"lower", "upper"}, False),
     "TruncatedNormal": ({"mu", "sigma", "lower", "upper"}, False),
+    # brms's constant(): a fixed value, not a random variable (Student-t df only)
+    "Constant": ({"value"}, True),
 }
+#: Prior classes that take ``Constant``: a fixed Student-t df is a choice of model;
+#: a fixed sd or slope would leave a hole where summaries expect draws.
+CONSTANT_CLASSES = ("df",)
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,12 @@ def as_prior(value: Any, key: str, *, positive: bool = False) -> Prior:
         val = clean[arg] = int(number) if number.is_integer() and isinstance(val, int) else number
         if arg in {"sigma", "beta", "lam", "nu", "scale", "s", "b"} and val <= 0:
             raise FormulaError(f"prior for {key!r}: {name}({arg}={val}) must be positive")
+    if name == "Constant":
+        if "value" not in clean:
+            raise FormulaError(f"prior for {key!r}: Constant needs value=")
+        if positive and clean["value"] <= 0:
+            value = clean["value"]
+            raise FormulaError(f"prior for {key!r}: Constant(value={value}) must be positive")
     if positive and not positive_support:
         raise FormulaError(
             f"prior for {key!r}: {name} allows negative values but {key!r} must be positive "
