@@ -60,6 +60,15 @@ CANDIDATES = {
     "trend-sample": ("trend-sample", "normal"),
     "trend-tslopes": ("trend", "student_slopes"),
     "trend-t3slopes": ("trend", "student_slopes"),
+    "trend-sharedeff": ("trend", "normal"),
+}
+#: Candidates with a formula of their own. ``trend-sharedeff`` (JACKS's joint fit): gene
+#: effects per condition, one guide efficacy shared by every treated condition (JACKS's
+#: design), from the sample sheet's ``treated`` column (``no`` for the controls)
+FORMULAS = {
+    "trend-sharedeff": (
+        "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treated | gene:sgrna)"
+    )
 }
 #: Student-t(3) gene slopes: df fixed (brms's constant()), as estimating it genome-wide
 #: runs df below 1 with the slopes' sd near 0, where stage 1 cannot mix
@@ -68,6 +77,8 @@ PRIORS = {"trend-t3slopes": {"df": ("Constant", {"value": 3})}}
 
 def formula(candidate: str) -> str:
     """The mean formula of a candidate (bench_real's, with its gene-effect distribution)."""
+    if candidate in FORMULAS:
+        return FORMULAS[candidate]
     gene = GENE_TERMS[CANDIDATES[candidate][1]]
     return f"count ~ 1 + treatment + (1 + treatment | {gene}) + (1 + treatment | gene:sgrna)"
 
@@ -141,8 +152,15 @@ def run_case(case: dict[str, Any], args: argparse.Namespace, stored: dict) -> No
         table.to_csv(folder / "counts.tsv", sep="\t", index=False)
         samples = list(table.columns[2:])
         condition = [br.sample_condition(s, case) for s in samples]
+        treated = ["no" if c == "ctrl" else "yes" for c in condition]
         sheet = pd.DataFrame(
-            {"sample": samples, "condition": condition, "treatment": condition, "pool": False}
+            {
+                "sample": samples,
+                "condition": condition,
+                "treatment": condition,
+                "treated": treated,
+                "pool": False,
+            }
         )
         sheet.to_csv(folder / "samples.tsv", sep="\t", index=False)
         ref = case["reference"]
