@@ -361,6 +361,17 @@ def write_report(stored: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def describe(candidate: str) -> str:
+    """A candidate as the table states it: dispersion, gene effects, own formula, priors."""
+    dispersion, dist = CANDIDATES[candidate]
+    text = f"`{candidate}` = dispersion {dispersion!r}, {dist} gene effects"
+    if candidate in FORMULAS:
+        text += f", `{FORMULAS[candidate]}`"
+    for key, (name, args) in PRIORS.get(candidate, {}).items():
+        text += f", {key} {name}({', '.join(f'{a}={v}' for a, v in args.items())})"
+    return text
+
+
 def panel_tables(stored: dict) -> list[str]:
     """Two tables: a row per case, a column per tool (AUC · essential / non-ess. calls · s),
     then the reference genes among each tool's k most depleted (k = MAGeCK's calls)."""
@@ -374,13 +385,7 @@ def panel_tables(stored: dict) -> list[str]:
         "was scored after both existed; MAGeCK: neg|fdr < 0.05) · wall seconds. The mean "
         "log-ratio (each gene's mean guide log2 ratio, "
         "median-normalised counts + 0.5) is a ranking without a model or calls: its AUC "
-        "only. Candidates (see the script): "
-        + "; ".join(
-            f"`{c}` = dispersion {CANDIDATES[c][0]!r}, {CANDIDATES[c][1]} gene effects"
-            + "".join(f", {k} {n}({a})" for k, (n, a) in PRIORS.get(c, {}).items())
-            for c in names
-        )
-        + ".",
+        "only. Candidates (see the script): " + "; ".join(describe(c) for c in names) + ".",
         "",
         "| case | mean log-ratio | MAGeCK | " + " | ".join(f"`{c}`" for c in names) + " |",
         "|---|---|---|" + "---|" * len(names),
