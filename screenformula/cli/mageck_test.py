@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import time
 from pathlib import Path
@@ -30,6 +31,13 @@ from screenformula.io.advice import Wording
 from screenformula.results.contrast_core import CALL_RULES, DEFAULT_DELTA
 
 FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
+#: Several treated groups (-t NAME=... given more than once): JACKS's design, a gene effect
+#: per group and one efficacy per guide shared by every group (the yes/no ``treated``
+#: column); on the JACKS AML lines it called more than each line alone and than MAGeCK
+#: (`benchmarks/results/panel.md`, ``trend-sharedeff``).
+GROUPS_FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treated | gene:sgrna)"
+#: A group name: it names a level of the model and the group's output files.
+GROUP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 SUFFIXES = (
     ".gene_summary.txt",
     ".sgrna_summary.txt",
@@ -103,7 +111,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "-t",
         "--treatment-id",
         required=True,
-        help="treated samples: names or 0-based indices, comma-separated",
+        action="append",
+        metavar="[NAME=]IDS",
+        help="treated samples: names or 0-based indices, comma-separated. Give it once per "
+        "treated group, each named (-t MOLM=M1,M2 -t MV411=V1,V2), to fit every group "
+        "against the controls in one model: a gene effect per group, one efficacy per guide "
+        "shared by all groups (JACKS's design); outputs then have one "
+        "PREFIX.NAME_vs_control.gene_summary.txt / .sgrna_summary.txt per group",
     )
     p.add_argument(
         "-c", "--control-id", required=True, help="control samples: names or 0-based indices"
@@ -238,27 +252,42 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
     if args.target_accept is not None and not 0 < args.target_accept < 1:
         raise ScreenFormulaError("--target-accept must lie strictly between 0 and 1")
     keep = {"auto": "auto", "yes": True, "no": False}[args.keep_guide_draws]
+    groups = parse_groups(args.treatment_id)
+    formula = FORMULA if len(groups) == 1 else GROUPS_FORMULA
     prefix = Path(args.output_prefix)
     outputs = [prefix.with_name(prefix.name + s) for s in SUFFIXES]
+    if len(groups) > 1:  # a MAGeCK pair per group, named as ContrastResult.to_mageck does
+        outputs[:2] = [
+            prefix.with_name(f"{prefix.name}.{name}_vs_control{suffix}")
+            for name in groups
+            for suffix in SUFFIXES[:2]
+        ]
+    genes_path, fit_path, volcano_path, rank_path, log_path = outputs[-5:]
     checkpoint = prefix.with_name(prefix.name + ".checkpoint")
     with OutputSet(outputs, force=args.force) as out, dask_client(args.scheduler) as client:
         table = sf.read_counts(args.count_table, size_factors="none", nan=args.nan)
         columns = list(map(str, table.samples.index))
-        treated = resolve_samples(args.treatment_id, columns, "-t/--treatment-id")
+        members = {
+            name: resolve_samples(spec, columns, "-t/--treatment-id")
+            for name, spec in groups.items()
+        }
+        treated = [sample for ids in members.values() for sample in ids]
         control = resolve_samples(args.control_id, columns, "-c/--control-id")
         pool = resolve_samples(args.pool, columns, "--pool") if args.pool else []
-        overlap = (set(treated) & set(control)) | (set(pool) & (set(treated) | set(control)))
-        if overlap:
-            raise ScreenDataError(f"sample {sorted(overlap)[0]!r} is given in two roles")
+        given = [*treated, *control, *pool]
+        twice = sorted({s for s in given if given.count(s) > 1})
+        if twice:
+            raise ScreenDataError(f"sample {twice[0]!r} is given twice (or in two roles)")
         chosen = pool + control + treated
+        level = {sample: name for name, ids in members.items() for sample in ids}
         sheet = pd.DataFrame(
             {
                 "sample": chosen,
                 "condition": ["pool"] * len(pool)
                 + ["control"] * len(control)
-                + ["treatment"] * len(treated),
-                "treatment": ["control"] * (len(pool) + len(control))
-                + ["treatment"] * len(treated),
+                + [level[s] for s in treated],
+                "treatment": ["control"] * (len(pool) + len(control)) + [level[s] for s in treated],
+                "treated": ["no"] * (len(pool) + len(control)) + ["yes"] * len(treated),
                 "pool": [True] * len(pool) + [False] * (len(control) + len(treated)),
             }
         )
@@ -275,8 +304,10 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
         flags = {sample: flag for flag, ids in roles for sample in ids}
         check_samples_have_reads(data, lambda sample: f"leave it out of {flags[sample]}")
         data = data.with_size_factors(args.norm_method)
-        say(describe_data(data, outputs[6]))
-        model = sf.ScreenModel(FORMULA, data, pool="joint" if pool else None)
+        say(describe_data(data, log_path))
+        model = sf.ScreenModel(
+            formula, data, pool="joint" if pool else None, reference={"treatment": "control"}
+        )
         say(repr(model))
         extra.update(stage1_options(model, args.method, args.stage1_draws, "--stage1-draws"))
         extra.update(
@@ -285,7 +316,7 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
         fit, diagnostics = fit_and_keep(
             model,
             out,
-            outputs[3],
+            fit_path,
             f"; finish with: screenformula contrast {shlex.quote(str(outputs[3]))} --ref control "
             f"--delta {args.delta:g} --fdr {args.fdr:g} --call-rule {args.call_rule} --mageck "
             f"-n {shlex.quote(str(prefix))}",
@@ -311,42 +342,70 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
             call_rule=args.call_rule,
         )
         result.to_mageck(out.staged(prefix), overwrite=True)
-        write_gene_outputs(result.genes, out, outputs[2], outputs[4], outputs[5])
+        write_gene_outputs(result.genes, out, genes_path, volcano_path, rank_path)
         log = run_log(
             fit,
             diagnostics,
             started,
             command="screenformula test",
             count_table=str(args.count_table),
-            treatment=treated,
+            treatment=treated if len(groups) == 1 else members,
             control=control,
             pool=pool,
             norm_method=args.norm_method,
             nan=args.nan,
             dropped=data.dropped.to_dict("records"),
-            formula=FORMULA,
+            formula=formula,
             hits=int(result.genes["hit"].sum()),
             delta=args.delta,
         )
-        write_log(log, out, outputs[6])
+        write_log(log, out, log_path)
         written = out.commit()
     remove_checkpoint(checkpoint)  # the run is finished
     say(f"wrote {', '.join(str(p) for p in written)}")
     top = result.genes.sort_values("rank").head(10)
-    say(
-        top[["gene", "lfc", "hdi_low", "hdi_high", "lfsr", "qvalue", "hit", "direction"]].to_string(
-            index=False
-        )
-    )
-    for line in hit_lines("treatment vs control", result):
+    shown = ["gene", "lfc", "hdi_low", "hdi_high", "lfsr", "qvalue", "hit", "direction"]
+    say(top[(["contrast"] if len(groups) > 1 else []) + shown].to_string(index=False))
+    for line in hit_lines("treatment vs control" if len(groups) == 1 else "", result):
         say(line)
     return 0
+
+
+def parse_groups(values: list[str]) -> dict[str, str]:
+    """The treated groups of the ``-t`` flags: name -> sample ids.
+
+    One ``-t`` is MAGeCK's (its samples form the level ``treatment``; a ``NAME=`` prefix
+    is allowed and ignored); several must each be named, with distinct names that are
+    neither ``control`` nor ``pool``.
+    """
+    if len(values) == 1:
+        name, sep, spec = values[0].partition("=")
+        return {"treatment": spec if sep and GROUP_NAME.fullmatch(name) else values[0]}
+    groups: dict[str, str] = {}
+    for value in values:
+        name, sep, spec = value.partition("=")
+        if not sep or not GROUP_NAME.fullmatch(name):
+            raise ScreenDataError(
+                f"-t/--treatment-id {value!r}: with several treated groups give each as "
+                "NAME=IDS (a name of letters, digits, '_', '.', '-'; e.g. -t MOLM=M1,M2)"
+            )
+        if name in groups or name in ("control", "pool"):
+            why = "is given twice" if name in groups else "is a reserved name"
+            raise ScreenDataError(f"-t/--treatment-id: the group name {name!r} {why}")
+        groups[name] = spec
+    return groups
 
 
 def _sheet_for(sheet: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """The sheet extended to every sample of the table (unused ones marked as such)."""
     unused = [c for c in columns if c not in set(sheet["sample"])]
     extra = pd.DataFrame(
-        {"sample": unused, "condition": "unused", "treatment": "unused", "pool": False}
+        {
+            "sample": unused,
+            "condition": "unused",
+            "treatment": "unused",
+            "treated": "no",
+            "pool": False,
+        }
     )
     return pd.concat([sheet, extra], ignore_index=True)

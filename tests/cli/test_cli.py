@@ -238,3 +238,82 @@ def test_fit_from_config(table, tmp_path):
     fit = sf.load_fit(out / "fit.nc")
     assert fit.model.spec.pool.mode == "joint"
     assert fit.model.spec.prior("b_treatment[drug]") == sf.Prior("Normal", mu=0, sigma=1)
+
+
+@pytest.fixture(scope="module")
+def two_lines(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    """Two treated groups (cell lines) against one plasmid, as a MAGeCK count table."""
+    data, truth = sf.simulate_screen(
+        n_genes=12,
+        n_sgrnas_per_gene=3,
+        treatments=("A", "B"),
+        n_replicates=2,
+        n_pool_samples=0,
+        frac_hits=0.25,
+        hit_direction="negative",
+        random_seed=4,
+    )
+    frame = data.counts_frame()
+    path = tmp_path_factory.mktemp("lines") / "counts.txt"
+    frame.to_csv(path, sep="\t", index=False)
+    return path, truth.lfc_table()
+
+
+def test_several_named_groups_fit_jacks_design_with_outputs_per_group(two_lines, tmp_path):
+    table, _ = two_lines
+    columns = pd.read_csv(table, sep="\t", nrows=0).columns[2:]
+    controls = ",".join(c for c in columns if c.startswith("control"))
+    a = ",".join(c for c in columns if c.startswith("A"))
+    b = ",".join(c for c in columns if c.startswith("B"))
+    prefix = tmp_path / "lines"
+    common = ["-k", str(table), "-c", controls, "-n", str(prefix)]
+    fast = ["--draws", "100", "--tune", "150", "--chains", "2", "--seed", "1", "--quiet"]
+    result = run_cli("test", *common, "-t", f"A={a}", "-t", f"B={b}", *fast, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    names = {p.name for p in tmp_path.iterdir()}
+    for group in ("A", "B"):
+        for kind in ("gene", "sgrna"):
+            assert f"lines.{group}_vs_control.{kind}_summary.txt" in names
+        genes = read_gene_summary(tmp_path / f"lines.{group}_vs_control.gene_summary.txt")
+        assert len(genes) == 12
+    assert "lines.gene_summary.txt" not in names
+    ours = pd.read_csv(tmp_path / "lines.genes.tsv", sep="\t")
+    assert sorted(ours["contrast"].unique()) == ["A vs control", "B vs control"]
+    log = json.loads((tmp_path / "lines.log").read_text())
+    assert log["formula"].endswith("(1 + treated | gene:sgrna)")
+    assert log["treatment"] == {"A": a.split(","), "B": b.split(",")}
+    fit = sf.load_fit(str(prefix) + ".fit.nc")
+    assert "(1 + treated | gene:sgrna)" in repr(fit.model)  # the saved model rebuilds
+    # one -t keeps MAGeCK's single comparison and the seed's formula
+    single = run_cli(
+        "test",
+        "-k",
+        str(table),
+        "-c",
+        controls,
+        "-t",
+        a,
+        "-n",
+        str(tmp_path / "one"),
+        *fast,
+        cwd=tmp_path,
+    )
+    assert single.returncode == 0, single.stderr
+    assert (tmp_path / "one.gene_summary.txt").exists()
+    assert (
+        "(1 + treatment | gene:sgrna)" in json.loads((tmp_path / "one.log").read_text())["formula"]
+    )
+
+
+def test_several_groups_refuse_unnamed_reserved_or_repeated(two_lines, tmp_path):
+    table, _ = two_lines
+    base = ["test", "-k", str(table), "-c", "control_1", "-n", "out"]
+    unnamed = run_cli(*base, "-t", "A_1", "-t", "B=B_1", cwd=tmp_path)
+    one_line_error(unnamed, "'A_1'", "NAME=IDS")
+    reserved = run_cli(*base, "-t", "control=A_1", "-t", "B=B_1", cwd=tmp_path)
+    one_line_error(reserved, "'control'", "reserved")
+    repeated = run_cli(*base, "-t", "A=A_1", "-t", "A=B_1", cwd=tmp_path)
+    one_line_error(repeated, "'A'", "twice")
+    shared = run_cli(*base, "-t", "A=A_1", "-t", "B=A_1,B_1", cwd=tmp_path)
+    one_line_error(shared, "'A_1'", "twice")
+    assert not (tmp_path / "out.log").exists()

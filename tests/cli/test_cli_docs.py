@@ -102,7 +102,7 @@ def parse(tokens: list[str]) -> None:
 
 def test_every_readme_command_and_option_parses():
     commands = readme_commands()
-    assert [c.split()[1] for c in commands] == ["test", "fit", "fit", "contrast", "plot"]
+    assert [c.split()[1] for c in commands] == ["test", "test", "fit", "fit", "contrast", "plot"]
     for command in commands:
         base = shlex.split(re.sub(r"\[[^\]]*\]", " ", command))[1:]
         parse(base)
