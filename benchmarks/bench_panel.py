@@ -15,6 +15,10 @@ fitted to it in its own process:
 - ``trend-sample``: ``dispersion="trend-sample"`` (a trend per sequenced sample, not per
   condition, as Chronos fits one dispersion per replicate), normal gene effects.
 
+The simulated screens (``--cases sim``, or ``sim_hits`` / ``sim_normal_11``; see
+`panel_simulated`) have a table of their own: realised FDR against the known truth,
+power and 90 % interval coverage.
+
 Columns: ROC AUC of essential (CEGv2, or the study's) against non-essential genes by
 depletion, the essential and non-essential genes called depleted at 5 % FDR (delta 0.5
 log2, the command line's default), wall seconds. JACKS's joint fit is scored per line.
@@ -44,6 +48,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_real as br  # noqa: E402 - benchmarks/ is not a package
+import panel_simulated as ps  # noqa: E402
 
 RESULTS = HERE / "results"
 GENE_TERMS = {
@@ -101,6 +106,9 @@ def panel_cases(names: list[str], args: argparse.Namespace) -> list[dict[str, An
     aliases = {"hap1_1rep": "hap1_1of1_1rep_s0"}
     out = []
     for name in names:
+        if ps.is_simulated(name):
+            out.extend(ps.simulated_cases([name]))
+            continue
         key = aliases.get(name, name)
         exact = [c for n, c in every.items() if n == key]
         matches = exact or [c for n, c in every.items() if n.startswith(key + "_")]
@@ -110,7 +118,7 @@ def panel_cases(names: list[str], args: argparse.Namespace) -> list[dict[str, An
     return out
 
 
-def child(folder: Path, candidate: str, method: str, seed: int) -> None:
+def child(folder: Path, candidate: str, method: str, seed: int, hdi_prob: float) -> None:
     """Fit one candidate on the case in ``folder``; write its gene table; print details."""
     import logging
     import warnings
@@ -133,7 +141,9 @@ def child(folder: Path, candidate: str, method: str, seed: int) -> None:
     fit = model.fit(
         method, random_seed=seed, progress=False, store_sgrna=False, log_likelihood=False
     )
-    genes = fit.contrast("treatment", ref="ctrl", delta=br.DELTA, fdr_target=br.FDR).genes
+    genes = fit.contrast(
+        "treatment", ref="ctrl", delta=br.DELTA, hdi_prob=hdi_prob, fdr_target=br.FDR
+    ).genes
     genes.to_csv(folder / f"{candidate}_genes.tsv", sep="\t", index=False)
     keep = os.environ.get("BENCH_PANEL_KEEP")  # a folder that keeps every gene table
     if keep:
@@ -145,7 +155,8 @@ def child(folder: Path, candidate: str, method: str, seed: int) -> None:
 def run_case(case: dict[str, Any], args: argparse.Namespace, stored: dict) -> None:
     """Both tools on one case; results merged into ``stored`` after each fit."""
     record = stored["cases"].setdefault(case["name"], {})
-    record.update({k: case[k] for k in ("group", "level", "replicates", "joint") if k in case})
+    keys = ("group", "level", "replicates", "joint", "simulated")
+    record.update({k: case[k] for k in keys if k in case})
     with tempfile.TemporaryDirectory(prefix=f"bench_panel_{case['name']}_") as tmp:
         folder = Path(tmp)
         table = case["table"]
@@ -163,12 +174,14 @@ def run_case(case: dict[str, Any], args: argparse.Namespace, stored: dict) -> No
             }
         )
         sheet.to_csv(folder / "samples.tsv", sep="\t", index=False)
-        ref = case["reference"]
+        ref = case.get("reference")
         score_baseline(case, record)
         if not case.get("joint") and ("mageck" not in record or args.rerun_mageck):
             timing = br.run_mageck(folder, case, "mageck", case["treated"])
             summary = folder / "mageck.gene_summary.txt"
-            if case.get("directions"):
+            if case.get("simulated"):
+                record["mageck"] = {**timing, **ps.score_simulated(summary, case, "mageck")}
+            elif case.get("directions"):
                 record["mageck"] = {**timing, **score_directions(summary, "mageck")}
             else:
                 record["mageck"] = {
@@ -181,6 +194,8 @@ def run_case(case: dict[str, Any], args: argparse.Namespace, stored: dict) -> No
         for candidate in args.candidates:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(folder)]
             cmd += [candidate, "--method", args.method, "--fit-seed", str(args.fit_seed)]
+            if case.get("simulated"):
+                cmd += ["--hdi-prob", str(ps.HDI_PROB)]
             try:
                 timing = br.measure(cmd, folder)
             except RuntimeError as err:
@@ -198,6 +213,8 @@ def run_case(case: dict[str, Any], args: argparse.Namespace, stored: dict) -> No
                     }
                     for line in br.JACKS_LINES
                 }
+            elif case.get("simulated"):
+                entry.update(ps.score_simulated(path, case, "ours"))
             elif case.get("directions"):
                 entry.update(score_directions(path, "ours"))
             else:
@@ -290,7 +307,7 @@ def score_directions(path: Path, tool: str) -> dict[str, Any]:
 
 def score_baseline(case: dict[str, Any], record: dict[str, Any]) -> None:
     """The mean guide log-ratio's scores into the case's record (per line when joint)."""
-    if case.get("directions"):
+    if case.get("directions") or case.get("simulated"):
         return  # no reference genes to rank
     if case.get("joint"):
         record["mean_log_ratio"] = {
@@ -391,6 +408,8 @@ def panel_tables(stored: dict) -> list[str]:
         "|---|---|---|" + "---|" * len(names),
     ]
     for case, rec in cases.items():
+        if rec.get("simulated"):
+            continue  # their own table, below
         if rec.get("joint"):
             for line in br.JACKS_LINES:
                 cells = []
@@ -412,7 +431,7 @@ def panel_tables(stored: dict) -> list[str]:
         lines.append(
             f"| {case} | {base} | {_cell(rec.get('mageck'))} | " + " | ".join(cells) + " |"
         )
-    return lines + matched_table(cases, names)
+    return lines + matched_table(cases, names) + ps.simulated_table(cases, names)
 
 
 def _top(entry: dict[str, Any] | None, k: int) -> str:
@@ -476,10 +495,11 @@ def main() -> None:
         "--baseline-only", action="store_true", help="score the mean log-ratio of --cases only"
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--hdi-prob", type=float, default=0.94, help=argparse.SUPPRESS)
     parser.add_argument("candidate", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(Path(args.child), args.candidate, args.method, args.fit_seed)
+        child(Path(args.child), args.candidate, args.method, args.fit_seed, args.hdi_prob)
         return
     stored = json.loads(args.out.read_text()) if args.out.exists() else {"cases": {}}
     if args.baseline_only:  # the mean log-ratio of --cases, no fits
