@@ -152,7 +152,9 @@ class ScreenModel:
         ----------
         method : {"auto", "nuts", "two-stage", "advi", "approx"}
             ``"auto"`` (the default) runs ``"nuts"`` up to 2,000 genes and the two-stage
-            engine above that, and prints which and why (``fit.options["auto"]``).
+            engine above that (counted in gene-level effects, 4,000: a model with more
+            than a baseline and one slope per gene switches earlier), and prints which
+            and why (``fit.options["auto"]``).
             ``"nuts"`` samples the posterior. ``"advi"`` is a fast, *approximate* first
             look: mean-field ADVI (PyMC's ``pm.fit``: Adam, step 0.1 halving every 200
             iterations down to 0.01, stopped when the window-averaged means move less

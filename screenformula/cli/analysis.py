@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
+    from screenformula.inference.registry import InferenceMethod
     from screenformula.io.screen_data import ScreenData
     from screenformula.model import ScreenModel
     from screenformula.results.contrasts import ContrastResult
@@ -92,6 +93,15 @@ def dask_client(address: str | None) -> Iterator[Any]:
         client.close()
 
 
+def method_for(model: ScreenModel, method: str) -> InferenceMethod:
+    """The inference method ``method`` names, or the one ``auto`` chooses for ``model``."""
+    from screenformula.inference.registry import choose_method, get_method
+
+    if method != "auto":
+        return get_method(method)
+    return choose_method(model.data.n_genes, model.spec.effects_per_gene)[0]
+
+
 def distributed_options(
     model: ScreenModel,
     method: str,
@@ -106,9 +116,7 @@ def distributed_options(
     rerunning the command; ``force`` starts over) and the client; other methods get
     neither, and a scheduler given for them is an error naming ``scheduler_flag``.
     """
-    from screenformula.inference.registry import choose_method, get_method
-
-    chosen = choose_method(model.data.n_genes)[0] if method == "auto" else get_method(method)
+    chosen = method_for(model, method)
     if not chosen.resumable:
         if client is not None:
             why = f" (auto chose {chosen.name} for {model.data.n_genes:,} genes)"
@@ -132,11 +140,9 @@ def stage1_options(
     other method (``auto`` included, when it chooses NUTS for this screen) it is an
     error naming ``setting``, the flag or config key that gave it.
     """
-    from screenformula.inference.registry import choose_method, get_method
-
     if stage1_draws is None:
         return {}
-    chosen = choose_method(model.data.n_genes)[0] if method == "auto" else get_method(method)
+    chosen = method_for(model, method)
     if chosen.name != "two-stage":
         why = f" (auto chose {chosen.name} for {model.data.n_genes:,} genes)"
         raise ScreenFormulaError(

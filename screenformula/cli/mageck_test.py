@@ -145,7 +145,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--method",
         choices=method_names(),
         default="auto",
-        help="auto (default): nuts up to 2,000 genes, else two-stage; "
+        help="auto (default): nuts up to 2,000 genes (4,000 gene-level effects: with several "
+        "-t groups each gene has one per group and one more), else two-stage; "
         + "; ".join(f"{m.name}: {m.description}" for m in METHODS)
         + " (approx = advi)",
     )

@@ -71,7 +71,7 @@ def fit_model(
 ) -> ScreenFit:
     """Fit ``model``; see `ScreenModel.fit` for the parameters."""
     if method == "auto":
-        chosen, reason = choose_method(model.data.n_genes)
+        chosen, reason = choose_method(model.data.n_genes, model.spec.effects_per_gene)
         if progress:
             print(reason, flush=True)
     else:

@@ -136,23 +136,34 @@ METHODS: tuple[InferenceMethod, ...] = (
 #: ``method="auto"``: full NUTS up to this many genes (minutes on 2 cores: 2,000 genes took
 #: 158 s of sampling, benchmarks/README.md), the two-stage engine above it.
 AUTO_NUTS_MAX_GENES = 2_000
+#: The same budget in gene-level effects (genes x effects per gene: treatment against
+#: control has two, a baseline and a slope). A model with more per gene, one slope per line,
+#: costs NUTS more per gene: the five JACKS AML lines in one model (1,579 genes x 6
+#: effects) ran the two-stage engine in 5 minutes and full NUTS (2 chains) for over 30.
+AUTO_NUTS_MAX_GENE_EFFECTS = 2 * AUTO_NUTS_MAX_GENES
 
 
-def choose_method(n_genes: int) -> tuple[InferenceMethod, str]:
-    """What ``method="auto"`` runs for a screen of ``n_genes`` genes, and why (one line)."""
+def choose_method(n_genes: int, effects_per_gene: int = 2) -> tuple[InferenceMethod, str]:
+    """What ``method="auto"`` runs for ``n_genes`` genes, and why (one line).
+
+    Full NUTS while ``n_genes * effects_per_gene`` (the gene-level effects, every
+    gene-level term's coefficients) is at most `AUTO_NUTS_MAX_GENE_EFFECTS`, the
+    two-stage engine above.
+    """
     nuts = get_method("nuts")
-    if n_genes <= AUTO_NUTS_MAX_GENES:
-        return nuts, (
-            f"method='auto' runs full NUTS: {n_genes:,} genes (<= {AUTO_NUTS_MAX_GENES:,}) "
-            "take minutes"
-        )
+    size = n_genes * max(effects_per_gene, 1)
+    what = f"{n_genes:,} genes"
+    if effects_per_gene != 2:
+        what += f" x {effects_per_gene} effects each"
+    if size <= AUTO_NUTS_MAX_GENE_EFFECTS:
+        limit = f"{AUTO_NUTS_MAX_GENES:,} genes x 2 effects"
+        return nuts, f"method='auto' runs full NUTS: {what} (<= {limit}) take minutes"
     names = {m.name for m in METHODS}
     if "two-stage" not in names:
-        return nuts, f"method='auto' runs full NUTS ({n_genes:,} genes): no two-stage engine"
+        return nuts, f"method='auto' runs full NUTS ({what}): no two-stage engine"
     return get_method("two-stage"), (
-        f"method='auto' runs the two-stage engine: {n_genes:,} genes (> "
-        f"{AUTO_NUTS_MAX_GENES:,}); full NUTS would take hours at this size "
-        "(method='nuts' runs it anyway)"
+        f"method='auto' runs the two-stage engine: {what} (> {AUTO_NUTS_MAX_GENES:,} genes "
+        "x 2 effects); full NUTS would take hours at this size (method='nuts' runs it anyway)"
     )
 
 

@@ -125,6 +125,11 @@ class ModelSpec:
         """Group terms of the mean formula."""
         return self.mean.groups
 
+    @property
+    def effects_per_gene(self) -> int:
+        """Gene-level effects per gene: the coefficients of every term grouped by gene."""
+        return sum(t.n_coefs for t in self.mean.groups if t.level == "gene")
+
     def term(self, name: str) -> GroupTerm:
         """The mean-formula group term called ``name``."""
         for term in self.mean.groups:

@@ -175,6 +175,21 @@ def test_auto_chooses_nuts_for_small_screens_and_two_stage_for_large():
     large, why_large = choose_method(AUTO_NUTS_MAX_GENES + 1)
     assert small.name == "nuts" and "500 genes" in why_small
     assert large.name == "two-stage" and "full NUTS would take hours" in why_large
+    # the budget counts gene-level effects: 1,579 genes with one slope per line of five
+    # (6 effects each, the JACKS joint fit) go to the two-stage engine, with 2 to NUTS
+    assert choose_method(1_579)[0].name == "nuts"
+    joint, why_joint = choose_method(1_579, 6)
+    assert joint.name == "two-stage" and "1,579 genes x 6 effects each" in why_joint
+
+
+def test_effects_per_gene_counts_every_gene_level_coefficient():
+    data, _ = sf.simulate_screen(
+        n_genes=6, treatments=("A", "B", "C"), n_replicates=1, n_pool_samples=0, random_seed=1
+    )
+    # (1 + treatment | gene) with three treatments and a control: a baseline and 3 slopes
+    assert sf.ScreenModel(FORMULA, data).spec.effects_per_gene == 4
+    baseline = "count ~ 1 + treatment + (1 | gene) + (1 + treatment | gene:sgrna)"
+    assert sf.ScreenModel(baseline, data).spec.effects_per_gene == 1
 
 
 @pytest.mark.slow
