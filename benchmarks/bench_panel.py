@@ -189,7 +189,7 @@ def run_case(case: dict[str, Any], args: argparse.Namespace, stored: dict) -> No
                     **br.score_mageck(summary, ref),
                     "ranks": ranks_of_mageck(summary, ref),
                 }
-            br._progress(case["name"], "mageck2", record["mageck"])
+            progress(case, "mageck2", record["mageck"])
             save(stored, args.out)
         for candidate in args.candidates:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(folder)]
@@ -220,8 +220,19 @@ def run_case(case: dict[str, Any], args: argparse.Namespace, stored: dict) -> No
             else:
                 entry.update(br.score_ours(path, None, ref), ranks=ranks_of_ours(path, None, ref))
             record[candidate] = entry
-            br._progress(case["name"], candidate, entry)
+            progress(case, candidate, entry)
             save(stored, args.out)
+
+
+def progress(case: dict[str, Any], tool: str, entry: dict[str, Any]) -> None:
+    """One line on stderr per fit: bench_real's (AUC and q-rule calls), or for a simulated
+    or by-direction case the cell the table will show."""
+    if case.get("simulated"):
+        print(f"{case['name']} {tool}: {ps.simulated_cell(entry)}", file=sys.stderr, flush=True)
+    elif case.get("directions"):
+        print(f"{case['name']} {tool}: {_cell(entry)}", file=sys.stderr, flush=True)
+    else:
+        br._progress(case["name"], tool, entry)
 
 
 def reference_ranks(
