@@ -318,7 +318,7 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
             model,
             out,
             fit_path,
-            f"; finish with: screenformula contrast {shlex.quote(str(outputs[3]))} --ref control "
+            f"; finish with: screenformula contrast {shlex.quote(str(fit_path))} --ref control "
             f"--delta {args.delta:g} --fdr {args.fdr:g} --call-rule {args.call_rule} --mageck "
             f"-n {shlex.quote(str(prefix))}",
             say,

@@ -207,6 +207,31 @@ def test_the_fit_is_kept_when_writing_a_contrast_fails(tmp_path, capsys, monkeyp
     assert len(sf.load_fit(kept).model.data.gene_names) == 6
 
 
+def test_several_groups_name_the_kept_fit_in_the_finish_hint(tmp_path, capsys, monkeypatch):
+    # with several -t groups the outputs list grows by a MAGeCK pair per group: the hint
+    # must still name the fit file, not whatever sits at its old place in that list
+    from screenformula import plotting
+
+    saved = sf.load_fit(SAVED_FIT)
+    table = write_table(saved.model.data.counts_frame(), tmp_path / "counts.tsv")
+    monkeypatch.setattr(sf.ScreenModel, "fit", lambda self, *a, **k: saved)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the plotting library broke")
+
+    monkeypatch.setattr(plotting, "volcano_plot", broken)
+    prefix = tmp_path / "lines"
+    code = main(
+        ["test", "-k", str(table), "-t", "A=treated_1", "-t", "B=treated_2,treated_3"]
+        + ["-c", "control_1,control_2,control_3", "-n", str(prefix), "--quiet"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "the plotting library broke" in err
+    kept = tmp_path / "lines.fit.nc"
+    assert f"{kept} is kept; finish with: screenformula contrast {kept}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["counts.tsv", "lines.fit.nc"]
+
+
 # ------------------------------------------------- user errors that were "internal"
 def test_a_read_only_output_folder(frame, tmp_path, capsys, monkeypatch):
     table = write_table(frame, tmp_path / "c.txt")
