@@ -184,7 +184,8 @@ def normalisation_offset(data: sf.ScreenData, truth) -> float:
     identify is the true LFC plus the mean of ``log(L_true / L_est)`` over the treated
     samples minus that over the control samples (0 with the true size factors).
     """
-    shift = np.log(truth.samples.set_index("sample")["size_factor"] / data.size_factors)
+    true_sf = truth.samples.set_index("sample")["size_factor"].reindex(data.size_factors.index)
+    shift = np.log(true_sf / data.size_factors)  # over the samples ``data`` keeps
     treatment = data.samples["treatment"].astype(str)
     return float(shift[treatment == "treated"].mean() - shift[treatment == "control"].mean())
 

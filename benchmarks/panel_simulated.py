@@ -39,6 +39,8 @@ HDI_PROB = 0.9
 
 def simulated_case(kind: str, seed: int) -> dict[str, Any]:
     """One simulated screen as a panel case (its table, roles and truth)."""
+    from bench_calibration import normalisation_offset  # benchmarks/ is on sys.path
+
     import screenformula as sf
 
     data, truth = sf.simulate_screen(
@@ -53,8 +55,6 @@ def simulated_case(kind: str, seed: int) -> dict[str, Any]:
     data = data.subset(samples=screen)  # median-ratio size factors over these samples
     frame = data.counts_frame().rename(columns={"Gene": "gene"})
     treatment = data.samples["treatment"].astype(str)
-    shift = np.log(truth.samples.set_index("sample")["size_factor"].loc[screen] / data.size_factors)
-    offset = float(shift[treatment == "treated"].mean() - shift[treatment == "control"].mean())
     true_ln = truth.lfc_table()["treated"].reindex(data.gene_names)
     return {
         "name": f"sim_{kind}_{seed}",
@@ -63,7 +63,7 @@ def simulated_case(kind: str, seed: int) -> dict[str, Any]:
         "treated": [s for s in screen if treatment[s] == "treated"],
         "simulated": True,
         "truth_ln": true_ln,
-        "offset": offset,
+        "offset": normalisation_offset(data, truth),
     }
 
 

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pandas as pd
 import pytest
-from _paths import ROOT
+from _paths import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def ps():
-    spec = importlib.util.spec_from_file_location(
-        "panel_simulated", ROOT / "benchmarks" / "panel_simulated.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("panel_simulated")
 
 
 def case(offset: float = 0.0) -> dict:

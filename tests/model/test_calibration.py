@@ -17,12 +17,11 @@ sd of a 90 % coverage over 180 genes is about 2 points, of a 50 % one about 4):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 
 import numpy as np
 import pytest
-from _paths import ROOT
+from _paths import load_benchmark
 
 pytestmark = pytest.mark.slow
 
@@ -30,12 +29,7 @@ SEEDS = (11, 12, 13)
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_calibration", ROOT / "benchmarks" / "bench_calibration.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_calibration")
 
 
 @pytest.fixture(scope="module")
