@@ -473,8 +473,10 @@ def _trend(
     dispersion for being depleted. It is clipped to its 1st-99th percentiles and centred
     on its median.
     Screen samples with the same population-level design row (one condition) form one
-    class when every condition has at least two samples, so replicate scatter measures
-    each class's noise; otherwise all screen samples form one class. With
+    class when some condition has at least two samples, so replicate scatter measures
+    that class's noise; a condition with one sample (HAP1's lone T0 beside three treated
+    replicates) is a class of its own, so it does not inherit the replicated cells' noise.
+    Without any replicated condition all screen samples form one class. With
     ``classes_by="sample"`` (``dispersion="trend-sample"``) every screen sample is its own
     class, named ``<condition>:<sample>``.
     Every guide's dispersion is its class's trend unless the user gives ``sd_phi`` a prior
@@ -500,7 +502,7 @@ def _trend(
             f"{_class_name(mean, X[i])}:{sample}"
             for i, sample in enumerate(data.samples.index[screen])
         )
-    elif len(sizes) > 1 and sizes.min() >= 2:
+    elif len(sizes) > 1 and sizes.max() >= 2:
         classes = conditions.astype(np.int64)
         first = [int(np.flatnonzero(classes == k)[0]) for k in range(len(sizes))]
         names = tuple(_class_name(mean, X[i]) for i in first)

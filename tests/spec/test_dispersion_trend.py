@@ -29,6 +29,13 @@ def test_trend_has_a_class_per_replicated_condition(small_screen):
     disp1 = build_spec(FORMULA, one_rep, dispersion="trend").dispersion
     assert disp1.class_names == ("cells",)
     np.testing.assert_array_equal(disp1.sample_class, [0, 0])
+    # a lone control beside replicated treated samples (HAP1's T0): a class of its own
+    lone = data.subset(
+        samples=[data.pool_samples[0], "control_1", "treated_1", "treated_2", "treated_3"]
+    )
+    disp2 = build_spec(FORMULA, lone, dispersion="trend").dispersion
+    assert disp2.class_names == ("reference", "treatment[treated]")
+    np.testing.assert_array_equal(disp2.sample_class, [0, 1, 1, 1])
 
 
 def test_every_guide_follows_the_trend_unless_sd_phi_has_a_prior(small_screen):
