@@ -39,8 +39,13 @@ def variable_shapes(model: pm.Model) -> dict[str, tuple[int, ...]]:
         else:
             unknown.append(var)
     if unknown:
+        # every value variable an input: shapes that depend on none (a mixture's) would
+        # otherwise make a function of no inputs, which refuses the point's values
         fn = model.compile_fn(
-            [var.shape for var in unknown], on_unused_input="ignore", point_fn=True
+            [var.shape for var in unknown],
+            inputs=model.value_vars,
+            on_unused_input="ignore",
+            point_fn=True,
         )
         for var, shape in zip(unknown, fn(model.initial_point()), strict=True):
             shapes[var.name] = tuple(int(s) for s in shape)

@@ -43,3 +43,18 @@ def test_filter_by_shape_for_any_name():
     # 6 x 2 + 6 + 6 = 24 guide-level numbers per draw
     assert sgrna_store_default(model, 2_500_000)
     assert not sgrna_store_default(model, 2_500_001)
+
+
+def test_shapes_pymc_cannot_infer_statically_are_evaluated():
+    from screenformula.inference.nuts import variable_shapes
+
+    # a normal mixture's shape is known only when evaluated, and depends on no free
+    # variable: compiled with no inputs, it once refused the initial point's values
+    with pm.Model() as model:
+        w = pm.Beta("w", 1, 1)
+        pm.NormalMixture(
+            "x", w=pm.math.stack([1 - w, w]), mu=[0.0, 0.0], sigma=[0.2, 1.0], shape=(3, 2)
+        )
+    shapes = variable_shapes(model)
+    assert shapes["x"] == (3, 2)
+    assert shapes["w"] == ()
