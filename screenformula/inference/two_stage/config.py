@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 from screenformula._constants import STAGE1_ESS_PER_CHAIN, rhat_for_ess
 
+#: Stage 1's subsample: genes per gene-level effect, and the fewest (`stage1_gene_count`).
+STAGE1_GENES_PER_EFFECT = 150
+STAGE1_MIN_GENES = 300
+
 
 @dataclass(frozen=True)
 class TwoStageConfig:
@@ -31,9 +35,18 @@ class TwoStageConfig:
 
     Attributes
     ----------
-    stage1_genes : int
+    stage1_genes : int or None
         Genes in the stage-1 subsample (all genes with a control guide are added on top
-        of the abundance-stratified draw when they exceed it).
+        of the abundance-stratified draw when they exceed it). None (the default):
+        ``STAGE1_GENES_PER_EFFECT`` per gene-level effect, at least 300
+        (`stage1_gene_count`): 300 for a baseline and one slope, as chosen on HAP1
+        above. More effects mean a larger gene-level covariance to estimate (21 sds and
+        correlations for JACKS's five lines in one model against 3), and the subsample
+        is where it is learnt: on those lines (1,579 genes, 6 effects) 300 genes put the
+        lines' correlations at 0.55-0.81 where full NUTS on every gene put them at
+        0.68-0.83, and called 20 / 7 / 16 / 24 / 24 essential genes (MOLM, MV411, HL60,
+        OCIAML2, OCIAML3) against NUTS's 21 / 12 / 21 / 25 / 26; 800 genes called
+        22 / 14 / 20 / 25 / 26.
     stage1_draws, stage1_tune, stage1_chains : int
         NUTS settings of stage 1; ``stage1_draws`` is the most draws per chain. 500
         tuning draws (Stan's 1,000 before 2026-12-04; nutpie's own default is 300):
@@ -115,7 +128,7 @@ class TwoStageConfig:
         makes a fit's hits provisional.
     """
 
-    stage1_genes: int = 300
+    stage1_genes: int | None = None
     stage1_draws: int = 10000
     stage1_tune: int = 500
     stage1_chains: int = 2
@@ -137,6 +150,12 @@ class TwoStageConfig:
     proposal_batch: int = 20
     newton_max_iter: int = 50
     target_accept: float = 0.9
+
+    def stage1_gene_count(self, effects_per_gene: int = 2) -> int:
+        """Stage 1's subsample size for a model with ``effects_per_gene`` gene-level effects."""
+        if self.stage1_genes is not None:
+            return int(self.stage1_genes)
+        return max(STAGE1_MIN_GENES, STAGE1_GENES_PER_EFFECT * max(effects_per_gene, 1))
 
     @property
     def stage1_rhat_target(self) -> float:

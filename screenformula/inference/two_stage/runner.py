@@ -40,7 +40,7 @@ def env_options() -> dict[str, Any]:
                 out[key] = None
             elif isinstance(default, bool):
                 out[key] = value.lower() in ("1", "true", "yes")
-            elif isinstance(default, int) or key == "workers":
+            elif isinstance(default, int) or key in ("workers", "stage1_genes"):
                 out[key] = int(value)
             else:
                 out[key] = float(value)
