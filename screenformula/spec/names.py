@@ -28,6 +28,7 @@ __all__ = [
     "PHI_Z",
     "POOL_INTERCEPT",
     "POOL_SHIFT",
+    "CHOL_PREFIX",
     "TermNames",
     "cor_label",
     "cor_pairs",
@@ -59,6 +60,8 @@ PHI_CLASS_DIM = "phi_class"
 PHI_POOL = "phi_pool"
 POOL_INTERCEPT = "pool_Intercept"
 POOL_SHIFT = "pool_shift"
+#: Prefix of a correlated term's LKJ Cholesky factor (`TermNames.chol`: ``L_<term>``).
+CHOL_PREFIX = "L_"
 #: Observed screen counts (guide x sample) and pool counts (guide x pool sample).
 OBSERVED = "count"
 OBSERVED_POOL = "pool_count"
@@ -151,7 +154,7 @@ def term_names(name: str, level: str) -> TermNames:
         effects=f"r_{name}",
         sd=f"sd_{name}",
         cor=f"cor_{name}",
-        chol=f"L_{name}",
+        chol=f"{CHOL_PREFIX}{name}",
         raw=f"z_{name}",
         df=f"df_{name}",
         mix=f"w_{name}",

@@ -27,6 +27,8 @@ def env_options() -> dict[str, Any]:
         return {}
     defaults = TwoStageConfig()
     known = {f.name for f in fields(TwoStageConfig)}
+    # a field whose default is None is typed by its annotation ("int | None": workers)
+    hints = {f.name: str(f.type) for f in fields(TwoStageConfig)}
     out: dict[str, Any] = {}
     for item in filter(None, (x.strip() for x in text.split(","))):
         key, sep, value = (x.strip() for x in item.partition("="))
@@ -40,7 +42,7 @@ def env_options() -> dict[str, Any]:
                 out[key] = None
             elif isinstance(default, bool):
                 out[key] = value.lower() in ("1", "true", "yes")
-            elif isinstance(default, int) or key in ("workers", "stage1_genes"):
+            elif isinstance(default, int) or (default is None and "int" in hints[key]):
                 out[key] = int(value)
             else:
                 out[key] = float(value)

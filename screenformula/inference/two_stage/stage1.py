@@ -429,9 +429,11 @@ def lkj_correlations(name: str, arr: np.ndarray) -> np.ndarray | None:
     on JACKS's five lines in one model stage 1 stopped with the factor at R-hat 1.017,
     under its 1.0198, and the fit's check then found a correlation at 1.02.
     """
-    if not name.startswith("L_") or arr.ndim != 4 or arr.shape[-1] != arr.shape[-2]:
+    from screenformula.spec.names import CHOL_PREFIX, cor_pairs
+
+    if not name.startswith(CHOL_PREFIX) or arr.ndim != 4 or arr.shape[-1] != arr.shape[-2]:
         return None
-    rows, cols = np.triu_indices(arr.shape[-1], 1)
+    rows, cols = np.array(cor_pairs(arr.shape[-1]), dtype=int).T  # brms's order, as cor_<term>
     return (arr @ np.swapaxes(arr, -1, -2))[..., rows, cols]
 
 
