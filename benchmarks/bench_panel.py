@@ -66,6 +66,13 @@ CANDIDATES = {
     "trend-tslopes": ("trend", "student_slopes"),
     "trend-t3slopes": ("trend", "student_slopes"),
     "trend-sharedeff": ("trend", "normal"),
+    "trend-scale": ("trend", "normal"),
+}
+#: Model settings of each candidate: ``trend-scale`` gives each replicate of a treated
+#: condition its own factor on the treatment effects (``replicate_scale``, the default
+#: since 2026-12-06); every other candidate was measured without
+OPTIONS = {name: {"replicate_scale": "none"} for name in CANDIDATES} | {
+    "trend-scale": {"replicate_scale": "condition"}
 }
 #: Candidates with a formula of their own. ``trend-sharedeff`` (JACKS's joint fit): gene
 #: effects per condition, one guide efficacy shared by every treated condition (JACKS's
@@ -137,6 +144,7 @@ def child(folder: Path, candidate: str, method: str, seed: int, hdi_prob: float)
         reference={"treatment": "ctrl"},
         dispersion=dispersion,
         priors=priors or None,
+        **OPTIONS.get(candidate, {}),
     )
     fit = model.fit(
         method, random_seed=seed, progress=False, store_sgrna=False, log_likelihood=False
@@ -397,6 +405,8 @@ def describe(candidate: str) -> str:
         text += f", `{FORMULAS[candidate]}`"
     for key, (name, args) in PRIORS.get(candidate, {}).items():
         text += f", {key} {name}({', '.join(f'{a}={v}' for a, v in args.items())})"
+    if candidate == "trend-scale":
+        text += ", replicate_scale='condition' (others: 'none')"
     return text
 
 

@@ -15,6 +15,7 @@ from screenformula.io.dataset import screen_data_from_dataset
 from screenformula.io.screen_data import ScreenData
 from screenformula.results.fit import DATA_GROUP, ScreenFit
 from screenformula.spec.model_spec import ModelSpec, PoolMode, build_spec
+from screenformula.spec.replicate_scale import DEFAULT_REPLICATE_SCALE
 from screenformula.spec.settings import ModelSettings
 
 
@@ -44,6 +45,14 @@ class ScreenModel:
         dispersion per replicate: for replicates of unequal noise, such as a bottlenecked
         one), ``"shared"`` (one ``phi``) or a formula for ``log phi`` such as
         ``"alpha ~ 1 + (1 | sgrna)"``.
+    replicate_scale : {"condition", "none"}, default "condition"
+        ``"condition"`` gives every replicate of a condition with two or more samples its
+        own factor on the treatment effects (its selection strength: replicates often
+        differ in doublings), ``log s ~ ZeroSumNormal(0.5)`` within the condition (prior
+        key ``"log_scale"``), so the effect reported is the replicates' geometric mean's
+        (`screenformula.spec.replicate_scale`); chosen on the panel of real screens
+        (``benchmarks/results/panel.md``). ``"none"``: one effect for every replicate (the
+        seed's model).
     pool : {"auto", "joint", "offset", "covariate", None}
         How the pool (plasmid / T0) samples enter (docs/MODEL.md). ``"auto"`` is ``"joint"``
         when the sheet marks pool samples and the formula has a guide-level term, else
@@ -52,7 +61,8 @@ class ScreenModel:
         brms-like keys: ``"Intercept"``, ``"b"`` (all slopes), ``"b_<coef>"``, ``"sd"``,
         ``"sd_<term>"``, ``"sd_<term>__<coef>"``, ``"cor"``/``"cor_<term>"`` (an LKJ eta),
         ``"phi"``, ``"phi_rate"``, ``"alpha_Intercept"``, ``"pool_Intercept"``,
-        ``"phi_pool"``, ``"b_pool"``. Values are `Prior` (or ``bambi.Prior``) objects.
+        ``"phi_pool"``, ``"b_pool"``, ``"log_scale"``. Values are `Prior` (or
+        ``bambi.Prior``) objects.
     lkj_eta : float
         Default LKJ shape of every correlated term (3, the seed's choice; brms uses 1).
     parameterization : "auto", bool or dict
@@ -82,6 +92,7 @@ class ScreenModel:
         *,
         family: str = "negativebinomial",
         dispersion: str = "trend",
+        replicate_scale: str = DEFAULT_REPLICATE_SCALE,
         pool: PoolMode | str = "auto",
         priors: dict[str, Any] | None = None,
         lkj_eta: float = 3.0,
@@ -92,6 +103,7 @@ class ScreenModel:
             formula,
             family=family,
             dispersion=dispersion,
+            replicate_scale=replicate_scale,
             pool=pool,
             priors=priors or {},
             lkj_eta=lkj_eta,
@@ -308,6 +320,14 @@ class ScreenModel:
             lines.append(
                 "Pool likelihood: pool_count[s,p] ~ NegativeBinomial(L_p * exp(pool_Intercept "
                 "+ a_s), phi_pool), sharing the guide baseline a_s"
+            )
+        if spec.replicate_scale.active:
+            lines.append(
+                "Replicate scales: the treatment part of replicate r is x scale[r], "
+                "log scale ~ ZeroSumNormal within "
+                + "; ".join(
+                    f"{g.label} ({', '.join(g.names)})" for g in spec.replicate_scale.groups
+                )
             )
         lines.append("Group terms:")
         for term in spec.groups:

@@ -540,15 +540,22 @@ def _draw_counts(
     *,
     alpha_pool: float,
     phi_pool: float,
+    replicate_scale: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Expected counts ``mu`` and NB counts of every guide in every sample."""
+    """Expected counts ``mu`` and NB counts of every guide in every sample.
+
+    ``replicate_scale[r - 1]`` multiplies the effects of every treatment's replicate ``r``.
+    """
     n_s, n_treat = guides.lfc.shape
     n_j = len(samples.names)
     pool_flag = samples.pool
     x = np.zeros((n_j, n_treat))
     for j, c in enumerate(samples.conditions):
         if c in treatments:
-            x[j, treatments.index(c)] = 1.0
+            strength = (
+                1.0 if replicate_scale is None else replicate_scale[samples.replicates[j] - 1]
+            )
+            x[j, treatments.index(c)] = strength
     screen = ~pool_flag
     has_pool = bool(pool_flag.any())
     mu = np.empty((n_s, n_j))
@@ -680,6 +687,7 @@ def simulate_screen(
     phi_pool: float = 50.0,
     alpha_pool: float | None = None,
     size_factors: str = "median",
+    replicate_scale: Sequence[float] | None = None,
     random_seed: int | np.random.Generator | None = None,
 ) -> SimulatedScreen:
     r"""Simulate a pooled CRISPR screen from the screenformula model.
@@ -806,6 +814,11 @@ def simulate_screen(
         ``"true"`` gives the ScreenData the true ``L_j``; any other value is a
         :class:`ScreenData` size-factor method (``"median"``, ``"total"``, ``"control"``,
         ``"none"``).
+    replicate_scale : sequence of float, optional
+        One factor per treated replicate (``n_replicates`` of them) on every effect of
+        that replicate, ``x_jt = s_r``: replicates that selected harder. Rescaled to a
+        geometric mean of 1, so ``lfc`` stays the replicates' typical effect (what
+        ``ScreenModel(..., replicate_scale="condition")`` estimates).
     random_seed : int, Generator or None
         Seed for :func:`numpy.random.default_rng`; the same seed gives the same screen.
 
@@ -926,6 +939,14 @@ def simulate_screen(
     log_l = depth_sd * rng_depth.standard_normal(len(samples.names))
     true_sf = np.exp(log_l - log_l.mean())
     a_pool = float(np.log(mean_count) - 0.5 * tau_s[0] ** 2) if alpha_pool is None else alpha_pool
+    strengths = None
+    if replicate_scale is not None:
+        strengths = np.asarray(replicate_scale, dtype=float)
+        if strengths.shape != (int(n_replicates),) or not np.all(strengths > 0):
+            raise ValueError(
+                f"replicate_scale needs {n_replicates} positive factors (one per replicate)"
+            )
+        strengths = strengths / np.exp(np.log(strengths).mean())
     mu, counts = _draw_counts(
         rng_count,
         rng_pool,
@@ -935,6 +956,7 @@ def simulate_screen(
         true_sf,
         alpha_pool=a_pool,
         phi_pool=phi_pool,
+        replicate_scale=strengths,
     )
 
     gene_groups = None
@@ -983,6 +1005,7 @@ def simulate_screen(
         "n_hits": dict(zip(treatments, is_hit.sum(axis=0).astype(int).tolist(), strict=True)),
         "mean_count": float(mean_count),
         "depth_sd": float(depth_sd),
+        "replicate_scale": None if strengths is None else strengths.tolist(),
         "guide_efficiency": bool(guide_efficiency),
         "efficiency_beta": tuple(efficiency_beta) if guide_efficiency else None,
         "random_seed": random_seed if not isinstance(random_seed, np.random.Generator) else None,

@@ -8,7 +8,11 @@ import pytensor.tensor as pt
 
 from screenformula._constants import DIM_POOL_SAMPLE, DIM_SAMPLE, DIM_SGRNA
 from screenformula.backend.likelihood import negative_binomial
-from screenformula.backend.terms import predictor_tensor, prior_variable
+from screenformula.backend.terms import (
+    predictor_tensor,
+    prior_variable,
+    replicate_scale_tensor,
+)
 from screenformula.spec.model_spec import ModelSpec
 from screenformula.spec.names import (
     B_POOL,
@@ -37,7 +41,7 @@ def build_pymc_model(spec: ModelSpec) -> pm.Model:
     """
     coords = {DIM_SGRNA: list(map(str, spec.data.sgrnas)), DIM_SAMPLE: list(spec.samples)}
     with pm.Model(coords=coords) as model:
-        eta, effects = predictor_tensor(spec.mean, spec)
+        eta, effects = predictor_tensor(spec.mean, spec, scale=replicate_scale_tensor(spec))
         log_mu = eta + spec.log_size_factors[None, :]
         pool = spec.pool
         if pool.mode == "offset":

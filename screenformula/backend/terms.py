@@ -10,8 +10,16 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from screenformula._constants import DIM_SAMPLE
 from screenformula.spec.model_spec import ModelSpec
-from screenformula.spec.names import cor_label, cor_pairs, population_names
+from screenformula.spec.names import (
+    LOG_SCALE,
+    REPLICATE_SCALE,
+    cor_label,
+    cor_pairs,
+    population_names,
+    scale_names,
+)
 from screenformula.spec.priors import Prior
 from screenformula.spec.terms import GroupTerm, LinearPredictor
 
@@ -149,10 +157,38 @@ def group_effects(
     return pm.Deterministic(term.names.effects, effects, dims=(levels, coefs))
 
 
+def replicate_scale_tensor(spec: ModelSpec) -> pt.TensorVariable | None:
+    """Each screen sample's effect scale (`spec.replicate_scale`), or None without scales.
+
+    One ``log_scale__<condition>`` zero-sum vector per scaled condition (its replicates),
+    and the Deterministic ``replicate_scale`` over every screen sample (1 elsewhere).
+    """
+    scales = spec.replicate_scale
+    if not scales.active:
+        return None
+    model = pm.modelcontext(None)
+    prior = spec.prior(LOG_SCALE)
+    log_scale = pt.zeros(len(spec.samples))
+    for group in scales.groups:
+        name, dim = scale_names(group.label)
+        model.add_coord(dim, list(group.names))
+        values = prior_variable(name, prior, dims=dim)
+        log_scale = pt.set_subtensor(log_scale[np.asarray(group.samples)], values)
+    return pm.Deterministic(REPLICATE_SCALE, pt.exp(log_scale), dims=DIM_SAMPLE)
+
+
 def predictor_tensor(
-    lp: LinearPredictor, spec: ModelSpec, *, prefix: str = ""
+    lp: LinearPredictor,
+    spec: ModelSpec,
+    *,
+    prefix: str = "",
+    scale: pt.TensorVariable | None = None,
 ) -> tuple[pt.TensorVariable, dict[str, pt.TensorVariable]]:
     """Build a linear predictor over the guide x screen-sample matrix.
+
+    ``scale`` (n_screen_samples,) multiplies each sample's treatment part: every
+    population-level slope and every gene/guide-level effect whose design differs between
+    samples (`replicate_scale_tensor`).
 
     Returns
     -------
@@ -182,7 +218,8 @@ def predictor_tensor(
                 for c, p in zip(lp.common.names, priors, strict=True)
             ]
             b = pm.Deterministic(population.b, pt.stack(parts), dims=dim)
-        eta = eta + pt.dot(lp.common.X, b)[None, :]
+        slopes = pt.dot(lp.common.X, b)
+        eta = eta + (slopes if scale is None else slopes * scale)[None, :]
         guide_parts.update({c: b[i] for i, c in enumerate(lp.common.names)})
     if lp.common.offset.any():
         eta = eta + lp.common.offset[None, :]
@@ -199,15 +236,20 @@ def predictor_tensor(
                     centers[q] = part[first_guide] if part.ndim else part
         r = group_effects(term, spec, centers)
         effects[term.name] = r
-        eta = eta + term_contribution(term, r)
+        eta = eta + term_contribution(term, r, scale)
         if term.level != "sample":
             for q, coef in enumerate(term.coef_names):
                 guide_parts[coef] = guide_parts.get(coef, 0.0) + r[:, q][term.index]
     return eta, effects
 
 
-def term_contribution(term: GroupTerm, r: pt.TensorVariable) -> pt.TensorVariable:
-    """A term's part of the linear predictor, broadcastable to (n_sgrna, n_samples)."""
+def term_contribution(
+    term: GroupTerm, r: pt.TensorVariable, scale: pt.TensorVariable | None = None
+) -> pt.TensorVariable:
+    """A term's part of the linear predictor, broadcastable to (n_sgrna, n_samples).
+
+    ``scale`` multiplies the columns that differ between samples (not a sample-level term).
+    """
     constant = np.all(term.Z == term.Z[:1], axis=0)
     if term.level == "sample":
         return pt.sum(r[term.index] * term.Z, axis=1)[None, :]
@@ -217,5 +259,6 @@ def term_contribution(term: GroupTerm, r: pt.TensorVariable) -> pt.TensorVariabl
     if fixed.size:  # e.g. the intercept: one value per guide, broadcast over samples
         part = part + pt.dot(r[:, fixed], term.Z[0, fixed])[term.index][:, None]
     if varying.size:
-        part = part + pt.dot(r[:, varying][term.index], term.Z[:, varying].T)
+        slopes = pt.dot(r[:, varying][term.index], term.Z[:, varying].T)
+        part = part + (slopes if scale is None else slopes * scale[None, :])
     return part

@@ -41,6 +41,7 @@ from screenformula.inference.registry import method_names
 from screenformula.inference.two_stage.checkpoint import remove_checkpoint
 from screenformula.io.advice import Wording
 from screenformula.results.contrast_core import DEFAULT_DELTA
+from screenformula.spec.replicate_scale import DEFAULT_REPLICATE_SCALE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -53,6 +54,7 @@ counts: counts.tsv            # MAGeCK or long count table (paths relative to th
 samples: samples.tsv          # the sample sheet (below)
 formula: "count ~ 1 + condition + (1 + condition | gene) + (1 + condition | gene:sgrna)"
 dispersion: trend             # trend | trend-sample | sgrna | shared | "alpha ~ 1 + (1 | sgrna)"
+replicate_scale: condition    # condition (each replicate's own effect scale) | none
 pool: auto                    # auto | joint | offset | covariate | none
 size_factors: median          # median | total | control | none
 nan: error                    # a missing count: error | drop (its sgRNA)
@@ -192,6 +194,7 @@ class AnalysisConfig(BaseModel):
     formula: str
     family: str = "negativebinomial"
     dispersion: str = "trend"
+    replicate_scale: Literal["none", "condition"] = DEFAULT_REPLICATE_SCALE
     pool: str | None = "auto"
     priors: dict[str, PriorConfig | float] = Field(default_factory=dict)
     lkj_eta: float = Field(3.0, gt=0)

@@ -29,6 +29,7 @@ from screenformula.inference.registry import METHODS, get_method, method_names
 from screenformula.inference.two_stage.checkpoint import remove_checkpoint
 from screenformula.io.advice import Wording
 from screenformula.results.contrast_core import CALL_RULES, DEFAULT_DELTA
+from screenformula.spec.replicate_scale import DEFAULT_REPLICATE_SCALE, REPLICATE_SCALE_MODES
 
 FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
 #: Several treated groups (-t NAME=... given more than once): JACKS's design, a gene effect
@@ -137,6 +138,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="error",
         help="a missing count (empty, NA): stop with an error naming it (default), or drop "
         "the sgRNA (listed in PREFIX.log)",
+    )
+    p.add_argument(
+        "--replicate-scale",
+        choices=REPLICATE_SCALE_MODES,
+        default=DEFAULT_REPLICATE_SCALE,
+        help="condition (default): each replicate of a treated group gets its own factor on "
+        "the treatment effects (replicates that went through more doublings deplete "
+        "further), and the reported effect is the replicates' geometric mean's; none: one "
+        "effect for every replicate",
     )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--control-sgrna", help="file of control sgRNA ids, one per line")
@@ -307,7 +317,11 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
         data = data.with_size_factors(args.norm_method)
         say(describe_data(data, log_path))
         model = sf.ScreenModel(
-            formula, data, pool="joint" if pool else None, reference={"treatment": "control"}
+            formula,
+            data,
+            pool="joint" if pool else None,
+            reference={"treatment": "control"},
+            replicate_scale=args.replicate_scale,
         )
         say(repr(model))
         extra.update(stage1_options(model, args.method, args.stage1_draws, "--stage1-draws"))
@@ -357,6 +371,7 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
             nan=args.nan,
             dropped=data.dropped.to_dict("records"),
             formula=formula,
+            replicate_scale=args.replicate_scale,
             hits=int(result.genes["hit"].sum()),
             delta=args.delta,
         )

@@ -97,15 +97,22 @@ def _take(post: xr.Dataset, name: str, idx: np.ndarray) -> np.ndarray:
 def predictor_draws(
     post: xr.Dataset, lp: LinearPredictor, idx: np.ndarray, n_sgrna: int, prefix: str = ""
 ) -> np.ndarray:
-    """One linear predictor per draw: (draws, guides or 1, samples)."""
+    """One linear predictor per draw: (draws, guides or 1, samples).
+
+    The mean's treatment part is multiplied by each sample's ``replicate_scale`` draws
+    where the model has them (`backend.terms.predictor_tensor`).
+    """
     common = lp.common
     pop = names.population_names(prefix)
     k, n_samples = idx.size, common.X.shape[0]
+    scale = np.ones((k, n_samples))
+    if not prefix and names.REPLICATE_SCALE in post:
+        scale = _take(post, names.REPLICATE_SCALE, idx)
     eta = np.zeros((k, 1, n_samples))
     if common.intercept:
         eta += _take(post, pop.intercept, idx)[:, None, None]
     if common.names:
-        eta += (_take(post, pop.b, idx) @ common.X.T)[:, None, :]
+        eta += ((_take(post, pop.b, idx) @ common.X.T) * scale)[:, None, :]
     eta += common.offset[None, None, :]
     for term in lp.groups:
         r = _take(post, term.names.effects, idx)  # (draws, levels, coefs)
@@ -114,7 +121,9 @@ def predictor_draws(
         else:
             if eta.shape[1] == 1:
                 eta = np.repeat(eta, n_sgrna, axis=1)
-            eta += r[:, term.index, :] @ term.Z.T
+            varying = ~np.all(term.Z == term.Z[:1], axis=0)
+            eta += r[:, term.index][..., ~varying] @ term.Z[:, ~varying].T
+            eta += (r[:, term.index][..., varying] @ term.Z[:, varying].T) * scale[:, None, :]
     return eta
 
 

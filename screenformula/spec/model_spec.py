@@ -13,15 +13,17 @@ from screenformula.errors import FormulaError
 from screenformula.io.screen_data import ScreenData
 from screenformula.spec.families import Family, get_family
 from screenformula.spec.formula import parse_formula
-from screenformula.spec.names import PHI_SD
+from screenformula.spec.names import LOG_SCALE, PHI_SD
 from screenformula.spec.priors import (
     CONSTANT_CLASSES,
     DEFAULT_PRIORS,
+    SCALE_PRIOR,
     Prior,
     as_lkj_eta,
     as_prior,
     centred_intercept,
 )
+from screenformula.spec.replicate_scale import ReplicateScaleSpec, replicate_scale_spec
 from screenformula.spec.settings import ModelSettings
 from screenformula.spec.terms import GroupTerm, LinearPredictor, resolve_predictor
 
@@ -119,6 +121,7 @@ class ModelSpec:
     counts: np.ndarray  # (n_sgrna, n_screen_samples)
     log_size_factors: np.ndarray  # (n_screen_samples,)
     options: dict[str, Any] = field(default_factory=dict)
+    replicate_scale: ReplicateScaleSpec = field(default_factory=ReplicateScaleSpec)
 
     @property
     def groups(self) -> tuple[GroupTerm, ...]:
@@ -189,6 +192,11 @@ class _PriorBuilder:
                     raise FormulaError(
                         f"prior for {candidate!r}: Constant is allowed for "
                         f"{', '.join(CONSTANT_CLASSES)} only, not for {cls!r}"
+                    )
+                if (prior.name == SCALE_PRIOR) != (cls == "log_scale"):
+                    raise FormulaError(
+                        f"prior for {candidate!r}: log_scale takes a {SCALE_PRIOR}(sigma=...) "
+                        f"and only log_scale does, got {prior!r}"
                     )
                 self.entries[key] = PriorEntry(key, cls, coef, group, prior, "user")
                 return
@@ -291,7 +299,10 @@ def build_spec(settings: ModelSettings | str, data: ScreenData, **options: Any) 
     offset = mean.common.offset[None, :]
     if pool == "offset":
         offset = offset + pool_spec.log_abundance
-    priors = _priors(settings, mean, disp, pool_spec, _intercept_center(counts, log_sf, offset))
+    scale = replicate_scale_spec(settings.replicate_scale, mean, tuple(map(str, samples.index)))
+    priors = _priors(
+        settings, mean, disp, pool_spec, _intercept_center(counts, log_sf, offset), scale
+    )
     return ModelSpec(
         formula=settings.formula,
         family=fam,
@@ -304,6 +315,7 @@ def build_spec(settings: ModelSettings | str, data: ScreenData, **options: Any) 
         counts=counts,
         log_size_factors=log_sf,
         options={"lkj_eta": float(settings.lkj_eta), "parameterization": parameterization},
+        replicate_scale=scale,
     )
 
 
@@ -328,10 +340,13 @@ def _priors(
     disp: DispersionSpec,
     pool: PoolSpec,
     center: float,
+    scale: ReplicateScaleSpec,
 ) -> dict[str, PriorEntry]:
     """Every prior of the model: the defaults (`DEFAULT_PRIORS`) with the user's applied."""
     builder = _PriorBuilder(settings.priors, settings.lkj_eta)
     builder.add_predictor(mean, "", centred_intercept(center))
+    if scale.active:
+        builder.add(LOG_SCALE, LOG_SCALE, DEFAULT_PRIORS[LOG_SCALE])
     if disp.mode == "shared":
         builder.add("phi", "phi", DEFAULT_PRIORS["phi"], positive=True)
     elif disp.mode == "sgrna":

@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "LOG_SCALE",
+    "REPLICATE_SCALE",
+    "scale_names",
     "B",
     "B_COEF_DIM",
     "B_POOL",
@@ -60,6 +63,11 @@ PHI_CLASS_DIM = "phi_class"
 PHI_POOL = "phi_pool"
 POOL_INTERCEPT = "pool_Intercept"
 POOL_SHIFT = "pool_shift"
+#: replicate_scale="condition": ``log_scale__<condition>`` (over that condition's replicates,
+#: dimension ``replicate__<condition>``) and every screen sample's factor ``replicate_scale``
+#: (1 outside the scaled conditions). `scale_names` gives the per-condition names.
+LOG_SCALE = "log_scale"
+REPLICATE_SCALE = "replicate_scale"
 #: Prefix of a correlated term's LKJ Cholesky factor (`TermNames.chol`: ``L_<term>``).
 CHOL_PREFIX = "L_"
 #: Observed screen counts (guide x sample) and pool counts (guide x pool sample).
@@ -159,3 +167,8 @@ def term_names(name: str, level: str) -> TermNames:
         df=f"df_{name}",
         mix=f"w_{name}",
     )
+
+
+def scale_names(label: str) -> tuple[str, str]:
+    """The variable and dimension names of one condition's log replicate scales."""
+    return f"{LOG_SCALE}__{label}", f"replicate__{label}"

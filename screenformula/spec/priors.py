@@ -34,7 +34,12 @@ DISTRIBUTIONS: dict[str, tuple[set[str], bool]] = {
     "TruncatedNormal": ({"mu", "sigma", "lower", "upper"}, False),
     # brms's constant(): a fixed value, not a random variable (Student-t df only)
     "Constant": ({"value"}, True),
+    # replicate_scale: the log scales of one condition's replicates, summing to zero
+    "ZeroSumNormal": ({"sigma"}, False),
 }
+#: The one prior of ``log_scale`` (and only of it): replicate scales sum to zero on the log
+#: scale within a condition, so the effect stays the replicates' geometric mean.
+SCALE_PRIOR = "ZeroSumNormal"
 #: Prior classes that take ``Constant``: a fixed Student-t df is a choice of model;
 #: a fixed sd or slope would leave a hole where summaries expect draws.
 CONSTANT_CLASSES = ("df",)
@@ -95,6 +100,9 @@ DEFAULT_PRIORS: dict[str, Prior] = {
     "phi_trend_slope": Prior("Normal", mu=0, sigma=1),
     "sd_phi": Prior("HalfNormal", sigma=1),
     "df": Prior("Gamma", alpha=2, beta=0.1),  # Student-t varying effects (brms's default)
+    # replicate_scale="condition": log effect scales of a condition's replicates (x0.6 to
+    # x1.6 within one sd; every replicate of HAP1, JACKS and RT112 lies within 2 sd)
+    "log_scale": Prior("ZeroSumNormal", sigma=0.5),
 }
 #: Default LKJ shape of correlated terms (the seed's choice; brms uses 1).
 DEFAULT_LKJ_ETA = 3.0

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from screenformula.spec.priors import Prior
+from screenformula.spec.replicate_scale import DEFAULT_REPLICATE_SCALE
 
 __all__ = ["ModelSettings"]
 
@@ -27,6 +28,7 @@ class ModelSettings:
     formula: str
     family: str = "negativebinomial"
     dispersion: str = "trend"
+    replicate_scale: str = DEFAULT_REPLICATE_SCALE
     pool: str | None = "auto"
     priors: dict[str, Any] = field(default_factory=dict)
     lkj_eta: float = 3.0
@@ -68,13 +70,18 @@ class ModelSettings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelSettings:
-        """Rebuild from `to_dict` (unknown keys are ignored; missing ones take defaults)."""
+        """Rebuild from `to_dict`: unknown keys are ignored, missing ones take defaults.
+
+        A missing ``replicate_scale`` is "none": every fit saved before the setting had none.
+        """
         known = {k: v for k, v in values.items() if k in cls.keys()}
         known["priors"] = {
             k: (Prior.from_dict(v) if isinstance(v, dict) else v)
             for k, v in (known.get("priors") or {}).items()
         }
         known["reference"] = known.get("reference") or {}
+        # a fit saved before replicate scales existed was fitted without them
+        known.setdefault("replicate_scale", "none")
         return cls(**known)
 
 

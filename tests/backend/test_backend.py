@@ -106,16 +106,18 @@ def test_linear_predictor_matches_a_per_observation_computation(grouped_screen):
     mu_var = model["count"].owner.inputs[2]  # Poisson(rng, size, mu)
     (mu,) = value_function(model, [mu_var])(*[values[v] for v in model.value_vars])
     # recompute by hand from the deterministics
-    det = value_function(
-        model, [model["Intercept"], model["b"], model["r_group"], model["r_gene"], model["r_sgrna"]]
-    )(*[values[v] for v in model.value_vars])
-    intercept, b, r_group, r_gene, r_sgrna = det
+    names = ["Intercept", "b", "r_group", "r_gene", "r_sgrna", "replicate_scale"]
+    det = value_function(model, [model[n] for n in names])(*[values[v] for v in model.value_vars])
+    intercept, b, r_group, r_gene, r_sgrna, scale = det
     spec = m.spec
     X = spec.mean.common.X
-    Z = np.column_stack([np.ones(len(spec.samples)), X])
+    # the default replicate scales multiply each treated replicate's treatment part
+    treated = X.any(axis=1)
+    assert np.all(scale[~treated] == 1.0) and np.ptp(scale[treated]) > 0
     gene = data.gene_codes
     group = np.asarray(data.group_codes)[gene]
-    eta = intercept + X @ b + (r_group[group] + r_gene[gene] + r_sgrna) @ Z.T
+    r = r_group[group] + r_gene[gene] + r_sgrna
+    eta = intercept + r[:, :1] + (X @ b + r[:, 1:] @ X.T) * scale
     log_mu = eta + spec.log_size_factors + spec.pool.log_abundance
     np.testing.assert_allclose(np.log(mu), log_mu, rtol=1e-10)
 

@@ -116,10 +116,15 @@ def test_full_run_then_contrast_and_plot_from_the_saved_fit(table, tmp_path):
         "2",
         "--seed",
         "1",
+        "--replicate-scale",
+        "condition",
         "--quiet",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "screen.log").read_text())["replicate_scale"] == "condition"
+    scaled = sf.load_fit(tmp_path / "screen.fit.nc").model.spec.replicate_scale.groups
+    assert [g.names for g in scaled] == [("T1", "T2", "T3")]
     names = {p.name for p in tmp_path.iterdir()}
     for suffix in (
         ".gene_summary.txt",
@@ -220,7 +225,7 @@ def test_fit_from_config(table, tmp_path):
     config.write_text(
         f"counts: {table}\nsamples: samples.tsv\n"
         "formula: 'count ~ 1 + treatment + (1 + treatment | gene) + (1 | gene:sgrna)'\n"
-        "dispersion: shared\npool: joint\n"
+        "dispersion: shared\npool: joint\nreplicate_scale: condition\n"
         "priors: {b: {name: Normal, args: {mu: 0, sigma: 1}}}\n"
         "fit: {draws: 100, tune: 150, chains: 2, seed: 3}\n"
         "contrasts: [{factor: treatment, ref: control, delta: 0.2}]\noutput: out\n"
@@ -238,6 +243,10 @@ def test_fit_from_config(table, tmp_path):
     fit = sf.load_fit(out / "fit.nc")
     assert fit.model.spec.pool.mode == "joint"
     assert fit.model.spec.prior("b_treatment[drug]") == sf.Prior("Normal", mu=0, sigma=1)
+    # the saved fit rebuilds the replicate scales of the config: one per drug replicate
+    (group,) = fit.model.spec.replicate_scale.groups
+    assert group.names == ("T1", "T2", "T3")
+    assert fit.posterior["replicate_scale"].sel(sample="C1").values.min() == 1.0
 
 
 @pytest.fixture(scope="module")

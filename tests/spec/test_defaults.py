@@ -22,13 +22,30 @@ def test_default_dispersion_is_the_trend_everywhere(small_screen):
     assert "phi_trend_slope" in repr(model)
 
 
-def test_the_seeds_model_stays_expressible(small_screen):
-    """dispersion="sgrna" with normal gene effects is the seed's model, term for term."""
+def test_default_replicate_scales_are_on_where_a_condition_is_replicated(small_screen):
     data, _ = small_screen
-    model = sf.ScreenModel(FORMULA, data, dispersion="sgrna")
+    model = sf.ScreenModel(FORMULA, data)
+    assert model.settings["replicate_scale"] == "condition"
+    assert ModelSettings(FORMULA).replicate_scale == "condition"
+    assert AnalysisConfig(counts="c.tsv", formula=FORMULA).replicate_scale == "condition"
+    assert model.spec.replicate_scale.active and "Replicate scales:" in repr(model)
+    assert "log_scale__treatment[treated]" in {v.name for v in model.pymc_model.free_RVs}
+    # a fit saved before the setting existed rebuilds as it was fitted: without scales
+    saved = ModelSettings(FORMULA).to_dict()
+    del saved["replicate_scale"]
+    assert ModelSettings.from_dict(saved).replicate_scale == "none"
+
+
+def test_the_seeds_model_stays_expressible(small_screen):
+    """dispersion="sgrna", normal gene effects and no replicate scales: the seed's model,
+    term for term."""
+    data, _ = small_screen
+    model = sf.ScreenModel(FORMULA, data, dispersion="sgrna", replicate_scale="none")
     assert "phi[sgrna] ~ Gamma(1, phi_rate)" in repr(model)
+    assert "Replicate scales" not in repr(model)
     pm_model = model.pymc_model
     names = {v.name for v in pm_model.free_RVs}
+    assert not any(n.startswith("log_scale") for n in names)
     assert {"phi", "phi_rate"} <= names
     assert not names & {"phi_trend_Intercept", "phi_trend_slope", "sd_phi", "z_phi"}
     assert not any(n.startswith(("df_", "w_")) for n in names)  # gene effects stay normal

@@ -232,12 +232,10 @@ def model_settings(model) -> dict:  # noqa: ANN001 - a ScreenModel
     centred = {
         t.name: [c for c, f in zip(t.coef_names, t.centered, strict=True) if f] for t in terms
     }
+    # every setting as given (a new one reaches the subsets too), but these two
     return {
-        "family": s["family"],
-        "dispersion": s["dispersion"],
-        "pool": s["pool"],
+        **{key: s[key] for key in s.keys() if key != "formula"},
         "priors": priors,
-        "lkj_eta": s["lkj_eta"],
         "parameterization": centred,
         "reference": s["reference"] or None,
     }
