@@ -47,8 +47,9 @@ def real_section(real: dict[str, Any] | None) -> list[str]:
         "(RT112: the study's own lists) ranked by LFC; hits: genes called depleted at 5 % FDR "
         "(ours: each call's own error <= 0.05 beyond `delta = 0.5`, the default call rule, "
         "then in brackets `qvalue_down <= 0.05`, where recorded; MAGeCK `neg|fdr < 0.05`). "
-        "Rows marked *dispersion trend* fit the library's default model; the others, run "
-        'before it, the per-guide `dispersion="sgrna"`.',
+        "Rows marked *dispersion trend* fit the default model before replicate scales "
+        '(`replicate_scale="none"`; the panel below has the default with them); the others, '
+        'run before the trend, the per-guide `dispersion="sgrna"`.',
         "",
         *headline_rows(real),
     ]

@@ -101,7 +101,10 @@ data
 #
 # Printing the model shows exactly what will be fitted: the likelihood, the dispersion
 # (the default `"trend"`: each guide's dispersion follows a trend in its starting
-# abundance, one trend per condition), the group terms and **every prior**
+# abundance, one trend per condition), the replicate scales (the default
+# `replicate_scale="condition"`: each replicate of a condition gets its own factor on the
+# treatment effects, as replicates differ in how far selection went; the effect reported
+# is the replicates' geometric mean's), the group terms and **every prior**
 # with where it came from (brms users: this is `prior_summary()`). Nothing is hidden.
 
 # %%

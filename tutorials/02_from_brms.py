@@ -46,6 +46,7 @@
 # | `bf(count ~ ..., shape ~ 1 + (1 \| sgrna))` | `dispersion="shape ~ 1 + (1 \| sgrna)"` | log link; `alpha ~` and `phi ~` are accepted spellings |
 # | one `shape`, prior `gamma(0.01, 0.01)` | `dispersion="shared"` | same default prior, key `"phi"` |
 # | (no brms shortcut) | `dispersion="sgrna"` | `phi[s] ~ Gamma(1, phi_rate)`, one per guide, partially pooled (the default until the panel of real screens, `benchmarks/results/panel.md`) |
+# | `bf(count ~ a + s * b, nl = TRUE)` with a per-replicate `s` | `replicate_scale="condition"` (default) | each replicate of a condition multiplies the treatment part by its own factor, `log s ~ ZeroSumNormal(0.5)` within the condition (prior key `"log_scale"`), so effects are the replicates' geometric mean's; `replicate_scale="none"` for one effect per condition |
 # | (no brms shortcut) | `dispersion="trend"` (default) | `log phi` linear in each guide's starting abundance per sample class, every guide on it (DESeq2's mean-dispersion trend, made Bayesian; a prior on `sd_phi` adds each guide's own deviation); priors `"phi_trend_Intercept"`, `"phi_trend_slope"`, `"sd_phi"` |
 #
 # **Priors**
