@@ -10,10 +10,10 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from screenformula._constants import DIM_SAMPLE
 from screenformula.spec.model_spec import ModelSpec
 from screenformula.spec.names import (
     LOG_SCALE,
+    REPLICATE_DIM,
     REPLICATE_SCALE,
     cor_label,
     cor_pairs,
@@ -161,20 +161,22 @@ def replicate_scale_tensor(spec: ModelSpec) -> pt.TensorVariable | None:
     """Each screen sample's effect scale (`spec.replicate_scale`), or None without scales.
 
     One ``log_scale__<condition>`` zero-sum vector per scaled condition (its replicates),
-    and the Deterministic ``replicate_scale`` over every screen sample (1 elsewhere).
+    and the Deterministic ``replicate_scale`` over the scaled replicates (dimension
+    ``replicate``); every other screen sample's factor is 1.
     """
     scales = spec.replicate_scale
     if not scales.active:
         return None
     model = pm.modelcontext(None)
     prior = spec.prior(LOG_SCALE)
-    log_scale = pt.zeros(len(spec.samples))
+    parts = []
     for group in scales.groups:
         name, dim = scale_names(group.label)
         model.add_coord(dim, list(group.names))
-        values = prior_variable(name, prior, dims=dim)
-        log_scale = pt.set_subtensor(log_scale[np.asarray(group.samples)], values)
-    return pm.Deterministic(REPLICATE_SCALE, pt.exp(log_scale), dims=DIM_SAMPLE)
+        parts.append(prior_variable(name, prior, dims=dim))
+    model.add_coord(REPLICATE_DIM, list(scales.names))
+    factors = pm.Deterministic(REPLICATE_SCALE, pt.exp(pt.concatenate(parts)), dims=REPLICATE_DIM)
+    return pt.set_subtensor(pt.ones(len(spec.samples))[np.asarray(scales.samples)], factors)
 
 
 def predictor_tensor(

@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from screenformula._constants import DIM_SAMPLE
 from screenformula.errors import FitError
 from screenformula.results.draws import correlation_draws, flatten_draws
 from screenformula.spec import names
@@ -398,10 +397,10 @@ def _further(fit: ScreenFit, ci: float) -> pd.DataFrame:
             labels = [name]
             da = da.expand_dims(k=1, axis=-1)
         tables.append(_summary_rows(da, labels, ci))
-    scaled = [n for g in spec.replicate_scale.groups for n in g.names]
-    if scaled and names.REPLICATE_SCALE in post:  # each replicate's factor, not the 1s
-        da = post[names.REPLICATE_SCALE].sel({DIM_SAMPLE: scaled}).rename({DIM_SAMPLE: "k"})
-        tables.append(_summary_rows(da, [f"{names.REPLICATE_SCALE}[{n}]" for n in scaled], ci))
+    if spec.replicate_scale.active and names.REPLICATE_SCALE in post:
+        da = post[names.REPLICATE_SCALE].rename({names.REPLICATE_DIM: "k"})
+        labels = [f"{names.REPLICATE_SCALE}[{n}]" for n in spec.replicate_scale.names]
+        tables.append(_summary_rows(da, labels, ci))
     if spec.dispersion.mode == "formula":
         pop = population_draws(fit, prefix="alpha_")
         if pop.sizes["coef"]:

@@ -95,19 +95,22 @@ def _take(post: xr.Dataset, name: str, idx: np.ndarray) -> np.ndarray:
 
 
 def predictor_draws(
-    post: xr.Dataset, lp: LinearPredictor, idx: np.ndarray, n_sgrna: int, prefix: str = ""
+    post: xr.Dataset,
+    lp: LinearPredictor,
+    idx: np.ndarray,
+    n_sgrna: int,
+    prefix: str = "",
+    scale: np.ndarray | None = None,
 ) -> np.ndarray:
     """One linear predictor per draw: (draws, guides or 1, samples).
 
-    The mean's treatment part is multiplied by each sample's ``replicate_scale`` draws
-    where the model has them (`backend.terms.predictor_tensor`).
+    ``scale`` (draws, samples; `scale_draws`) multiplies each sample's treatment part, as
+    the model's replicate scales do (`backend.terms.predictor_tensor`).
     """
     common = lp.common
     pop = names.population_names(prefix)
     k, n_samples = idx.size, common.X.shape[0]
-    scale = np.ones((k, n_samples))
-    if not prefix and names.REPLICATE_SCALE in post:
-        scale = _take(post, names.REPLICATE_SCALE, idx)
+    scale = np.ones((k, n_samples)) if scale is None else scale
     eta = np.zeros((k, 1, n_samples))
     if common.intercept:
         eta += _take(post, pop.intercept, idx)[:, None, None]
@@ -127,12 +130,21 @@ def predictor_draws(
     return eta
 
 
+def scale_draws(fit: ScreenFit, idx: np.ndarray) -> np.ndarray | None:
+    """Every screen sample's replicate scale per draw (draws, samples), or None without."""
+    scales = fit.model.spec.replicate_scale
+    if not scales.active:
+        return None
+    factors = _take(fit.posterior, names.REPLICATE_SCALE, idx)
+    return scales.full(factors, len(fit.model.spec.samples))
+
+
 def log_mu_draws(fit: ScreenFit, idx: np.ndarray) -> np.ndarray:
     """``log mu`` of every screen count, (draws, guides, screen samples)."""
     spec = fit.model.spec
     post = fit.posterior
     n_sgrna = spec.data.n_sgrnas
-    log_mu = predictor_draws(post, spec.mean, idx, n_sgrna)
+    log_mu = predictor_draws(post, spec.mean, idx, n_sgrna, scale=scale_draws(fit, idx))
     log_mu = log_mu + spec.log_size_factors[None, None, :]
     if spec.pool.mode == "offset":
         log_mu = log_mu + spec.pool.log_abundance[None]

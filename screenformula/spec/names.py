@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "LOG_SCALE",
+    "REPLICATE_DIM",
     "REPLICATE_SCALE",
     "scale_names",
     "B",
@@ -64,10 +65,12 @@ PHI_POOL = "phi_pool"
 POOL_INTERCEPT = "pool_Intercept"
 POOL_SHIFT = "pool_shift"
 #: replicate_scale="condition": ``log_scale__<condition>`` (over that condition's replicates,
-#: dimension ``replicate__<condition>``) and every screen sample's factor ``replicate_scale``
-#: (1 outside the scaled conditions). `scale_names` gives the per-condition names.
+#: dimension ``replicate__<condition>``) and every scaled replicate's factor
+#: ``replicate_scale`` (dimension ``replicate``; every other screen sample's is 1, not
+#: stored: R-hat of a constant divides 0 by 0). `scale_names` gives the per-condition names.
 LOG_SCALE = "log_scale"
 REPLICATE_SCALE = "replicate_scale"
+REPLICATE_DIM = "replicate"
 #: Prefix of a correlated term's LKJ Cholesky factor (`TermNames.chol`: ``L_<term>``).
 CHOL_PREFIX = "L_"
 #: Observed screen counts (guide x sample) and pool counts (guide x pool sample).

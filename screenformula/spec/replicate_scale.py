@@ -51,6 +51,23 @@ class ReplicateScaleSpec:
         """Whether the model has any scale to estimate."""
         return bool(self.groups)
 
+    @property
+    def samples(self) -> tuple[int, ...]:
+        """Positions of every scaled replicate among the screen samples, group by group."""
+        return tuple(i for g in self.groups for i in g.samples)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Names of every scaled replicate, in the order of `samples`."""
+        return tuple(n for g in self.groups for n in g.names)
+
+    def full(self, factors: np.ndarray, n_samples: int) -> np.ndarray:
+        """Every screen sample's factor from the scaled replicates' (last axis), 1 elsewhere."""
+        factors = np.asarray(factors, dtype=float)
+        out = np.ones((*factors.shape[:-1], n_samples))
+        out[..., list(self.samples)] = factors
+        return out
+
 
 def replicate_scale_spec(
     mode: str | None, mean: LinearPredictor, sample_names: tuple[str, ...] | list[str]

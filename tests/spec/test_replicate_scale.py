@@ -94,12 +94,16 @@ def test_the_model_scales_each_replicates_treatment_part_as_the_results_layer_do
     point = pymc_model.initial_point()
     values = {k: v + 0.3 * rng.standard_normal(np.shape(v)) for k, v in point.items()}
     post = _at_point(pymc_model, values)
-    scale = post[REPLICATE_SCALE].values[0, 0]
+    # stored for the scaled replicates only: a constant 1 would give R-hat 0 / 0
+    factors = post[REPLICATE_SCALE].values[0, 0]
+    assert spec.replicate_scale.names == ("treated_1", "treated_2", "treated_3")
+    assert factors.shape == (3,) and np.ptp(factors) > 0.05
+    assert np.log(factors).sum() == pytest.approx(0.0, abs=1e-12)  # geometric mean 1
+    scale = spec.replicate_scale.full(factors[None], len(spec.samples))
     treated = np.array([s.startswith("treated") for s in spec.samples])
-    assert np.all(scale[~treated] == 1.0) and np.ptp(scale[treated]) > 0.05
-    assert np.log(scale[treated]).sum() == pytest.approx(0.0, abs=1e-12)  # geometric mean 1
+    assert np.all(scale[0, ~treated] == 1.0)
 
-    eta = predictor_draws(post, spec.mean, np.array([0]), data.n_sgrnas)[0]
+    eta = predictor_draws(post, spec.mean, np.array([0]), data.n_sgrnas, scale=scale)[0]
     mu = np.exp(eta + spec.log_size_factors[None, :])
     phi = float(post["phi"].values.ravel()[0])
     expected = stats.nbinom.logpmf(spec.counts, phi, phi / (phi + mu)).sum()
@@ -107,9 +111,7 @@ def test_the_model_scales_each_replicates_treatment_part_as_the_results_layer_do
         logp = pm.compile(pymc_model.value_vars, pymc_model.logp(vars=pymc_model.observed_RVs))
     assert float(logp(**values)) == pytest.approx(expected, rel=1e-9)
     # and the scale matters: without it the results layer's density is another
-    eta_plain = predictor_draws(
-        post.drop_vars(REPLICATE_SCALE), spec.mean, np.array([0]), data.n_sgrnas
-    )[0]
+    eta_plain = predictor_draws(post, spec.mean, np.array([0]), data.n_sgrnas)[0]
     np.testing.assert_allclose(eta_plain[:, ~treated], eta[:, ~treated])
     assert np.abs(eta_plain[:, treated] - eta[:, treated]).max() > 0.01
 
@@ -128,7 +130,7 @@ def test_a_fit_recovers_each_replicates_scale_and_the_typical_effect():
     assert truth.params["replicate_scale"] == [2.0, 0.5]
     model = sf.ScreenModel(FORMULA, data, replicate_scale="condition")
     fit = model.fit("nuts", draws=300, tune=300, chains=2, random_seed=1, progress=False)
-    draws = fit.posterior[REPLICATE_SCALE].sel(sample=["treated_1", "treated_2"])
+    draws = fit.posterior[REPLICATE_SCALE].sel(replicate=["treated_1", "treated_2"])
     low, high = draws.quantile([0.025, 0.975], ("chain", "draw")).values
     assert np.all(low < [2.0, 0.5]) and np.all(high > [2.0, 0.5])
     assert np.all(high / low < 1.5)  # and pinned down: 60 genes' worth of effects
@@ -167,8 +169,8 @@ def test_the_two_stage_engine_fixes_the_scales_from_stage_one():
     stage1 = fit.idata["stage1_posterior"].to_dataset()
     name, dim = scale_names("treatment[treated]")
     assert stage1[name].sizes[dim] == 2
-    scale = fit.posterior[REPLICATE_SCALE].sel(sample=["treated_1", "treated_2"])
-    ratio = float((scale.sel(sample="treated_1") / scale.sel(sample="treated_2")).mean())
+    scale = fit.posterior[REPLICATE_SCALE]
+    ratio = float((scale.sel(replicate="treated_1") / scale.sel(replicate="treated_2")).mean())
     assert 2.5 < ratio < 6.5  # truth: 4
     genes = fit.contrast(delta=0.5).genes
     true = truth.lfc_table(log2=True)["treated"].reindex(genes["gene"]).to_numpy()
