@@ -46,10 +46,13 @@ def fake_fit(
 ) -> tuple[ScreenFit, dict[str, np.ndarray]]:
     """A `ScreenFit` whose posterior holds ``values`` (arrays with draws first).
 
-    Variables not in ``values`` are drawn from N(0, 0.3^2) (sds from |N|); returns the fit
+    Variables not in ``values`` are drawn from N(0, 0.3^2) (sds from |N|); the model has no
+    replicate scales unless ``replicate_scale`` is given. Returns the fit
     and every array used (without the chain dimension).
     """
     rng = np.random.default_rng(seed)
+    # the fakes hold no replicate scales: a model without them, unless asked
+    model_kwargs.setdefault("replicate_scale", "none")
     model = sf.ScreenModel(formula, data, **model_kwargs)
     spec = model.spec
     values = dict(values or {})
