@@ -252,12 +252,11 @@ def term_contribution(
 
     ``scale`` multiplies the columns that differ between samples (not a sample-level term).
     """
-    constant = np.all(term.Z == term.Z[:1], axis=0)
     if term.level == "sample":
         return pt.sum(r[term.index] * term.Z, axis=1)[None, :]
     part = 0.0
-    varying = np.flatnonzero(~constant)
-    fixed = np.flatnonzero(constant)
+    varying = np.flatnonzero(term.varying)
+    fixed = np.flatnonzero(~term.varying)
     if fixed.size:  # e.g. the intercept: one value per guide, broadcast over samples
         part = part + pt.dot(r[:, fixed], term.Z[0, fixed])[term.index][:, None]
     if varying.size:

@@ -124,7 +124,7 @@ def predictor_draws(
         else:
             if eta.shape[1] == 1:
                 eta = np.repeat(eta, n_sgrna, axis=1)
-            varying = ~np.all(term.Z == term.Z[:1], axis=0)
+            varying = term.varying
             eta += r[:, term.index][..., ~varying] @ term.Z[:, ~varying].T
             eta += (r[:, term.index][..., varying] @ term.Z[:, varying].T) * scale[:, None, :]
     return eta

@@ -509,30 +509,24 @@ def _trend(
     x = np.clip(x, *np.quantile(x, TREND_CLIP))
     x = x - np.median(x)
     # conditions numbered in order of first appearance (as terms number sample levels)
-    conditions, _ = pd.factorize(pd.Series([tuple(row) for row in X], dtype=object))
+    conditions = mean.common.conditions()
     sizes = np.bincount(conditions)
     if disp.classes_by == "sample":
         classes = np.arange(len(X), dtype=np.int64)
         names = tuple(
-            f"{_class_name(mean, X[i])}:{sample}"
+            f"{mean.common.condition_name(X[i])}:{sample}"
             for i, sample in enumerate(data.samples.index[screen])
         )
     elif len(sizes) > 1 and sizes.max() >= 2:
         classes = conditions.astype(np.int64)
         first = [int(np.flatnonzero(classes == k)[0]) for k in range(len(sizes))]
-        names = tuple(_class_name(mean, X[i]) for i in first)
+        names = tuple(mean.common.condition_name(X[i]) for i in first)
     else:
         classes = np.zeros(len(X), dtype=np.int64)
         names = ("cells",)
     return replace(
         disp, abundance=x, sample_class=classes, class_names=names, guide_scatter=asked_scatter
     )
-
-
-def _class_name(mean: LinearPredictor, row: np.ndarray) -> str:
-    """A readable name for one design row: its non-zero coefficients, or "reference"."""
-    on = [name for name, value in zip(mean.common.names, row, strict=True) if value != 0]
-    return "+".join(on) if on else "reference"
 
 
 __all__ = ["CONDITION", "ModelSpec", "PoolSpec", "DispersionSpec", "PriorEntry", "build_spec"]

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 
 from screenformula.errors import FormulaError
 from screenformula.spec.terms import LinearPredictor
@@ -88,16 +87,15 @@ def replicate_scale_spec(
     X = np.asarray(mean.common.X, dtype=float)
     if X.shape[1] == 0:
         return ReplicateScaleSpec(mode="condition")
-    conditions, _ = pd.factorize(pd.Series([tuple(row) for row in X], dtype=object))
+    conditions = mean.common.conditions()
     groups = []
     for k in range(int(conditions.max()) + 1 if len(conditions) else 0):
         rows = np.flatnonzero(conditions == k)
         if len(rows) < 2 or not X[rows[0]].any():
             continue
-        on = [n for n, v in zip(mean.common.names, X[rows[0]], strict=True) if v != 0]
         groups.append(
             ScaleGroup(
-                label="+".join(on),
+                label=mean.common.condition_name(X[rows[0]]),
                 samples=tuple(int(r) for r in rows),
                 names=tuple(str(sample_names[r]) for r in rows),
             )

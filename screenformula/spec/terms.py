@@ -42,6 +42,19 @@ class CommonTerms:
     X: np.ndarray  # (n_screen_samples, n_coefs), intercept column excluded
     offset: np.ndarray  # (n_screen_samples,)
 
+    def conditions(self) -> np.ndarray:
+        """Each screen sample's condition, numbered in order of first appearance.
+
+        Samples with the same design row share one (as terms number sample levels).
+        """
+        codes, _ = pd.factorize(pd.Series([tuple(row) for row in self.X], dtype=object))
+        return codes.astype(np.int64)
+
+    def condition_name(self, row: np.ndarray) -> str:
+        """A readable name for one design row: its non-zero coefficients, or "reference"."""
+        on = [name for name, value in zip(self.names, row, strict=True) if value != 0]
+        return "+".join(on) if on else "reference"
+
 
 @dataclass(frozen=True)
 class GroupTerm:
@@ -80,6 +93,14 @@ class GroupTerm:
     def has_df(self) -> bool:
         """True when the effects have a Student-t ``df`` (``"student"``, ``"student_slopes"``)."""
         return self.dist in ("student", "student_slopes")
+
+    @property
+    def varying(self) -> np.ndarray:
+        """Per coefficient, whether its design differs between samples.
+
+        A slope, not the intercept: the columns replicate scales multiply.
+        """
+        return ~np.all(self.Z == self.Z[:1], axis=0)
 
     @property
     def t_coefs(self) -> np.ndarray:
