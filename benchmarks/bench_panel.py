@@ -67,12 +67,14 @@ CANDIDATES = {
     "trend-t3slopes": ("trend", "student_slopes"),
     "trend-sharedeff": ("trend", "normal"),
     "trend-scale": ("trend", "normal"),
+    "trend-t3scale": ("trend", "student_slopes"),
 }
 #: Model settings of each candidate: ``trend-scale`` gives each replicate of a treated
 #: condition its own factor on the treatment effects (``replicate_scale``, the default
 #: since 2026-12-06); every other candidate was measured without
 OPTIONS = {name: {"replicate_scale": "none"} for name in CANDIDATES} | {
-    "trend-scale": {"replicate_scale": "condition"}
+    "trend-scale": {"replicate_scale": "condition"},
+    "trend-t3scale": {"replicate_scale": "condition"},
 }
 #: Candidates with a formula of their own. ``trend-sharedeff`` (JACKS's joint fit): gene
 #: effects per condition, one guide efficacy shared by every treated condition (JACKS's
@@ -84,7 +86,10 @@ FORMULAS = {
 }
 #: Student-t(3) gene slopes: df fixed (brms's constant()), as estimating it genome-wide
 #: runs df below 1 with the slopes' sd near 0, where stage 1 cannot mix
-PRIORS = {"trend-t3slopes": {"df": ("Constant", {"value": 3})}}
+PRIORS = {
+    "trend-t3slopes": {"df": ("Constant", {"value": 3})},
+    "trend-t3scale": {"df": ("Constant", {"value": 3})},
+}
 
 
 def formula(candidate: str) -> str:
@@ -405,8 +410,9 @@ def describe(candidate: str) -> str:
         text += f", `{FORMULAS[candidate]}`"
     for key, (name, args) in PRIORS.get(candidate, {}).items():
         text += f", {key} {name}({', '.join(f'{a}={v}' for a, v in args.items())})"
-    if candidate == "trend-scale":
-        text += ", replicate_scale='condition' (others: 'none')"
+    scale = OPTIONS.get(candidate, {}).get("replicate_scale", "none")
+    if scale != "none":
+        text += f", replicate_scale={scale!r} (others: 'none')"
     return text
 
 
