@@ -13,7 +13,11 @@ fitted to it in its own process:
   (``(1 + treatment | gr(gene, dist = "student"))``);
 - ``seed-t``: per-guide dispersion with Student-t gene effects;
 - ``trend-sample``: ``dispersion="trend-sample"`` (a trend per sequenced sample, not per
-  condition, as Chronos fits one dispersion per replicate), normal gene effects.
+  condition, as Chronos fits one dispersion per replicate), normal gene effects;
+- ``trend-scale``: ``trend`` with replicate scales (``replicate_scale="condition"``);
+- ``trend-t3scale``: ``trend-scale`` with Student-t(3) gene slopes
+  (``gr(gene, dist = "student_slopes")``, df fixed at 3): the default since 2026-12-06
+  (``screenformula test``'s and the demo's formula).
 
 The simulated screens (``--cases sim``, or ``sim_hits`` / ``sim_normal_11``; see
 `panel_simulated`) have a table of their own: realised FDR against the known truth,
@@ -69,9 +73,10 @@ CANDIDATES = {
     "trend-scale": ("trend", "normal"),
     "trend-t3scale": ("trend", "student_slopes"),
 }
-#: Model settings of each candidate: ``trend-scale`` gives each replicate of a treated
-#: condition its own factor on the treatment effects (``replicate_scale``, the default
-#: since 2026-12-06); every other candidate was measured without
+#: Model settings of each candidate: ``trend-scale`` and ``trend-t3scale`` give each
+#: replicate of a treated condition its own factor on the treatment effects
+#: (``replicate_scale``, the default since 2026-12-06); every other candidate was measured
+#: without
 OPTIONS = {name: {"replicate_scale": "none"} for name in CANDIDATES} | {
     "trend-scale": {"replicate_scale": "condition"},
     "trend-t3scale": {"replicate_scale": "condition"},

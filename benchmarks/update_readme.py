@@ -47,9 +47,10 @@ def real_section(real: dict[str, Any] | None) -> list[str]:
         "(RT112: the study's own lists) ranked by LFC; hits: genes called depleted at 5 % FDR "
         "(ours: each call's own error <= 0.05 beyond `delta = 0.5`, the default call rule, "
         "then in brackets `qvalue_down <= 0.05`, where recorded; MAGeCK `neg|fdr < 0.05`). "
-        "Rows marked *dispersion trend* fit the default model before replicate scales "
-        '(`replicate_scale="none"`; the panel below has the default with them); the others, '
-        'run before the trend, the per-guide `dispersion="sgrna"`.',
+        "Rows marked *dispersion trend* fit the default model before replicate scales and "
+        'Student-t(3) gene slopes (`replicate_scale="none"`, normal gene effects; the panel '
+        "below has today's default, `trend-t3scale`); the others, run before the trend, the "
+        'per-guide `dispersion="sgrna"`.',
         "",
         *headline_rows(real),
     ]

@@ -42,8 +42,9 @@ from screenformula.evaluation import (
 )
 from screenformula.inference.registry import method_names
 from screenformula.results.fit import ConvergenceWarning
+from screenformula.spec.formula import SCREEN_FORMULA
 
-FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
+FORMULA = SCREEN_FORMULA
 DEFAULT_OUT = Path("demo-output")
 LEUKEMIA = "leukemia"
 HAP1 = "hap1"

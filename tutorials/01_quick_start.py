@@ -37,6 +37,11 @@
 # own *final vs initial* effect (`(1 + condition | gene)`), and every guide deviates a
 # little from its gene (`(1 + condition | gene:sgrna)`). Genes borrow strength from each
 # other through these hierarchical terms, which is what makes 2 replicates usable.
+# `screenformula test` and `make demo` write the gene term as
+# `(1 + condition | gr(gene, dist = "student_slopes"))`: Student-t gene slopes with 3
+# degrees of freedom, whose heavy tails leave strong essentials unshrunk where a normal
+# prior, fitted to thousands of unaffected genes, pulls them toward zero (chosen on the
+# panel of real screens, `benchmarks/results/panel.md`).
 # [`docs/MODEL.md`](../docs/MODEL.md) is the full specification.
 
 # %% [markdown]

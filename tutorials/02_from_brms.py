@@ -38,6 +38,7 @@
 # | `(1 \| gene/sgrna)` | `(1 \| gene/sgrna)` | expands to `(1 \| gene) + (1 \| gene:sgrna)`, as in brms |
 # | `(1 \| gene:sgrna)` | `(1 \| gene:sgrna)` | `gene`, `sgrna`, `group` are built-in factors; any sample-sheet column works too |
 # | `(1 + treatment \| gr(gene, dist = "student"))` | the same | multivariate Student-t varying effects (heavier tails); prior key `"df"` / `"df_gene"`, default Gamma(2, 0.1) as brms |
+# | (no brms shortcut) | `(1 + treatment \| gr(gene, dist = "student_slopes"))` | Student-t slopes beside normal intercepts, df fixed at 3 by default (`"df"`; a Gamma prior estimates it); the gene term of `screenformula test` and the demo |
 # | `(1 \| p \| gene)` (ID syntax), `gr(..., by = )`, `mm()`, `s()`, `t2()`, `gp()`, `mo()`, `me()`, `mi()` | not supported | refused by name: "s(x) is not supported by screenformula" |
 # | `+ offset(log(size_factor))` | automatic | size factors (median-of-ratios, total or control guides) always enter as an offset |
 # | `+ offset(x)` | `+ offset(x)` | `x` a numeric sample-sheet column |

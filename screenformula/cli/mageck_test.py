@@ -29,9 +29,10 @@ from screenformula.inference.registry import METHODS, get_method, method_names
 from screenformula.inference.two_stage.checkpoint import remove_checkpoint
 from screenformula.io.advice import Wording
 from screenformula.results.contrast_core import CALL_RULES, DEFAULT_DELTA
+from screenformula.spec.formula import SCREEN_FORMULA
 from screenformula.spec.replicate_scale import DEFAULT_REPLICATE_SCALE, REPLICATE_SCALE_MODES
 
-FORMULA = "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treatment | gene:sgrna)"
+FORMULA = SCREEN_FORMULA
 #: Several treated groups (-t NAME=... given more than once): JACKS's design, a gene effect
 #: per group and one efficacy per guide shared by every group (the yes/no ``treated``
 #: column); on the JACKS AML lines it called more than each line alone and than MAGeCK

@@ -18,6 +18,7 @@ from screenformula.spec.priors import (
     CONSTANT_CLASSES,
     DEFAULT_PRIORS,
     SCALE_PRIOR,
+    STUDENT_SLOPES_DF,
     Prior,
     as_lkj_eta,
     as_prior,
@@ -238,7 +239,7 @@ class _PriorBuilder:
                 self.add(
                     f"df_{term.name}",
                     "df",
-                    DEFAULT_PRIORS["df"],
+                    STUDENT_SLOPES_DF if term.dist == "student_slopes" else DEFAULT_PRIORS["df"],
                     group=term.name,
                     fallbacks=("df",),
                     positive=True,

@@ -104,6 +104,12 @@ DEFAULT_PRIORS: dict[str, Prior] = {
     # x1.6 within one sd; every replicate of HAP1, JACKS and RT112 lies within 2 sd)
     "log_scale": Prior("ZeroSumNormal", sigma=0.5),
 }
+#: Default df of ``gr(..., dist = "student_slopes")`` terms: fixed at 3 (brms's constant(3)).
+#: Estimated (``DEFAULT_PRIORS["df"]``, brms's Gamma(2, 0.1)), df ran below 1 genome-wide
+#: with the slopes' sd near 0, where the two-stage engine's stage 1 cannot mix (HAP1);
+#: fixed at 3, the panel's JACKS lines called as many essentials as MAGeCK or more
+#: (benchmarks/results/panel.md, ``trend-t3scale``).
+STUDENT_SLOPES_DF = Prior("Constant", value=3)
 #: Default LKJ shape of correlated terms (the seed's choice; brms uses 1).
 DEFAULT_LKJ_ETA = 3.0
 

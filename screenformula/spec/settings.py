@@ -72,7 +72,8 @@ class ModelSettings:
     def from_dict(cls, values: dict[str, Any]) -> ModelSettings:
         """Rebuild from `to_dict`: unknown keys are ignored, missing ones take defaults.
 
-        A missing ``replicate_scale`` is "none": every fit saved before the setting had none.
+        A missing ``replicate_scale`` is "none": every fit saved before the setting had none;
+        such a fit's ``student_slopes`` df was estimated with Gamma(2, 0.1).
         """
         known = {k: v for k, v in values.items() if k in cls.keys()}
         known["priors"] = {
@@ -80,8 +81,12 @@ class ModelSettings:
             for k, v in (known.get("priors") or {}).items()
         }
         known["reference"] = known.get("reference") or {}
-        # a fit saved before replicate scales existed was fitted without them
-        known.setdefault("replicate_scale", "none")
+        # a fit saved before replicate scales existed was fitted without them, and with
+        # student_slopes' df estimated (Gamma(2, 0.1); fixed at 3 by default since)
+        if "replicate_scale" not in known:
+            known["replicate_scale"] = "none"
+            if "student_slopes" in str(known.get("formula", "")):
+                known["priors"].setdefault("df", Prior("Gamma", alpha=2, beta=0.1))
         return cls(**known)
 
 

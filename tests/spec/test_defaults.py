@@ -8,7 +8,10 @@ from _screens import FORMULA
 from scipy import stats
 
 import screenformula as sf
+from screenformula import demo
+from screenformula.cli import mageck_test
 from screenformula.cli.config import AnalysisConfig
+from screenformula.spec.formula import SCREEN_FORMULA
 from screenformula.spec.settings import ModelSettings
 
 
@@ -34,6 +37,24 @@ def test_default_replicate_scales_are_on_where_a_condition_is_replicated(small_s
     saved = ModelSettings(FORMULA).to_dict()
     del saved["replicate_scale"]
     assert ModelSettings.from_dict(saved).replicate_scale == "none"
+
+
+def test_the_command_line_and_demo_fit_student_t3_gene_slopes(small_screen):
+    """The panel's default: Student-t gene slopes with df fixed at 3, normal intercepts."""
+    assert mageck_test.FORMULA == demo.FORMULA == SCREEN_FORMULA
+    data, _ = small_screen
+    model = sf.ScreenModel(SCREEN_FORMULA, data)
+    gene = next(t for t in model.spec.groups if t.name == "gene")
+    assert gene.dist == "student_slopes" and gene.t_coefs.tolist() == [False, True]
+    assert model.spec.priors["df_gene"].prior == sf.Prior("Constant", value=3)
+    names = {v.name for v in model.pymc_model.free_RVs}
+    assert "df_gene" not in names and not any(n.startswith("w_") for n in names)
+    # a fit saved before df was fixed rebuilds with the df prior it was fitted with
+    saved = ModelSettings(SCREEN_FORMULA).to_dict()
+    del saved["replicate_scale"]
+    old = ModelSettings.from_dict(saved)
+    assert old.priors["df"] == sf.Prior("Gamma", alpha=2, beta=0.1)
+    assert ModelSettings.from_dict(ModelSettings(SCREEN_FORMULA).to_dict()).priors == {}
 
 
 def test_the_seeds_model_stays_expressible(small_screen):

@@ -35,6 +35,9 @@ def test_centred_slopes_are_student_t_around_the_population_slope(screen):
     assert gene.dist == "student_slopes" and sgrna.dist == "gaussian"
     model = sf.ScreenModel(SLOPES_T, screen)
     assert "Student-t slopes (df: df_gene), normal intercepts" in repr(model)
+    # df is fixed at 3 unless a prior is given (estimated genome-wide, it degenerates)
+    assert model.spec.priors["df_gene"].prior == sf.Prior("Constant", value=3)
+    model = sf.ScreenModel(SLOPES_T, screen, priors={"df": sf.Prior("Gamma", alpha=2, beta=0.1)})
     assert model.spec.priors["df_gene"].prior == sf.Prior("Gamma", alpha=2, beta=0.1)
     pm_model = model.pymc_model
     names = {v.name for v in pm_model.free_RVs}
@@ -54,7 +57,8 @@ def test_centred_slopes_are_student_t_around_the_population_slope(screen):
 
 
 def test_non_centred_slopes_keep_the_intercepts_normal_and_in_their_column(screen):
-    model = sf.ScreenModel(SLOPES_T, screen, parameterization=False)
+    estimated = {"df": sf.Prior("Gamma", alpha=2, beta=0.1)}
+    model = sf.ScreenModel(SLOPES_T, screen, parameterization=False, priors=estimated)
     pm_model = model.pymc_model
     assert {"z_gene", "z_gene_t"} <= {v.name for v in pm_model.free_RVs}
     point = pm_model.initial_point()
