@@ -224,11 +224,15 @@ def test_stage2_on_a_dask_cluster_gives_the_in_process_result(cluster, resumed, 
     assert where in result.stdout, result.stdout
     log = json.loads((tmp_path / "dask.log").read_text())
     assert log["options"]["executor"] == "dask" and log["options"]["workers"] == 2
-    # the very draws of the in-process run (killed and resumed) with the same seed
+    # the draws of the in-process run (killed and resumed) with the same seed, to rounding:
+    # numba's fastmath kernels of the Student-t gene slopes may differ in the last bits
+    # between processes (measured: 161 of 1,600 draws, at most 2e-13 relative)
     here = posterior(resumed["folder"] / "run.fit.nc")
     there = posterior(tmp_path / "dask.fit.nc")
     assert set(here.data_vars) == set(there.data_vars)
     for name in here.data_vars:
-        np.testing.assert_array_equal(there[name].values, here[name].values, err_msg=name)
+        np.testing.assert_allclose(
+            there[name].values, here[name].values, rtol=1e-9, atol=1e-12, err_msg=name
+        )
     genes = pd.read_csv(tmp_path / "dask.genes.tsv", sep="\t")
     pd.testing.assert_frame_equal(genes, pd.read_csv(resumed["folder"] / "run.genes.tsv", sep="\t"))
