@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from screenformula.spec.priors import Prior
+from screenformula.spec.priors import DEFAULT_PRIORS, Prior
 from screenformula.spec.replicate_scale import DEFAULT_REPLICATE_SCALE
 
 __all__ = ["ModelSettings"]
@@ -86,7 +86,7 @@ class ModelSettings:
         if "replicate_scale" not in known:
             known["replicate_scale"] = "none"
             if "student_slopes" in str(known.get("formula", "")):
-                known["priors"].setdefault("df", Prior("Gamma", alpha=2, beta=0.1))
+                known["priors"].setdefault("df", DEFAULT_PRIORS["df"])
         return cls(**known)
 
 
