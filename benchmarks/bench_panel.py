@@ -17,7 +17,9 @@ fitted to it in its own process:
 - ``trend-scale``: ``trend`` with replicate scales (``replicate_scale="condition"``);
 - ``trend-t3scale``: ``trend-scale`` with Student-t(3) gene slopes
   (``gr(gene, dist = "student_slopes")``, df fixed at 3): the default since 2026-12-06
-  (``screenformula test``'s and the demo's formula).
+  (``screenformula test``'s and the demo's formula);
+- ``trend-t2scale``: ``trend-t3scale`` with df fixed at 2 (heavier tails, less pull on
+  large slopes).
 
 The simulated screens (``--cases sim``, or ``sim_hits`` / ``sim_normal_11``; see
 `panel_simulated`) have a table of their own: realised FDR against the known truth,
@@ -72,6 +74,7 @@ CANDIDATES = {
     "trend-sharedeff": ("trend", "normal"),
     "trend-scale": ("trend", "normal"),
     "trend-t3scale": ("trend", "student_slopes"),
+    "trend-t2scale": ("trend", "student_slopes"),
 }
 #: Model settings of each candidate: ``trend-scale`` and ``trend-t3scale`` give each
 #: replicate of a treated condition its own factor on the treatment effects
@@ -80,6 +83,7 @@ CANDIDATES = {
 OPTIONS = {name: {"replicate_scale": "none"} for name in CANDIDATES} | {
     "trend-scale": {"replicate_scale": "condition"},
     "trend-t3scale": {"replicate_scale": "condition"},
+    "trend-t2scale": {"replicate_scale": "condition"},
 }
 #: Candidates with a formula of their own. ``trend-sharedeff`` (JACKS's joint fit): gene
 #: effects per condition, one guide efficacy shared by every treated condition (JACKS's
@@ -94,6 +98,7 @@ FORMULAS = {
 PRIORS = {
     "trend-t3slopes": {"df": ("Constant", {"value": 3})},
     "trend-t3scale": {"df": ("Constant", {"value": 3})},
+    "trend-t2scale": {"df": ("Constant", {"value": 2})},
 }
 
 
