@@ -369,7 +369,8 @@ def load_fit(path: str | os.PathLike) -> ScreenFit:
     Raises
     ------
     FitError
-        When the file is missing or was not written by screenformula.
+        When the file is missing, was not written by screenformula, or was written by a
+        newer one.
     """
     path = Path(path)
     if not path.exists():
@@ -383,7 +384,11 @@ def load_fit(path: str | os.PathLike) -> ScreenFit:
         raise FitError(f"{path}: not a screenformula fit")
     meta = json.loads(meta_text)
     data = screen_data_from_dataset(tree[DATA_GROUP].to_dataset())
-    model = ScreenModel.from_settings(ModelSettings.from_dict(meta["settings"]), data)
+    try:
+        settings = ModelSettings.from_dict(meta["settings"])
+    except ValueError as err:
+        raise FitError(f"{path}: {err}") from None
+    model = ScreenModel.from_settings(settings, data)
     idata = tree.copy()
     del idata[DATA_GROUP]
     fit = ScreenFit(model, idata, meta["method"], meta["options"])

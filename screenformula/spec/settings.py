@@ -15,7 +15,15 @@ from typing import Any
 from screenformula.spec.priors import DEFAULT_PRIORS, Prior
 from screenformula.spec.replicate_scale import DEFAULT_REPLICATE_SCALE
 
-__all__ = ["ModelSettings"]
+__all__ = ["SETTINGS_VERSION", "ModelSettings"]
+
+#: Version of the saved settings' meaning, stored by `ModelSettings.to_dict`: raise it
+#: whenever a default that a saved fit relies on changes, and map the older versions in
+#: `ModelSettings.from_dict` (as pymc-marketing stores its model's version beside its
+#: configuration). Without the key: version 1 has no ``replicate_scale`` (saved before
+#: replicate scales; ``student_slopes``' df estimated, Gamma(2, 0.1)); version 2 has it
+#: (saved 2026-12-06, before the key: ``student_slopes``' df read as today's default).
+SETTINGS_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,8 @@ class ModelSettings:
     # ------------------------------------------------------------------- save/load
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (priors as `Prior.to_dict`)."""
-        out = {name: getattr(self, name) for name in self.keys()}
+        out: dict[str, Any] = {"version": SETTINGS_VERSION}
+        out |= {name: getattr(self, name) for name in self.keys()}
         out["priors"] = {
             k: (v.to_dict() if hasattr(v, "to_dict") else _prior_dict(v))
             for k, v in self.priors.items()
@@ -72,18 +81,30 @@ class ModelSettings:
     def from_dict(cls, values: dict[str, Any]) -> ModelSettings:
         """Rebuild from `to_dict`: unknown keys are ignored, missing ones take defaults.
 
-        A missing ``replicate_scale`` is "none": every fit saved before the setting had none;
-        such a fit's ``student_slopes`` df was estimated with Gamma(2, 0.1).
+        Settings of an older `SETTINGS_VERSION` keep the defaults they were fitted with: a
+        missing ``replicate_scale`` is "none" (every fit saved before the setting had none),
+        and such a fit's ``student_slopes`` df was estimated with Gamma(2, 0.1).
+
+        Raises
+        ------
+        ValueError
+            When the settings were saved by a newer screenformula (a larger version).
         """
+        version = values.get("version", 2 if "replicate_scale" in values else 1)
+        if version > SETTINGS_VERSION:
+            raise ValueError(
+                f"saved by a newer screenformula (settings version {version}; this one reads "
+                f"up to {SETTINGS_VERSION}): upgrade screenformula to load it"
+            )
         known = {k: v for k, v in values.items() if k in cls.keys()}
         known["priors"] = {
             k: (Prior.from_dict(v) if isinstance(v, dict) else v)
             for k, v in (known.get("priors") or {}).items()
         }
         known["reference"] = known.get("reference") or {}
-        # a fit saved before replicate scales existed was fitted without them, and with
-        # student_slopes' df estimated (Gamma(2, 0.1); fixed at 3 by default since)
-        if "replicate_scale" not in known:
+        # version 1, saved before replicate scales existed, was fitted without them, and
+        # with student_slopes' df estimated (Gamma(2, 0.1); fixed at 3 by default since)
+        if version == 1:
             known["replicate_scale"] = "none"
             if "student_slopes" in str(known.get("formula", "")):
                 known["priors"].setdefault("df", DEFAULT_PRIORS["df"])

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
 import pytest
+import xarray as xr
 from _screens import FORMULA
 
 import screenformula as sf
 from screenformula.errors import FitError
 from screenformula.results.fit import ConvergenceWarning
+from screenformula.spec.settings import SETTINGS_VERSION
 
 pytestmark = pytest.mark.slow
 
@@ -80,6 +83,14 @@ def test_save_and_load_round_trip(tiny_fit, tmp_path):
     assert "pymc" in loaded.options["versions_at_fit"]
     assert repr(loaded.model) == repr(fit.model)
     assert not list(tmp_path.glob(".*tmp*"))
+    # a fit saved by a newer screenformula is refused in one line, not misread
+    tree = xr.open_datatree(path).load()
+    meta = json.loads(tree.attrs["screenformula"])
+    meta["settings"]["version"] = SETTINGS_VERSION + 1
+    tree.attrs["screenformula"] = json.dumps(meta)
+    tree.to_netcdf(tmp_path / "newer.nc")
+    with pytest.raises(FitError, match="newer.nc: saved by a newer screenformula"):
+        sf.load_fit(tmp_path / "newer.nc")
 
 
 def test_load_errors(tmp_path):

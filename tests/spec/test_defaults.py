@@ -12,7 +12,7 @@ from screenformula import demo
 from screenformula.cli import mageck_test
 from screenformula.cli.config import AnalysisConfig
 from screenformula.spec.formula import SCREEN_FORMULA
-from screenformula.spec.settings import ModelSettings
+from screenformula.spec.settings import SETTINGS_VERSION, ModelSettings
 
 
 def test_default_dispersion_is_the_trend_everywhere(small_screen):
@@ -35,7 +35,7 @@ def test_default_replicate_scales_are_on_where_a_condition_is_replicated(small_s
     assert "log_scale__treatment[treated]" in {v.name for v in model.pymc_model.free_RVs}
     # a fit saved before the setting existed rebuilds as it was fitted: without scales
     saved = ModelSettings(FORMULA).to_dict()
-    del saved["replicate_scale"]
+    del saved["replicate_scale"], saved["version"]
     assert ModelSettings.from_dict(saved).replicate_scale == "none"
 
 
@@ -51,10 +51,25 @@ def test_the_command_line_and_demo_fit_student_t3_gene_slopes(small_screen):
     assert "df_gene" not in names and not any(n.startswith("w_") for n in names)
     # a fit saved before df was fixed rebuilds with the df prior it was fitted with
     saved = ModelSettings(SCREEN_FORMULA).to_dict()
-    del saved["replicate_scale"]
+    del saved["replicate_scale"], saved["version"]
     old = ModelSettings.from_dict(saved)
     assert old.priors["df"] == sf.Prior("Gamma", alpha=2, beta=0.1)
     assert ModelSettings.from_dict(ModelSettings(SCREEN_FORMULA).to_dict()).priors == {}
+
+
+def test_saved_settings_carry_their_version():
+    """Version 1 (no replicate scales), 2 (scales, no key) and today's keep their meaning;
+    a newer version is refused, not read with today's defaults."""
+    today = ModelSettings(SCREEN_FORMULA, replicate_scale="none").to_dict()
+    assert today["version"] == SETTINGS_VERSION
+    # version 2 has replicate_scale and no version key: read with today's defaults
+    two = {k: v for k, v in today.items() if k != "version"}
+    assert ModelSettings.from_dict(two) == ModelSettings.from_dict(today)
+    # a version-1 fit that happened to store replicate_scale is still version 1
+    one = today | {"version": 1}
+    assert ModelSettings.from_dict(one).priors["df"] == sf.Prior("Gamma", alpha=2, beta=0.1)
+    with pytest.raises(ValueError, match=r"newer screenformula \(settings version 4"):
+        ModelSettings.from_dict(today | {"version": SETTINGS_VERSION + 1})
 
 
 def test_the_seeds_model_stays_expressible(small_screen):
