@@ -11,6 +11,7 @@ default; no gene intercept-slope correlation. Scored as the panel scores a case
     SCREENFORMULA_DATA=../shared/data .venv/bin/python \
         benchmarks/proto_guide_efficacy.py jacks_HL60 mix [ref]
 
+Simulated cases (``sim_hits_1`` ...) are scored against their truth, as the panel's.
 ``ref`` keeps the reference genes and 1,500 others only. Writes the gene table and prints
 one JSON line (``/tmp/proto_guide_efficacy/<case>_<mode>``).
 """
@@ -32,6 +33,7 @@ import pytensor.tensor as pt
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_panel as bp  # noqa: E402 - benchmarks/ is not a package
 import bench_real as br  # noqa: E402
+import panel_simulated as ps  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -41,7 +43,7 @@ out = Path(f"/tmp/proto_guide_efficacy/{name}_{mode}{sub}")
 out.mkdir(parents=True, exist_ok=True)
 case = bp.panel_cases([name], argparse.Namespace(levels=[1], seeds=[1]))[0]
 t = case["table"]
-ref = case.get("reference") or br.hap1_reference()
+ref = case.get("reference") or ({} if case.get("simulated") else br.hap1_reference())
 if sub == "ref":  # the reference genes and 1,500 others at random
     keep = set(ref["essential"]) | set(ref["nonessential"])
     genes_all = t.iloc[:, 1].unique()
@@ -111,21 +113,35 @@ tr = nutpie.sample(compiled, draws=1000, tune=1000, chains=2, seed=1, progress_b
 secs = time.time() - t0_
 post = tr.posterior if hasattr(tr, "posterior") else tr["posterior"]
 lfc = post["lfc"].values.reshape(-1, n_g)
-err = (lfc > -br.DELTA).mean(0)
-order = np.argsort(err)
-q = np.empty(n_g)
-q[order] = np.cumsum(err[order]) / np.arange(1, n_g + 1)
+
+
+def qvalues(error: np.ndarray) -> np.ndarray:
+    """Bayesian FDR of the list of genes whose error is at most each gene's."""
+    order = np.argsort(error)
+    q = np.empty(len(error))
+    q[order] = np.cumsum(error[order]) / np.arange(1, len(error) + 1)
+    return q
+
+
+err_down, err_up = (lfc > -br.DELTA).mean(0), (lfc < br.DELTA).mean(0)
 g = pd.DataFrame(
     {
         "gene": gene_names,
         "lfc": lfc.mean(0),
         "lfc_sd": lfc.std(0),
-        "error_down": err,
-        "qvalue_down": q,
+        "error_down": err_down,
+        "error_up": err_up,
+        "qvalue_down": qvalues(err_down),
+        "qvalue": qvalues(np.minimum(err_down, err_up)),
+        "hdi_low": np.quantile(lfc, 0.05, axis=0),  # 90 % equal-tailed, for the coverage
+        "hdi_high": np.quantile(lfc, 0.95, axis=0),
     }
 )
 g.to_csv(out / "genes.tsv", sep="\t", index=False)
-r = br.score_ours(out / "genes.tsv", None, ref)
+if case.get("simulated"):  # realised FDR, power and coverage against the known truth
+    r = ps.score_simulated(out / "genes.tsv", case, "ours")
+else:
+    r = br.score_ours(out / "genes.tsv", None, ref)
 extra = {}
 for v in ["sd_b", "sd_d", "pi", "b0"]:
     if v in post:
