@@ -76,10 +76,10 @@ CANDIDATES = {
     "trend-t3scale": ("trend", "student_slopes"),
     "trend-t2scale": ("trend", "student_slopes"),
 }
-#: Model settings of each candidate: ``trend-scale`` and ``trend-t3scale`` give each
-#: replicate of a treated condition its own factor on the treatment effects
-#: (``replicate_scale``, the default since 2026-12-06); every other candidate was measured
-#: without
+#: Model settings of each candidate: ``trend-scale``, ``trend-t3scale`` and
+#: ``trend-t2scale`` give each replicate of a treated condition its own factor on the
+#: treatment effects (``replicate_scale``, the default since 2026-12-06); every other
+#: candidate was measured without
 OPTIONS = {name: {"replicate_scale": "none"} for name in CANDIDATES} | {
     "trend-scale": {"replicate_scale": "condition"},
     "trend-t3scale": {"replicate_scale": "condition"},
@@ -93,7 +93,7 @@ FORMULAS = {
         "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treated | gene:sgrna)"
     )
 }
-#: Student-t(3) gene slopes: df fixed (brms's constant()), as estimating it genome-wide
+#: Student-t gene slopes with df fixed at 3 or 2 (brms's constant()), as estimating it genome-wide
 #: runs df below 1 with the slopes' sd near 0, where stage 1 cannot mix
 PRIORS = {
     "trend-t3slopes": {"df": ("Constant", {"value": 3})},

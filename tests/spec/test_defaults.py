@@ -68,7 +68,8 @@ def test_saved_settings_carry_their_version():
     # a version-1 fit that happened to store replicate_scale is still version 1
     one = today | {"version": 1}
     assert ModelSettings.from_dict(one).priors["df"] == sf.Prior("Gamma", alpha=2, beta=0.1)
-    with pytest.raises(ValueError, match=r"newer screenformula \(settings version 4"):
+    newer = SETTINGS_VERSION + 1
+    with pytest.raises(ValueError, match=rf"newer screenformula \(settings version {newer};"):
         ModelSettings.from_dict(today | {"version": SETTINGS_VERSION + 1})
 
 
