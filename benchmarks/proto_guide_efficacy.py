@@ -30,6 +30,8 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
+from screenformula.results.contrast_core import hdi, local_errors, qvalues
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_panel as bp  # noqa: E402 - benchmarks/ is not a package
 import bench_real as br  # noqa: E402
@@ -115,15 +117,8 @@ post = tr.posterior if hasattr(tr, "posterior") else tr["posterior"]
 lfc = post["lfc"].values.reshape(-1, n_g)
 
 
-def qvalues(error: np.ndarray) -> np.ndarray:
-    """Bayesian FDR of the list of genes whose error is at most each gene's."""
-    order = np.argsort(error)
-    q = np.empty(len(error))
-    q[order] = np.cumsum(error[order]) / np.arange(1, len(error) + 1)
-    return q
-
-
-err_down, err_up = (lfc > -br.DELTA).mean(0), (lfc < br.DELTA).mean(0)
+err_down, err_up, err = local_errors(lfc, br.DELTA)
+hdi_low, hdi_high = hdi(lfc, ps.HDI_PROB)  # the panel's interval, for the coverage
 g = pd.DataFrame(
     {
         "gene": gene_names,
@@ -132,9 +127,9 @@ g = pd.DataFrame(
         "error_down": err_down,
         "error_up": err_up,
         "qvalue_down": qvalues(err_down),
-        "qvalue": qvalues(np.minimum(err_down, err_up)),
-        "hdi_low": np.quantile(lfc, 0.05, axis=0),  # 90 % equal-tailed, for the coverage
-        "hdi_high": np.quantile(lfc, 0.95, axis=0),
+        "qvalue": qvalues(err),
+        "hdi_low": hdi_low,
+        "hdi_high": hdi_high,
     }
 )
 g.to_csv(out / "genes.tsv", sep="\t", index=False)
