@@ -24,6 +24,9 @@ posterior without sampling it, two-stage as the library's engine:
    likelihood summed over at most 4,000 random genes (empirical Bayes, as stage 1
    subsamples; ``--pi`` fixes ``pi``); then every gene's posterior is computed.
 
+Beside the panel's cases, ``sim_eff_<seed>`` and ``sim_fail_<seed>`` are its simulated
+``hits`` screens with guides that fail (`guide_efficacy_case`).
+
 Every gene's posterior is exact on the grid given the globals: no chain can miss a mode.
 Draws from it are scored as the panel scores a case (`bench_real.score_ours`, or
 `panel_simulated.score_simulated` against a simulated truth), with the library's local
@@ -96,6 +99,45 @@ class Screen:
     @property
     def replicates(self) -> np.ndarray:
         return np.flatnonzero(self.treated == 1)
+
+
+def guide_efficacy_case(name: str) -> dict[str, Any]:
+    """``sim_eff_<seed>`` / ``sim_fail_<seed>``: the panel's ``hits`` screens with guides that fail.
+
+    As `panel_simulated.simulated_case` (200 genes x 4 guides, control and treated in
+    triplicate, 10 % hits), but each guide's effect is its efficacy ``e_s`` times the
+    gene's: ``e_s ~ Beta(4, 1.5)`` (``eff``: the simulator's default, mean 0.73) or
+    ``Beta(0.5, 0.5)`` (``fail``: guides mostly work or mostly fail, mean 0.5). The truth
+    scored against is the gene's LFC, the effect of a guide that works.
+    """
+    from bench_calibration import normalisation_offset
+
+    import screenformula as sf
+
+    _, kind, seed = name.split("_")
+    beta = (4.0, 1.5) if kind == "eff" else (0.5, 0.5)
+    data, truth = sf.simulate_screen(
+        n_genes=200,
+        n_groups=10,
+        frac_group_hits=0.2,
+        gene_effects="hits",
+        guide_efficiency=True,
+        efficiency_beta=beta,
+        size_factors="median",
+        random_seed=int(seed),
+    )
+    screen = [str(x) for x in data.samples.index if not data.samples.loc[x, "pool"]]
+    data = data.subset(samples=screen)
+    treatment = data.samples["treatment"].astype(str)
+    return {
+        "name": name,
+        "table": data.counts_frame().rename(columns={"Gene": "gene"}),
+        "control": [x for x in screen if treatment[x] == "control"],
+        "treated": [x for x in screen if treatment[x] == "treated"],
+        "simulated": True,
+        "truth_ln": truth.lfc_table()["treated"].reindex(data.gene_names),
+        "offset": normalisation_offset(data, truth),
+    }
 
 
 # ------------------------------------------------------------------------ stage 1
@@ -349,7 +391,11 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None)
     args = parser.parse_args()
     start = time.time()
-    case = bp.panel_cases([args.case], argparse.Namespace(levels=[1, 4, 10, 25], seeds=[1]))[0]
+    if args.case.startswith(("sim_eff_", "sim_fail_")):
+        case = guide_efficacy_case(args.case)
+    else:
+        levels = argparse.Namespace(levels=[1, 4, 10, 25], seeds=[1])
+        case = bp.panel_cases([args.case], levels)[0]
     screen = Screen(case)
     g1 = stage1(screen)
     seconds1 = time.time() - start
