@@ -26,16 +26,14 @@ from pathlib import Path
 import arviz as az
 import numpy as np
 import nutpie
-import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
-
-from screenformula.results.contrast_core import hdi, local_errors, qvalues
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_panel as bp  # noqa: E402 - benchmarks/ is not a package
 import bench_real as br  # noqa: E402
 import panel_simulated as ps  # noqa: E402
+from proto_guide_states import summarise_draws  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -117,21 +115,7 @@ post = tr.posterior if hasattr(tr, "posterior") else tr["posterior"]
 lfc = post["lfc"].values.reshape(-1, n_g)
 
 
-err_down, err_up, err = local_errors(lfc, br.DELTA)
-hdi_low, hdi_high = hdi(lfc, ps.HDI_PROB)  # the panel's interval, for the coverage
-g = pd.DataFrame(
-    {
-        "gene": gene_names,
-        "lfc": lfc.mean(0),
-        "lfc_sd": lfc.std(0),
-        "error_down": err_down,
-        "error_up": err_up,
-        "qvalue_down": qvalues(err_down),
-        "qvalue": qvalues(err),
-        "hdi_low": hdi_low,
-        "hdi_high": hdi_high,
-    }
-)
+g = summarise_draws(gene_names, lfc)  # the panel's gene table, 90 % HDI included
 g.to_csv(out / "genes.tsv", sep="\t", index=False)
 if case.get("simulated"):  # realised FDR, power and coverage against the known truth
     r = ps.score_simulated(out / "genes.tsv", case, "ours")

@@ -333,11 +333,20 @@ def gene_table(screen: Screen, log_post: np.ndarray, seed: int = 1) -> pd.DataFr
     idx = np.stack([np.searchsorted(c, v) for c, v in zip(cdf, u, strict=True)])
     idx = np.minimum(idx, len(GRID) - 1)
     lfc = ((GRID[idx] + (rng.random(idx.shape) - 0.5) * STEP) / LOG2).T  # draws x genes
+    return summarise_draws(screen.gene_names, lfc)
+
+
+def summarise_draws(gene_names: np.ndarray, lfc: np.ndarray) -> pd.DataFrame:
+    """The gene table the panel scores, from LFC draws (draws x genes).
+
+    Local errors at the panel's delta, q-values and the 90 % HDI, by the library's
+    `results/contrast_core`.
+    """
     err_down, err_up, err = local_errors(lfc, br.DELTA)
     low, high = hdi(lfc, ps.HDI_PROB)
     return pd.DataFrame(
         {
-            "gene": screen.gene_names,
+            "gene": gene_names,
             "lfc": lfc.mean(0),
             "lfc_sd": lfc.std(0),
             "error_down": err_down,

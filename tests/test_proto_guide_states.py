@@ -6,9 +6,8 @@ import itertools
 
 import numpy as np
 import pytest
+from _paths import load_benchmark
 from scipy import special
-
-from tests._paths import load_benchmark
 
 proto = load_benchmark("proto_guide_states")
 
