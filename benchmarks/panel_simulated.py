@@ -37,8 +37,12 @@ SEEDS = {"hits": (1, 2, 3, 4), "normal": (11, 12)}
 HDI_PROB = 0.9
 
 
-def simulated_case(kind: str, seed: int) -> dict[str, Any]:
-    """One simulated screen as a panel case (its table, roles and truth)."""
+def simulated_case(kind: str, seed: int, name: str = "", **simulate: Any) -> dict[str, Any]:
+    """One simulated screen as a panel case (its table, roles and truth).
+
+    ``simulate`` adds keyword arguments of `simulate_screen` (guides that fail, in
+    `proto_guide_states`), and ``name`` then names the case.
+    """
     from bench_calibration import normalisation_offset  # benchmarks/ is on sys.path
 
     import screenformula as sf
@@ -50,6 +54,7 @@ def simulated_case(kind: str, seed: int) -> dict[str, Any]:
         gene_effects=kind,
         size_factors="median",
         random_seed=seed,
+        **simulate,
     )
     screen = [str(s) for s in data.samples.index if not data.samples.loc[s, "pool"]]
     data = data.subset(samples=screen)  # median-ratio size factors over these samples
@@ -57,7 +62,7 @@ def simulated_case(kind: str, seed: int) -> dict[str, Any]:
     treatment = data.samples["treatment"].astype(str)
     true_ln = truth.lfc_table()["treated"].reindex(data.gene_names)
     return {
-        "name": f"sim_{kind}_{seed}",
+        "name": name or f"sim_{kind}_{seed}",
         "table": frame,
         "control": [s for s in screen if treatment[s] == "control"],
         "treated": [s for s in screen if treatment[s] == "treated"],

@@ -110,34 +110,9 @@ def guide_efficacy_case(name: str) -> dict[str, Any]:
     ``Beta(0.5, 0.5)`` (``fail``: guides mostly work or mostly fail, mean 0.5). The truth
     scored against is the gene's LFC, the effect of a guide that works.
     """
-    from bench_calibration import normalisation_offset
-
-    import screenformula as sf
-
     _, kind, seed = name.split("_")
     beta = (4.0, 1.5) if kind == "eff" else (0.5, 0.5)
-    data, truth = sf.simulate_screen(
-        n_genes=200,
-        n_groups=10,
-        frac_group_hits=0.2,
-        gene_effects="hits",
-        guide_efficiency=True,
-        efficiency_beta=beta,
-        size_factors="median",
-        random_seed=int(seed),
-    )
-    screen = [str(x) for x in data.samples.index if not data.samples.loc[x, "pool"]]
-    data = data.subset(samples=screen)
-    treatment = data.samples["treatment"].astype(str)
-    return {
-        "name": name,
-        "table": data.counts_frame().rename(columns={"Gene": "gene"}),
-        "control": [x for x in screen if treatment[x] == "control"],
-        "treated": [x for x in screen if treatment[x] == "treated"],
-        "simulated": True,
-        "truth_ln": truth.lfc_table()["treated"].reindex(data.gene_names),
-        "offset": normalisation_offset(data, truth),
-    }
+    return ps.simulated_case("hits", int(seed), name, guide_efficiency=True, efficiency_beta=beta)
 
 
 # ------------------------------------------------------------------------ stage 1
