@@ -75,15 +75,19 @@ CANDIDATES = {
     "trend-scale": ("trend", "normal"),
     "trend-t3scale": ("trend", "student_slopes"),
     "trend-t2scale": ("trend", "student_slopes"),
+    "trend-t3states": ("trend", "student_slopes"),
 }
 #: Model settings of each candidate: ``trend-scale``, ``trend-t3scale`` and
 #: ``trend-t2scale`` give each replicate of a treated condition its own factor on the
 #: treatment effects (``replicate_scale``, the default since 2026-12-06); every other
-#: candidate was measured without
+#: candidate was measured without. ``trend-t3states`` is ``trend-t3scale`` with guide states
+#: (``guide_states="majority"``: at most (k - 1) // 2 of a gene's k guides fail), summed on
+#: the two-stage engine's grid
 OPTIONS = {name: {"replicate_scale": "none"} for name in CANDIDATES} | {
     "trend-scale": {"replicate_scale": "condition"},
     "trend-t3scale": {"replicate_scale": "condition"},
     "trend-t2scale": {"replicate_scale": "condition"},
+    "trend-t3states": {"replicate_scale": "condition", "guide_states": "majority"},
 }
 #: Candidates with a formula of their own. ``trend-sharedeff`` (JACKS's joint fit): gene
 #: effects per condition, one guide efficacy shared by every treated condition (JACKS's
@@ -99,6 +103,7 @@ PRIORS = {
     "trend-t3slopes": {"df": ("Constant", {"value": 3})},
     "trend-t3scale": {"df": ("Constant", {"value": 3})},
     "trend-t2scale": {"df": ("Constant", {"value": 2})},
+    "trend-t3states": {"df": ("Constant", {"value": 3})},
 }
 
 

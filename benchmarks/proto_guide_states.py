@@ -53,19 +53,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, signal, special
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_panel as bp  # noqa: E402 - benchmarks/ is not a package
 import bench_real as br  # noqa: E402
 import panel_simulated as ps  # noqa: E402
 
+from screenformula.inference.two_stage import grid as grid_core  # noqa: E402
 from screenformula.results.contrast_core import hdi, local_errors, qvalues  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-#: grid of a guide's or gene's treatment effect (natural log) and its step
-STEP = 0.025
-GRID = np.arange(-7.5, 4.0 + STEP / 2, STEP)
+#: grid of a guide's or gene's treatment effect (natural log) and its step: the library's
+STEP = grid_core.GRID_STEP
+GRID = grid_core.GRID
+#: every gene's posterior on `GRID` given the globals: the library's
+GeneGrid = grid_core.StateGrid
 STAGE1_GENES = 600
 N_DRAWS = 2000
 #: genes whose summed marginal likelihood fits b0, sd_b, pi and sd_d
@@ -163,140 +165,36 @@ def stage1(screen: Screen, n_genes: int = STAGE1_GENES, seed: int = 0) -> dict[s
 
 
 # ------------------------------------------------------------------------ stage 2
-def guide_log_lik(screen: Screen, g1: dict[str, Any], chunk: int = 2000) -> np.ndarray:
+def guide_log_lik(screen: Screen, g1: dict[str, Any]) -> np.ndarray:
     """Each guide's log-likelihood on `GRID`, its intercept integrated by Laplace.
 
-    Terms constant in the guide's effect (the NB's log-gamma terms) are dropped.
+    The library's `grid.guide_log_lik` on this script's plug-in globals.
     """
     scale = np.ones(len(screen.treated))
     if len(screen.replicates) > 1:
         scale[screen.replicates] = np.exp(np.asarray(g1["log_scale"]))
     cls = screen.treated.astype(int)
     t0, t1 = np.asarray(g1["t0"]), np.asarray(g1["t1"])
-    phi_all = np.exp(t0[cls][None, :] + t1[cls][None, :] * screen.abundance[:, None])
-    m_a, s_a = g1["mu_a"], float(np.hypot(g1["sd_gene_int"], g1["sd_a"]))
-    offset = (
-        screen.log_sf[None, None, :] + (screen.treated * scale)[None, None, :] * GRID[None, :, None]
+    phi = np.exp(t0[cls][None, :] + t1[cls][None, :] * screen.abundance[:, None])
+    shape = screen.counts.shape
+    log_lik, _ = grid_core.guide_log_lik(
+        screen.counts,
+        np.broadcast_to(screen.log_sf[None, :], shape),
+        np.broadcast_to((screen.treated * scale)[None, :], shape),
+        phi,
+        g1["mu_a"],
+        float(np.hypot(g1["sd_gene_int"], g1["sd_a"])),
     )
-    out = np.empty((len(screen.gene), len(GRID)))
-    for lo in range(0, len(screen.gene), chunk):
-        rows = np.arange(lo, min(lo + chunk, len(screen.gene)))
-        y, phi = screen.counts[rows][:, None, :], phi_all[rows][:, None, :]
-        a = np.repeat(screen.ctrl_log_mean[rows][:, None], len(GRID), axis=1)
-        for _ in range(30):  # Newton on the intercept: the NB log-likelihood is concave in it
-            mu = np.exp(np.minimum(offset + a[:, :, None], 30.0))
-            grad = ((y - mu) * phi / (mu + phi)).sum(2) - (a - m_a) / s_a**2
-            curv = -(mu * phi * (y + phi) / (mu + phi) ** 2).sum(2) - 1 / s_a**2
-            step = np.clip(grad / curv, -2.0, 2.0)
-            a -= step
-            if np.abs(step).max() < 1e-7:
-                break
-        eta = offset + a[:, :, None]
-        mu = np.exp(np.minimum(eta, 30.0))
-        log_lik = (phi * (np.log(phi) - np.log(phi + mu)) + y * (eta - np.log(phi + mu))).sum(2)
-        curv = (mu * phi * (y + phi) / (mu + phi) ** 2).sum(2) + 1 / s_a**2
-        out[rows] = log_lik - 0.5 * ((a - m_a) / s_a) ** 2 - 0.5 * np.log(curv)
-    return out
-
-
-class GeneGrid:
-    """Every gene's posterior of its effect on `GRID`, given the globals."""
-
-    def __init__(self, gene: np.ndarray, log_lik: np.ndarray, states: str) -> None:
-        self.states = states
-        self.starts = np.r_[0, np.flatnonzero(np.diff(gene)) + 1]  # guides sorted by gene
-        n_guides = np.diff(np.r_[self.starts, len(gene)])
-        self.n_genes = len(self.starts)
-        self.peak = log_lik.max(1, keepdims=True)
-        self.lik = np.exp(log_lik - self.peak)
-        self._sd_d: float | None = None
-        self.groups = {
-            int(k): (
-                np.flatnonzero(n_guides == k),
-                self.starts[n_guides == k][:, None] + np.arange(k)[None, :],
-            )
-            for k in np.unique(n_guides)
-        }
-
-    def convolved(self, sd_d: float) -> np.ndarray:
-        """``log I_s(b)``: each guide's likelihood convolved with its deviation N(0, sd_d)."""
-        if self._sd_d != sd_d:
-            n = max(1, int(np.ceil(5 * sd_d / STEP)))
-            kernel = np.exp(-0.5 * (np.arange(-n, n + 1) * STEP / max(sd_d, 1e-6)) ** 2)
-            conv = signal.fftconvolve(self.lik, (kernel / kernel.sum())[None, :], "same", axes=1)
-            self._log_i = np.log(np.maximum(conv, 1e-300)) + self.peak
-            self._sd_d = sd_d
-        return self._log_i
-
-    def log_post(self, b0: float, sd_b: float, pi: float, sd_d: float) -> np.ndarray:
-        """Unnormalised log posterior (genes x grid) whose row sums are the marginal likelihoods."""
-        log_i = self.convolved(sd_d)
-        z = (GRID - b0) / sd_b  # Student-t(3) density of b, times the grid step
-        prior = special.gammaln(2.0) - special.gammaln(1.5) - 0.5 * np.log(3 * np.pi)
-        prior = prior - 2.0 * np.log1p(z**2 / 3) - np.log(sd_b) + np.log(STEP)
-        if self.states == "none" or pi <= 0:
-            return np.add.reduceat(log_i, self.starts, axis=0) + prior
-        k = (b0 - GRID[0]) / STEP
-        k0 = int(np.clip(np.floor(k), 0, len(GRID) - 2))
-        w = k - k0
-        fail = log_i[:, k0] * (1 - w) + log_i[:, k0 + 1] * w  # I_s(b0)
-        if self.states == "any":
-            per = np.logaddexp(np.log1p(-pi) + log_i, np.log(pi) + fail[:, None])
-            return np.add.reduceat(per, self.starts, axis=0) + prior
-        return self._majority(log_i, fail, pi) + prior
-
-    def _majority(self, log_i: np.ndarray, fail: np.ndarray, pi: float) -> np.ndarray:
-        """Sum over the states in which at most (k - 1) // 2 of a gene's k guides fail."""
-        out = np.empty((self.n_genes, len(GRID)))
-        for k, (genes, idx) in self.groups.items():
-            most = (k - 1) // 2
-            work = np.log1p(-pi) + log_i[idx]  # genes x k x grid
-            fails = np.log(pi) + fail[idx]  # genes x k
-            acc = np.full((most + 1, len(genes), len(GRID)), -np.inf)  # by number failing
-            acc[0] = 0.0
-            for j in range(k):
-                new = acc + work[:, j][None]
-                if most:
-                    new[1:] = np.logaddexp(new[1:], acc[:-1] + fails[:, j][None, :, None])
-                acc = new
-            c = np.arange(most + 1)  # the truncated prior's normaliser
-            log_norm = special.logsumexp(
-                special.gammaln(k + 1)
-                - special.gammaln(c + 1)
-                - special.gammaln(k - c + 1)
-                + c * np.log(pi)
-                + (k - c) * np.log1p(-pi)
-            )
-            out[genes] = special.logsumexp(acc, axis=0) - log_norm
-        return out
+    return log_lik
 
 
 def fit_globals(
     grid: GeneGrid, g1: dict[str, Any], pi: float | None
 ) -> tuple[dict[str, float], int]:
-    """``b0, sd_b, pi, sd_d`` maximising the summed marginal likelihood (Nelder-Mead)."""
-    free_pi = grid.states != "none" and pi is None
-
-    def unpack(theta: np.ndarray) -> dict[str, float]:
-        return {
-            "b0": float(theta[0]),
-            "sd_b": float(np.exp(theta[1])),
-            "sd_d": float(np.exp(theta[2])),
-            "pi": float(special.expit(theta[3])) if free_pi else float(pi or 0.0),
-        }
-
-    def loss(theta: np.ndarray) -> float:
-        return -float(special.logsumexp(grid.log_post(**unpack(theta)), axis=1).sum())
-
-    start = [g1["b0"], np.log(g1["sd_b"]), np.log(max(g1["sd_d"], 0.02))]
-    start += [special.logit(0.1)] if free_pi else []
-    res = optimize.minimize(
-        loss,
-        np.array(start),
-        method="Nelder-Mead",
-        options={"xatol": 1e-3, "fatol": 0.1, "maxfev": 300},
-    )
-    return unpack(res.x), int(res.nfev)
+    """``b0, sd_b, pi, sd_d`` maximising the summed marginal likelihood (the library's)."""
+    start = grid_core.StateGlobals(g1["b0"], g1["sd_b"], g1["sd_d"], 0.1)
+    found, evals = grid_core.fit_state_globals(grid, start, fix_pi=pi)
+    return found.to_dict(), evals
 
 
 def gene_table(screen: Screen, log_post: np.ndarray, seed: int = 1) -> pd.DataFrame:

@@ -77,6 +77,13 @@ class ScreenModel:
         Reference level per sample-sheet column, e.g. ``{"condition": "initial"}``.
         Without it, ``control`` (or a synonym, or a pool label such as ``T0``) is the
         reference when present, else the first level in sorted order.
+    guide_states : {"none", "majority", "any"}, default "none"
+        Guides that work or fail (`screenformula.spec.guide_states`): ``"majority"`` lets
+        at most ``(k - 1) // 2`` of a gene's ``k`` guides fail (a failing guide shows the
+        screen's typical effect, not its gene's), so one outlying guide cannot carry a
+        gene; ``"any"`` lets each fail on its own. Each gene's posterior is then computed
+        on an exact grid by the two-stage engine (a gene whose guides split has two
+        modes, which no sampler's chains cross), for one treatment effect per gene.
 
     Examples
     --------
@@ -98,6 +105,7 @@ class ScreenModel:
         lkj_eta: float = 3.0,
         parameterization: str | bool | dict[str, str | bool] = "auto",
         reference: dict[str, str] | None = None,
+        guide_states: str = "none",
     ) -> None:
         given = ModelSettings(
             formula,
@@ -109,6 +117,7 @@ class ScreenModel:
             lkj_eta=lkj_eta,
             parameterization=parameterization,
             reference=reference or {},
+            guide_states=guide_states,
         )
         self.spec: ModelSpec = build_spec(given, data)
         #: The settings as resolved (family name, pool mode): what a saved fit rebuilds from.
@@ -328,6 +337,17 @@ class ScreenModel:
                 + "; ".join(
                     f"{g.label} ({', '.join(g.names)})" for g in spec.replicate_scale.groups
                 )
+            )
+        if spec.guide_states != "none":
+            lines.append(
+                f"Guide states: {spec.guide_states} (each guide works, or fails and shows the "
+                "screen's typical effect"
+                + (
+                    "; at most (k - 1) // 2 of a gene's k guides fail"
+                    if spec.guide_states == "majority"
+                    else "; each on its own"
+                )
+                + "), summed on an exact grid by the two-stage engine"
             )
         lines.append("Group terms:")
         for term in spec.groups:

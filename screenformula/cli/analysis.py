@@ -99,7 +99,9 @@ def method_for(model: ScreenModel, method: str) -> InferenceMethod:
 
     if method != "auto":
         return get_method(method)
-    return choose_method(model.data.n_genes, model.spec.effects_per_gene)[0]
+    return choose_method(model.data.n_genes, model.spec.effects_per_gene, model.spec.guide_states)[
+        0
+    ]
 
 
 def distributed_options(

@@ -55,6 +55,7 @@ samples: samples.tsv          # the sample sheet (below)
 formula: "count ~ 1 + condition + (1 + condition | gene) + (1 + condition | gene:sgrna)"
 dispersion: trend             # trend | trend-sample | sgrna | shared | "alpha ~ 1 + (1 | sgrna)"
 replicate_scale: condition    # condition (each replicate's own effect scale) | none
+guide_states: none            # none | majority (guides that work or fail; two-stage) | any
 pool: auto                    # auto | joint | offset | covariate | none
 size_factors: median          # median | total | control | none
 nan: error                    # a missing count: error | drop (its sgRNA)
@@ -195,6 +196,7 @@ class AnalysisConfig(BaseModel):
     family: str = "negativebinomial"
     dispersion: str = "trend"
     replicate_scale: Literal["none", "condition"] = DEFAULT_REPLICATE_SCALE
+    guide_states: Literal["none", "any", "majority"] = "none"
     pool: str | None = "auto"
     priors: dict[str, PriorConfig | float] = Field(default_factory=dict)
     lkj_eta: float = Field(3.0, gt=0)

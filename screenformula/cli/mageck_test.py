@@ -30,6 +30,7 @@ from screenformula.inference.two_stage.checkpoint import remove_checkpoint
 from screenformula.io.advice import Wording
 from screenformula.results.contrast_core import CALL_RULES, DEFAULT_DELTA
 from screenformula.spec.formula import SCREEN_FORMULA
+from screenformula.spec.guide_states import GUIDE_STATES
 from screenformula.spec.replicate_scale import DEFAULT_REPLICATE_SCALE, REPLICATE_SCALE_MODES
 
 FORMULA = SCREEN_FORMULA
@@ -148,6 +149,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "the treatment effects (replicates that went through more doublings deplete "
         "further), and the reported effect is the replicates' geometric mean's; none: one "
         "effect for every replicate",
+    )
+    p.add_argument(
+        "--guide-states",
+        choices=GUIDE_STATES,
+        default="none",
+        help="none (default): every guide works; majority: each guide works or fails (a "
+        "failing guide shows the screen's typical effect), at most (k-1)//2 of a gene's k "
+        "guides failing, so one outlying guide cannot carry a gene; any: each fails on its "
+        "own. Needs one -t group and no --pool; runs the two-stage engine (each gene's "
+        "posterior on an exact grid)",
     )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--control-sgrna", help="file of control sgRNA ids, one per line")
@@ -323,6 +334,7 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
             pool="joint" if pool else None,
             reference={"treatment": "control"},
             replicate_scale=args.replicate_scale,
+            guide_states=args.guide_states,
         )
         say(repr(model))
         extra.update(stage1_options(model, args.method, args.stage1_draws, "--stage1-draws"))
@@ -373,6 +385,7 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
             dropped=data.dropped.to_dict("records"),
             formula=formula,
             replicate_scale=args.replicate_scale,
+            guide_states=args.guide_states,
             hits=int(result.genes["hit"].sum()),
             delta=args.delta,
         )

@@ -71,11 +71,18 @@ def fit_model(
 ) -> ScreenFit:
     """Fit ``model``; see `ScreenModel.fit` for the parameters."""
     if method == "auto":
-        chosen, reason = choose_method(model.data.n_genes, model.spec.effects_per_gene)
+        chosen, reason = choose_method(
+            model.data.n_genes, model.spec.effects_per_gene, model.spec.guide_states
+        )
         if progress:
             print(reason, flush=True)
     else:
         chosen, reason = get_method(method), None
+    if model.spec.guide_states != "none" and chosen.name != "two-stage":
+        raise FitError(
+            f"guide_states={model.spec.guide_states!r} is summed on the two-stage engine's "
+            f"grid: use method='two-stage' (or 'auto'), not {chosen.name!r}"
+        )
     asked = [k for k, v in (("client", client), ("checkpoint", checkpoint)) if v is not None]
     if asked and not chosen.resumable:
         takes = [m.name for m in METHOD_LIST if m.resumable]
@@ -91,6 +98,13 @@ def fit_model(
     total_draws = draws * chains
     sgrna_numbers = sgrna_draw_numbers(pymc_model, total_draws)
     store_choice = store_sgrna
+    if model.spec.guide_states != "none":
+        if store_sgrna is True or log_likelihood is True:
+            raise FitError(
+                "guide states: the grid stage keeps guide summaries, not every guide's raw "
+                "draws or the pointwise log-likelihood (store_sgrna / log_likelihood False)"
+            )
+        store_sgrna = log_likelihood = False
     if store_sgrna == "auto":  # sgrna_store_default, from the count just made
         store_sgrna = sgrna_numbers <= SGRNA_STORE_BUDGET
     n_obs = model.spec.counts.size

@@ -143,13 +143,21 @@ AUTO_NUTS_MAX_GENES = 2_000
 AUTO_NUTS_MAX_GENE_EFFECTS = 2 * AUTO_NUTS_MAX_GENES
 
 
-def choose_method(n_genes: int, effects_per_gene: int = 2) -> tuple[InferenceMethod, str]:
+def choose_method(
+    n_genes: int, effects_per_gene: int = 2, guide_states: str = "none"
+) -> tuple[InferenceMethod, str]:
     """What ``method="auto"`` runs for ``n_genes`` genes, and why (one line).
 
     Full NUTS while ``n_genes * effects_per_gene`` (the gene-level effects, every
     gene-level term's coefficients) is at most `AUTO_NUTS_MAX_GENE_EFFECTS`, the
-    two-stage engine above.
+    two-stage engine above. A model with guide states (``guide_states`` other than
+    ``"none"``) runs the two-stage engine at any size: its grid stage 2 sums them.
     """
+    if guide_states != "none":
+        return get_method("two-stage"), (
+            f"method='auto' runs the two-stage engine: guide states ({guide_states}) are "
+            "summed on its grid stage 2"
+        )
     nuts = get_method("nuts")
     size = n_genes * max(effects_per_gene, 1)
     what = f"{n_genes:,} genes"

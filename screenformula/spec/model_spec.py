@@ -13,6 +13,7 @@ from screenformula.errors import FormulaError
 from screenformula.io.screen_data import ScreenData
 from screenformula.spec.families import Family, get_family
 from screenformula.spec.formula import parse_formula
+from screenformula.spec.guide_states import check_guide_states
 from screenformula.spec.names import LOG_SCALE, PHI_SD
 from screenformula.spec.priors import (
     CONSTANT_CLASSES,
@@ -123,6 +124,8 @@ class ModelSpec:
     log_size_factors: np.ndarray  # (n_screen_samples,)
     options: dict[str, Any] = field(default_factory=dict)
     replicate_scale: ReplicateScaleSpec = field(default_factory=ReplicateScaleSpec)
+    #: which guide states are summed (`screenformula.spec.guide_states`)
+    guide_states: str = "none"
 
     @property
     def groups(self) -> tuple[GroupTerm, ...]:
@@ -304,7 +307,7 @@ def build_spec(settings: ModelSettings | str, data: ScreenData, **options: Any) 
     priors = _priors(
         settings, mean, disp, pool_spec, _intercept_center(counts, log_sf, offset), scale
     )
-    return ModelSpec(
+    spec = ModelSpec(
         formula=settings.formula,
         family=fam,
         mean=mean,
@@ -318,6 +321,8 @@ def build_spec(settings: ModelSettings | str, data: ScreenData, **options: Any) 
         options={"lkj_eta": float(settings.lkj_eta), "parameterization": parameterization},
         replicate_scale=scale,
     )
+    states = check_guide_states(settings.guide_states, spec)
+    return replace(spec, guide_states=states) if states != "none" else spec
 
 
 def _pool_mode(pool: PoolMode | str, parsed: Any, data: ScreenData) -> PoolMode:

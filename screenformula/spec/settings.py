@@ -42,6 +42,7 @@ class ModelSettings:
     lkj_eta: float = 3.0
     parameterization: str | bool | dict[str, Any] = "auto"
     reference: dict[str, str] = field(default_factory=dict)
+    guide_states: str = "none"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "priors", dict(self.priors or {}))

@@ -298,3 +298,11 @@ def test_a_failed_run_leaves_no_folder_it_made_and_keeps_the_users(frame, tmp_pa
     config = write_config(tmp_path, frame.assign(C2=-1))
     error_line(capsys, main(["fit", str(config)]), "negative")
     assert not (tmp_path / "out").exists()
+
+
+def test_guide_states_with_a_pool_is_one_line(frame, tmp_path, capsys):
+    table = write_table(frame, tmp_path / "pool.txt")
+    argv = ["test", "-k", str(table), *ROLES, "-n", str(tmp_path / "o")]
+    argv += ["--guide-states", "majority"]
+    code = main(argv)
+    error_line(capsys, code, "guide_states needs", "not pool='joint'")

@@ -44,6 +44,7 @@ from screenformula.inference.two_stage.chunk import (
     run_chunk_part,
 )
 from screenformula.inference.two_stage.config import TwoStageConfig
+from screenformula.inference.two_stage.posterior import posterior_dataset
 
 __all__ = ["TwoStageConfig", "fit_two_stage"]
 
@@ -163,6 +164,24 @@ def fit_two_stage(
     probe = global_free_rvs(full, n_genes, n_sgrna, shapes)
     stage1 = sample_globals(model, config, rng, probe, global_stored, ckpt, progress)
     post1, picks, globals_unc, K = stage1.posterior, stage1.picks, stage1.values, stage1.K
+    if model.spec.guide_states != "none":
+        return _grid_fit(
+            model,
+            stage1,
+            probe,
+            config,
+            draws,
+            random_seed,
+            rng,
+            allocate,
+            executor,
+            client,
+            progress,
+            t_start,
+            {"global": global_stored, "gene": gene_names, "sgrna": guide_names},
+            shapes,
+            ckpt,
+        )
     stage1_hash = hash_arrays(*(g[n] for g in globals_unc for n in sorted(g)))
 
     # ---- stage 2
@@ -316,7 +335,7 @@ def fit_two_stage(
     post_vars = {n: flat1[n][draw_k][None] for n in global_stored}
     post_vars.update(gene_arrays)
     post_vars.update(guide_arrays)
-    posterior = _dataset(full, post_vars, shapes)
+    posterior = posterior_dataset(full, post_vars, shapes)
     diag = {k: np.concatenate([r.diagnostics[k] for r in results]) for k in results[0].diagnostics}
     gene_diag = xr.Dataset(
         {k: (("gene",), v) for k, v in diag.items()},
@@ -384,22 +403,6 @@ def fit_two_stage(
     return idata, options
 
 
-def _dataset(pm_model: Any, values: dict[str, np.ndarray], shapes: dict) -> xr.Dataset:
-    """A posterior Dataset with the dims and coords a NUTS fit gives these variables."""
-    data_vars, coords = {}, {}
-    for name, arr in values.items():
-        dims = pm_model.named_vars_to_dims.get(name)
-        if not dims:
-            dims = tuple(f"{name}_dim_{i}" for i in range(arr.ndim - 2))
-        for d in dims:
-            if d in pm_model.coords and pm_model.coords[d] is not None:
-                coords[d] = list(pm_model.coords[d])
-        data_vars[name] = (("chain", "draw", *dims), arr)
-    n_draws = next(iter(values.values())).shape[1]
-    coords.update({"chain": [0], "draw": np.arange(n_draws)})
-    return xr.Dataset(data_vars, coords=coords)
-
-
 def _fingerprint(
     model: Any, draws: int, random_seed: int | None, stored: list[str], config: TwoStageConfig
 ) -> dict[str, Any]:
@@ -463,3 +466,80 @@ def _copy_guides(ckpt: Any, i: int, rows: np.ndarray, guide_arrays: dict[str, np
             release(dst, sync=False)  # the fit's own arrays: nothing to wait for
             release(src, sync=False)
         del src
+
+
+def _grid_fit(
+    model: Any,
+    stage1: Any,
+    probe: list[tuple[str, str]],
+    config: TwoStageConfig,
+    draws: int,
+    random_seed: int | None,
+    rng: np.random.Generator,
+    allocate: Callable[[str, tuple[int, ...]], np.ndarray] | None,
+    executor: Any,
+    client: Any,
+    progress: bool,
+    t_start: float,
+    stored: dict[str, list[str]],
+    shapes: dict[str, tuple[int, ...]],
+    ckpt: Any,
+) -> tuple[xr.DataTree, dict[str, Any]]:
+    """Stage 2 of a model with guide states: the grid (`grid_stage.fit_grid_stage`)."""
+    from screenformula.inference.two_stage.grid_stage import fit_grid_stage
+
+    def in_memory(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        return np.empty(shape)
+
+    posterior, gene_diag, grid_options = fit_grid_stage(
+        model,
+        stage1,
+        stored,
+        shapes,
+        draws,
+        rng,
+        allocate or in_memory,
+        executor,
+        client,
+        _workers(config, model.data.n_genes),
+        progress,
+    )
+    K = stage1.K
+    draw_k = np.arange(draws) % K
+    stats = xr.Dataset(
+        {"global_draw": (("chain", "draw"), stage1.picks[draw_k][None])},
+        coords={"chain": [0], "draw": np.arange(draws)},
+    )
+    idata = xr.DataTree.from_dict(
+        {
+            "posterior": posterior,
+            "sample_stats": stats,
+            "gene_diagnostics": gene_diag,
+            "stage1_posterior": stage1.posterior,
+        }
+    )
+    seconds = grid_options.pop("seconds_grid")
+    options = {
+        "method": "two-stage",
+        "draws": draws,
+        "chains": 1,
+        "random_seed": random_seed,
+        "store_sgrna": False,
+        "config": asdict(config),
+        "stage1": stage1.record([rv for rv, _ in probe]),
+        "n_global_draws": int(K),
+        **grid_options,
+        "seconds": {
+            "stage1": round(stage1.seconds, 2),
+            **seconds,
+            "total": round(time.perf_counter() - t_start, 2),
+        },
+    }
+    if ckpt is not None:
+        options["checkpoint"] = {
+            "folder": str(ckpt.folder),
+            "stage1_reused": stage1.reused,
+            "chunks_reused": 0,
+            "chunks_computed": 0,
+        }
+    return idata, options

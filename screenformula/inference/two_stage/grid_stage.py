@@ -1,0 +1,409 @@
+"""The two-stage engine's grid stage 2, for models with guide states (`fit_grid_stage`).
+
+After stage 1 (NUTS on a gene subsample, the model with every guide working), each
+guide's part of the model given the global parameters is read off the model's own PyMC
+graph (`guide_pieces`): its log mean is ``base + a + w * beta`` with ``a`` its intercept
+(population, gene and guide parts), ``beta`` its effect and ``w`` the design's treatment
+column times the replicate's scale, and its dispersion ``phi`` depends on the globals
+only. Averaged over the K stage-1 draws, these are plugged in. Then:
+
+1. the slope prior's location and scale, the guide deviations' sd and the chance that a
+   guide fails are chosen by the marginal likelihood of at most ``GRID_FIT_GENES`` random
+   genes (`grid.fit_state_globals`, empirical Bayes);
+2. every gene's posterior of ``beta`` is computed on the grid, chunk by chunk on an
+   executor (`run_grid_chunk`, a pure function of the chunk's arrays), and drawn from;
+3. each guide's draws follow from its gene's: its state drawn given the gene's effect,
+   its own effect from its likelihood's normal approximation times its deviation's
+   prior; intercepts are conditional modes (not sampled: a grid over the effect, not
+   over the baselines).
+
+The draws are stored under the names a NUTS fit uses (``r_gene``, the centred gene slope,
+``r_sgrna``, ``phi``), so contrasts, tables and plots read them as any fit's.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from screenformula.errors import FitError
+from screenformula.inference.two_stage.grid import (
+    GRID,
+    StateGlobals,
+    StateGrid,
+    draw_from_grid,
+    fit_state_globals,
+    guide_log_lik,
+    posterior_mean,
+)
+from screenformula.inference.two_stage.posterior import posterior_dataset
+from screenformula.spec.guide_states import GridShape, grid_shape
+
+__all__ = ["GRID_FIT_GENES", "GuidePieces", "fit_grid_stage", "guide_pieces", "run_grid_chunk"]
+
+#: Genes whose summed marginal likelihood chooses the `StateGlobals` (as stage 1 subsamples).
+GRID_FIT_GENES = 4000
+#: Genes per stage-2 chunk.
+GRID_CHUNK_GENES = 2000
+#: A gene whose posterior holds more than this within 0.25 of the grid's ends is flagged.
+EDGE_MASS_MAX = 0.01
+
+
+@dataclass
+class GuidePieces:
+    """Every guide's part of the model given the globals (guides x screen samples)."""
+
+    counts: np.ndarray
+    base: np.ndarray  # log-mean offset: size factors and any fixed offset
+    weight: np.ndarray  # the effect's weight: treatment column x replicate scale
+    phi: np.ndarray
+    gene: np.ndarray  # gene code of every guide
+    a_mean: float  # the guide intercept's prior: mean
+    a_sd: float  # and sd (gene and guide intercept sds combined)
+    gene_int_share: float  # the gene's share of the intercept variance
+    start: StateGlobals  # stage 1's slope location and sds (pi from 0.1)
+    df: float | None  # the gene-slope prior's degrees of freedom (None: normal)
+
+
+def _mean(post: xr.Dataset, name: str) -> np.ndarray:
+    return np.asarray(post[name].mean(("chain", "draw")).values, dtype=float)
+
+
+def guide_pieces(model: Any, stage1_values: list[dict[str, np.ndarray]], post1: Any) -> GuidePieces:
+    """`GuidePieces` of ``model`` at the K stage-1 draws ``stage1_values`` (averaged).
+
+    ``base`` is the log mean minus the intercept and effect parts, evaluated from the
+    model's graph at each draw; the model is affine in those parts, so ``base`` is the
+    same at every draw up to rounding (a test checks it).
+    """
+    import pytensor
+
+    from screenformula.spec.names import OBSERVED
+
+    spec = model.spec
+    shape: GridShape = grid_shape(spec)
+    pm_model = model.pymc_model
+    obs = next(rv for rv in pm_model.observed_RVs if rv.name == OBSERVED)
+    log_mu, phi = obs.owner.inputs[2], obs.owner.inputs[3]
+    gene_term, guide_term = spec.term(shape.gene_term), spec.term(shape.guide_term)
+    outs = [log_mu, phi, pm_model[gene_term.names.effects], pm_model[guide_term.names.effects]]
+    scaled = spec.replicate_scale.active
+    if scaled:
+        from screenformula.spec.names import REPLICATE_SCALE
+
+        outs.append(pm_model[REPLICATE_SCALE])
+    values = pm_model.value_vars
+    fn = pytensor.function(
+        values, pm_model.replace_rvs_by_values(outs), on_unused_input="ignore", mode="FAST_RUN"
+    )
+    point = pm_model.initial_point()
+    n_s, n_j = spec.counts.shape
+    x = np.asarray(spec.mean.common.X, dtype=float)[:, shape.column]
+    gene = np.asarray(spec.data.gene_codes)
+    bases, weights, log_phis = [], [], []
+    for draw in stage1_values:
+        at = {**point, **draw}
+        got = fn(*[at[v.name] for v in values])
+        lm = np.broadcast_to(got[0], (n_s, n_j))
+        ph = np.broadcast_to(got[1], (n_s, n_j))
+        r_gene, r_guide = np.asarray(got[2]), np.asarray(got[3])
+        scale = np.ones(n_j)
+        if scaled:
+            scale[np.asarray(spec.replicate_scale.samples)] = np.asarray(got[4])
+        w = np.broadcast_to(x * scale, (n_s, n_j))
+        intercept = float(np.ravel(at["Intercept"])[0])
+        b = float(np.ravel(at["b"])[shape.column])
+        a = intercept + r_gene[gene, 0] + r_guide[:, 0]
+        beta = b + r_gene[gene, shape.gene_slope] + r_guide[:, shape.guide_slope]
+        bases.append(lm - a[:, None] - w * beta[:, None])
+        weights.append(w)
+        log_phis.append(np.log(ph))
+    sd_gene, sd_guide = _mean(post1, gene_term.names.sd), _mean(post1, guide_term.names.sd)
+    df = None
+    if shape.gene_df_name is not None:
+        if shape.gene_df_name in post1:
+            df = float(_mean(post1, shape.gene_df_name))
+        else:
+            prior = spec.prior(shape.gene_df_name)
+            df = float(prior.args["value"])
+    return GuidePieces(
+        counts=np.asarray(spec.counts, dtype=float),
+        base=np.mean(bases, axis=0),
+        weight=np.mean(weights, axis=0),
+        phi=np.exp(np.mean(log_phis, axis=0)),
+        gene=gene,
+        a_mean=float(_mean(post1, "Intercept")),
+        a_sd=float(np.hypot(sd_gene[0], sd_guide[0])),
+        gene_int_share=float(sd_gene[0] ** 2 / (sd_gene[0] ** 2 + sd_guide[0] ** 2)),
+        start=StateGlobals(
+            float(np.ravel(_mean(post1, "b"))[shape.column]),
+            float(sd_gene[shape.gene_slope]),
+            float(sd_guide[shape.guide_slope]),
+            0.1,
+        ),
+        df=df,
+    )
+
+
+@dataclass
+class GridShared:
+    """What every chunk of the grid stage shares (sent to each worker once)."""
+
+    pieces: GuidePieces
+    states: str
+    globals_: StateGlobals
+    draws: int
+
+
+@dataclass
+class GridPart:
+    """One chunk: its genes (codes, sorted) and seed."""
+
+    index: int
+    genes: np.ndarray
+    seed: int
+
+
+@dataclass
+class GridResult:
+    """One chunk's draws: gene effects and intercepts, guide deviations and intercepts."""
+
+    rows: np.ndarray  # the chunk's guides (rows of the screen), by gene
+    beta: np.ndarray  # draws x genes
+    gene_intercept: np.ndarray  # genes: the gene's intercept deviation (conditional mode)
+    guide_slope: np.ndarray  # draws x guides: the guide's deviation from its gene's effect
+    guide_intercept: np.ndarray  # guides
+    edge_mass: np.ndarray  # genes: posterior mass within 0.25 of the grid's ends
+    seconds: float
+
+
+def _interp(log_i: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``log_i`` (guides x grid) at ``values`` (draws x guides), linearly between grid points."""
+    k = np.clip((values - GRID[0]) / (GRID[1] - GRID[0]), 0, len(GRID) - 1.000001)
+    k0 = np.floor(k).astype(int)
+    w = k - k0
+    cols = np.arange(log_i.shape[0])[None, :]
+    return log_i[cols, k0] * (1 - w) + log_i[cols, k0 + 1] * w
+
+
+def run_grid_chunk(shared: GridShared, part: GridPart) -> GridResult:
+    """The grid stage for one chunk of genes (a pure function of its arrays)."""
+    start = time.perf_counter()
+    p, g = shared.pieces, shared.globals_
+    rows = np.flatnonzero(np.isin(p.gene, part.genes))
+    rows = rows[np.argsort(p.gene[rows], kind="stable")]
+    log_lik, mode = guide_log_lik(
+        p.counts[rows], p.base[rows], p.weight[rows], p.phi[rows], p.a_mean, p.a_sd
+    )
+    _, local = np.unique(p.gene[rows], return_inverse=True)
+    grid = StateGrid(local, log_lik, shared.states, p.df)
+    log_post = grid.log_post(**g.to_dict())
+    rng = np.random.default_rng(part.seed)
+    beta = draw_from_grid(log_post, shared.draws, rng)  # draws x genes
+    post = np.exp(log_post - log_post.max(1, keepdims=True))
+    post /= post.sum(1, keepdims=True)
+    edge = int(round(0.25 / (GRID[1] - GRID[0])))
+    edge_mass = post[:, :edge].sum(1) + post[:, -edge:].sum(1)
+    # guides: the state given the gene's draw, then the guide's own effect
+    beta_g = beta[:, local]  # draws x guides
+    log_i = grid.convolved(g.sd_d)
+    if shared.states != "none" and g.pi > 0:
+        at_fail = _interp(log_i, np.full((1, len(rows)), g.b0))
+        at_work = _interp(log_i, beta_g)
+        p_fail = 1.0 / (1.0 + np.exp(np.log1p(-g.pi) + at_work - np.log(g.pi) - at_fail))
+        fails = rng.random(beta_g.shape) < p_fail
+    else:
+        fails = np.zeros(beta_g.shape, dtype=bool)
+    centre = np.where(fails, g.b0, beta_g)
+    lik = np.exp(log_lik - log_lik.max(1, keepdims=True))
+    lik /= lik.sum(1, keepdims=True)
+    m = lik @ GRID
+    v = np.maximum(lik @ GRID**2 - m**2, (GRID[1] - GRID[0]) ** 2 / 12)
+    prec = 1 / v[None, :] + 1 / g.sd_d**2
+    mean = (m[None, :] / v[None, :] + centre / g.sd_d**2) / prec
+    own = mean + rng.standard_normal(mean.shape) / np.sqrt(prec)
+    guide_slope = own - beta_g
+    # intercepts: each guide's conditional mode at its gene's posterior mean
+    at = np.clip(np.searchsorted(GRID, posterior_mean(log_post)), 0, len(GRID) - 1)
+    alpha = mode[np.arange(len(rows)), at[local]] - p.a_mean
+    per_gene = np.bincount(local, weights=alpha) / np.bincount(local)
+    gene_intercept = p.gene_int_share * per_gene
+    return GridResult(
+        rows,
+        beta,
+        gene_intercept,
+        guide_slope,
+        alpha - gene_intercept[local],
+        edge_mass,
+        time.perf_counter() - start,
+    )
+
+
+def fit_grid_stage(
+    model: Any,
+    stage1: Any,
+    stored: dict[str, list[str]],
+    shapes: dict[str, tuple[int, ...]],
+    draws: int,
+    rng: np.random.Generator,
+    allocate: Any,
+    executor: Any,
+    client: Any,
+    workers: int,
+    progress: bool,
+) -> tuple[xr.Dataset, xr.Dataset, dict[str, Any]]:
+    """Stage 2 by the grid: the posterior, per-gene diagnostics and the stage's options.
+
+    ``stored`` maps ``"global"``, ``"gene"`` and ``"sgrna"`` to the stored variables of
+    each level.
+    """
+    from screenformula.inference.executors import as_executor
+    from screenformula.inference.progress import Bar, stage_line
+
+    spec = model.spec
+    shape = grid_shape(spec)
+    gene_term, guide_term = spec.term(shape.gene_term), spec.term(shape.guide_term)
+    t0 = time.perf_counter()
+    pieces = guide_pieces(model, stage1.values, stage1.posterior)
+    # the globals, from at most GRID_FIT_GENES random genes
+    n_genes = spec.data.n_genes
+    fit_genes = np.sort(rng.choice(n_genes, min(n_genes, GRID_FIT_GENES), replace=False))
+    rows = np.flatnonzero(np.isin(pieces.gene, fit_genes))
+    rows = rows[np.argsort(pieces.gene[rows], kind="stable")]
+    log_lik, _ = guide_log_lik(
+        pieces.counts[rows],
+        pieces.base[rows],
+        pieces.weight[rows],
+        pieces.phi[rows],
+        pieces.a_mean,
+        pieces.a_sd,
+    )
+    _, local = np.unique(pieces.gene[rows], return_inverse=True)
+    globals_, evaluations = fit_state_globals(
+        StateGrid(local, log_lik, spec.guide_states, pieces.df), pieces.start
+    )
+    t_globals = time.perf_counter() - t0
+    stage_line(
+        f"stage 2: guide states ({spec.guide_states}) on {len(fit_genes):,} genes: pi "
+        f"{globals_.pi:.3f}, gene slope sd {globals_.sd_b:.3f}, guide slope sd "
+        f"{globals_.sd_d:.3f} ({t_globals:.1f} s)",
+        progress,
+    )
+    chunks = np.array_split(np.arange(n_genes), max(1, -(-n_genes // GRID_CHUNK_GENES)))
+    parts = [GridPart(i, c, int(rng.integers(2**31))) for i, c in enumerate(chunks)]
+    shared = GridShared(pieces, spec.guide_states, globals_, draws)
+    beta = np.empty((draws, n_genes))
+    gene_int = np.empty(n_genes)
+    edge = np.empty(n_genes)
+    n_sgrna = spec.data.n_sgrnas
+    guide_slope = np.empty((draws, n_sgrna))
+    guide_int = np.empty(n_sgrna)
+    cpu = 0.0
+    t2 = time.perf_counter()
+    with as_executor(executor, client, workers if n_genes > GRID_CHUNK_GENES else 1) as ex:
+        stage_line(f"stage 2: {len(parts)} grid chunk(s) {ex.describe()}", progress)
+        with Bar(len(parts), "stage 2 chunks", enabled=progress) as bar:
+            for j, res in ex.run(run_grid_chunk, shared, parts):
+                genes = chunks[j]
+                beta[:, genes] = res.beta
+                gene_int[genes] = res.gene_intercept
+                edge[genes] = res.edge_mass
+                guide_slope[:, res.rows] = res.guide_slope
+                guide_int[res.rows] = res.guide_intercept
+                cpu += res.seconds
+                bar.advance()
+        used, kind = (ex.workers or workers), ex.kind
+    t_stage2 = time.perf_counter() - t2
+
+    # ---- the stored variables, under a NUTS fit's names
+    K = stage1.K
+    draw_k = np.arange(draws) % K
+    post1 = stage1.posterior
+    values: dict[str, np.ndarray] = {}
+    for name in stored["global"]:
+        arr = np.asarray(post1[name].values)
+        arr = arr.reshape((-1,) + arr.shape[2:])[stage1.picks][draw_k].astype(float)
+        if name == "b":
+            arr[:, shape.column] = globals_.b0
+        elif name == gene_term.names.sd:
+            arr[:, shape.gene_slope] = globals_.sd_b
+        elif name == guide_term.names.sd:
+            arr[:, shape.guide_slope] = globals_.sd_d
+        values[name] = arr[None]
+    r_gene = np.zeros((draws, n_genes, gene_term.n_coefs))
+    r_gene[:, :, 0] = gene_int[None, :]
+    r_gene[:, :, shape.gene_slope] = beta - globals_.b0
+    centred_slope = gene_term.names.raw_centered([shape.coef])
+    for name in stored["gene"]:
+        if name == gene_term.names.effects:
+            values[name] = r_gene[None]
+        elif name == centred_slope:
+            values[name] = beta.reshape((1, draws, n_genes, *shapes[name][1:]))
+        else:
+            raise FitError(f"guide states: the grid stage gives no draws of {name!r}")
+    for name in stored["sgrna"]:
+        arr = allocate(name, (1, draws, *shapes[name]))
+        if name == guide_term.names.effects:
+            for lo in range(0, draws, 100):
+                block = np.zeros((min(100, draws - lo), n_sgrna, guide_term.n_coefs))
+                block[:, :, 0] = guide_int[None, :]
+                block[:, :, shape.guide_slope] = guide_slope[lo : lo + 100]
+                arr[0, lo : lo + 100] = block
+        elif name == "phi":
+            arr[0] = _phi_draws(model, stage1, draw_k, shapes[name])
+        else:
+            raise FitError(f"guide states: the grid stage gives no draws of {name!r}")
+        values[name] = arr
+    posterior = posterior_dataset(model.pymc_model, values, shapes)
+    gene_diag = xr.Dataset(
+        {"grid_edge_mass": (("gene",), edge)},
+        coords={"gene": list(map(str, spec.data.gene_names))},
+    )
+    n_edge = int((edge > EDGE_MASS_MAX).sum())
+    options = {
+        "guide_states": {
+            "states": spec.guide_states,
+            **{k: round(v, 5) for k, v in globals_.to_dict().items()},
+            "df": pieces.df,
+            "fit_genes": len(fit_genes),
+            "evaluations": evaluations,
+            "genes_at_grid_edge": n_edge,
+            "stage1_start": asdict(pieces.start),
+        },
+        "seconds_grid": {
+            "globals": round(t_globals, 2),
+            "stage2": round(t_stage2, 2),
+            "stage2_cpu": round(cpu, 2),
+        },
+        "n_chunks": len(parts),
+        "workers": used,
+        "executor": kind,
+    }
+    if n_edge:
+        stage_line(
+            f"stage 2: {n_edge} gene(s) hold over {EDGE_MASS_MAX:.0%} of their posterior at the "
+            "grid's ends (natural log -7.5 or 4): their effects are clipped there",
+            progress,
+        )
+    return posterior, gene_diag, options
+
+
+def _phi_draws(model: Any, stage1: Any, draw_k: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Draws of the stored ``phi`` (a function of the globals only) at each draw's global draw."""
+    import pytensor
+
+    pm_model = model.pymc_model
+    values = pm_model.value_vars
+    fn = pytensor.function(
+        values, pm_model.replace_rvs_by_values([pm_model["phi"]]), on_unused_input="ignore"
+    )
+    point = pm_model.initial_point()
+    per_k = [
+        np.broadcast_to(fn(*[{**point, **d}[v.name] for v in values])[0], shape)
+        for d in stage1.values
+    ]
+    return np.stack(per_k)[draw_k]
