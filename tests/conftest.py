@@ -45,6 +45,7 @@ SLOWEST_FIRST = (
     "tests/cli/test_cli.py",
     "tests/test_tutorials_rest.py",
     "tests/cli/test_cli_scale.py",
+    "tests/inference/test_guide_states.py",  # two two-stage fits and a CLI run, ~150 s
     "tests/results/test_guide_summary.py",
     "tests/test_tutorials.py",
     "tests/model/test_calibration.py",

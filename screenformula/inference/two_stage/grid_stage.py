@@ -299,9 +299,8 @@ def fit_grid_stage(
     beta = np.empty((draws, n_genes))
     gene_int = np.empty(n_genes)
     edge = np.empty(n_genes)
-    n_sgrna = spec.data.n_sgrnas
-    guide_slope = np.empty((draws, n_sgrna))
-    guide_int = np.empty(n_sgrna)
+    guide_arrays = {name: allocate(name, (1, draws, *shapes[name])) for name in stored["sgrna"]}
+    effects = guide_arrays.get(guide_term.names.effects)
     cpu = 0.0
     t2 = time.perf_counter()
     with as_executor(executor, client, workers if n_genes > GRID_CHUNK_GENES else 1) as ex:
@@ -312,8 +311,11 @@ def fit_grid_stage(
                 beta[:, genes] = res.beta
                 gene_int[genes] = res.gene_intercept
                 edge[genes] = res.edge_mass
-                guide_slope[:, res.rows] = res.guide_slope
-                guide_int[res.rows] = res.guide_intercept
+                if effects is not None:  # the guides' r, written as each chunk comes
+                    block = np.empty((draws, len(res.rows), guide_term.n_coefs))
+                    block[:, :, 0] = res.guide_intercept[None, :]
+                    block[:, :, shape.guide_slope] = res.guide_slope
+                    effects[0][:, res.rows] = block
                 cpu += res.seconds
                 bar.advance()
         used, kind = (ex.workers or workers), ex.kind
@@ -345,17 +347,11 @@ def fit_grid_stage(
             values[name] = beta.reshape((1, draws, n_genes, *shapes[name][1:]))
         else:
             raise FitError(f"guide states: the grid stage gives no draws of {name!r}")
-    for name in stored["sgrna"]:
-        arr = allocate(name, (1, draws, *shapes[name]))
-        if name == guide_term.names.effects:
-            for lo in range(0, draws, 100):
-                block = np.zeros((min(100, draws - lo), n_sgrna, guide_term.n_coefs))
-                block[:, :, 0] = guide_int[None, :]
-                block[:, :, shape.guide_slope] = guide_slope[lo : lo + 100]
-                arr[0, lo : lo + 100] = block
-        elif name == "phi":
-            arr[0] = _phi_draws(model, stage1, draw_k, shapes[name])
-        else:
+    for name, arr in guide_arrays.items():
+        if name == "phi":
+            for k, phi in enumerate(_phi_at_globals(model, stage1, shapes[name])):
+                arr[0, draw_k == k] = phi
+        elif name != guide_term.names.effects:
             raise FitError(f"guide states: the grid stage gives no draws of {name!r}")
         values[name] = arr
     posterior = posterior_dataset(model.pymc_model, values, shapes)
@@ -392,8 +388,8 @@ def fit_grid_stage(
     return posterior, gene_diag, options
 
 
-def _phi_draws(model: Any, stage1: Any, draw_k: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Draws of the stored ``phi`` (a function of the globals only) at each draw's global draw."""
+def _phi_at_globals(model: Any, stage1: Any, shape: tuple[int, ...]) -> list[np.ndarray]:
+    """The stored ``phi`` (a function of the globals only) at each of the K global draws."""
     import pytensor
 
     pm_model = model.pymc_model
@@ -402,8 +398,7 @@ def _phi_draws(model: Any, stage1: Any, draw_k: np.ndarray, shape: tuple[int, ..
         values, pm_model.replace_rvs_by_values([pm_model["phi"]]), on_unused_input="ignore"
     )
     point = pm_model.initial_point()
-    per_k = [
+    return [
         np.broadcast_to(fn(*[{**point, **d}[v.name] for v in values])[0], shape)
         for d in stage1.values
     ]
-    return np.stack(per_k)[draw_k]
