@@ -76,18 +76,24 @@ CANDIDATES = {
     "trend-t3scale": ("trend", "student_slopes"),
     "trend-t2scale": ("trend", "student_slopes"),
     "trend-t3states": ("trend", "student_slopes"),
+    "trend-sharedeff-scale": ("trend", "normal"),
+    "trend-sharedeff-states": ("trend", "normal"),
 }
 #: Model settings of each candidate: ``trend-scale``, ``trend-t3scale`` and
 #: ``trend-t2scale`` give each replicate of a treated condition its own factor on the
 #: treatment effects (``replicate_scale``, the default since 2026-12-06); every other
 #: candidate was measured without. ``trend-t3states`` is ``trend-t3scale`` with guide states
 #: (``guide_states="majority"``: at most (k - 1) // 2 of a gene's k guides fail), summed on
-#: the two-stage engine's grid
+#: the two-stage engine's grid; ``trend-sharedeff-scale`` is JACKS's joint design with
+#: replicate scales (``screenformula test``'s with several groups), ``-states`` the same
+#: with guide states, summed by a mixture of Laplace approximations
 OPTIONS = {name: {"replicate_scale": "none"} for name in CANDIDATES} | {
     "trend-scale": {"replicate_scale": "condition"},
     "trend-t3scale": {"replicate_scale": "condition"},
     "trend-t2scale": {"replicate_scale": "condition"},
     "trend-t3states": {"replicate_scale": "condition", "guide_states": "majority"},
+    "trend-sharedeff-scale": {"replicate_scale": "condition"},
+    "trend-sharedeff-states": {"replicate_scale": "condition", "guide_states": "majority"},
 }
 #: Candidates with a formula of their own. ``trend-sharedeff`` (JACKS's joint fit): gene
 #: effects per condition, one guide efficacy shared by every treated condition (JACKS's
@@ -95,7 +101,13 @@ OPTIONS = {name: {"replicate_scale": "none"} for name in CANDIDATES} | {
 FORMULAS = {
     "trend-sharedeff": (
         "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treated | gene:sgrna)"
-    )
+    ),
+    "trend-sharedeff-scale": (
+        "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treated | gene:sgrna)"
+    ),
+    "trend-sharedeff-states": (
+        "count ~ 1 + treatment + (1 + treatment | gene) + (1 + treated | gene:sgrna)"
+    ),
 }
 #: Student-t gene slopes with df fixed at 3 or 2 (brms's constant()), as estimating it genome-wide
 #: runs df below 1 with the slopes' sd near 0, where stage 1 cannot mix

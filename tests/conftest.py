@@ -46,6 +46,7 @@ SLOWEST_FIRST = (
     "tests/test_tutorials_rest.py",
     "tests/cli/test_cli_scale.py",
     "tests/inference/test_guide_states.py",  # two two-stage fits and a CLI run, ~150 s
+    "tests/inference/test_state_mixture.py",  # two two-stage fits, ~90 s
     "tests/results/test_guide_summary.py",
     "tests/test_tutorials.py",
     "tests/model/test_calibration.py",

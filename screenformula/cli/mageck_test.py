@@ -152,13 +152,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--guide-states",
-        choices=GUIDE_STATES,
-        default="none",
-        help="none (default): every guide works; majority: each guide works or fails (a "
-        "failing guide shows the screen's typical effect), at most (k-1)//2 of a gene's k "
-        "guides failing, so one outlying guide cannot carry a gene; any: each fails on its "
-        "own. Needs one -t group and no --pool; runs the two-stage engine (each gene's "
-        "posterior on an exact grid)",
+        choices=("auto", *GUIDE_STATES),
+        default="auto",
+        help="auto (default): majority with one -t group, no --pool, method auto or "
+        "two-stage and no --keep-guide-draws yes, else none; majority: each guide works or "
+        "fails (a failing guide shows the screen's typical effect), at most (k-1)//2 of a "
+        "gene's k guides failing, so one outlying guide cannot carry a gene, each gene's "
+        "posterior summed on an exact grid by the two-stage engine; any: each guide fails "
+        "on its own; none: every guide works",
     )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--control-sgrna", help="file of control sgRNA ids, one per line")
@@ -276,6 +277,9 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
         raise ScreenFormulaError("--target-accept must lie strictly between 0 and 1")
     keep = {"auto": "auto", "yes": True, "no": False}[args.keep_guide_draws]
     groups = parse_groups(args.treatment_id)
+    states = resolve_guide_states(
+        args.guide_states, len(groups), bool(args.pool), args.method, args.keep_guide_draws
+    )
     formula = FORMULA if len(groups) == 1 else GROUPS_FORMULA
     prefix = Path(args.output_prefix)
     outputs = [prefix.with_name(prefix.name + s) for s in SUFFIXES]
@@ -334,7 +338,7 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
             pool="joint" if pool else None,
             reference={"treatment": "control"},
             replicate_scale=args.replicate_scale,
-            guide_states=args.guide_states,
+            guide_states=states,
         )
         say(repr(model))
         extra.update(stage1_options(model, args.method, args.stage1_draws, "--stage1-draws"))
@@ -385,7 +389,7 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
             dropped=data.dropped.to_dict("records"),
             formula=formula,
             replicate_scale=args.replicate_scale,
-            guide_states=args.guide_states,
+            guide_states=states,
             hits=int(result.genes["hit"].sum()),
             delta=args.delta,
         )
@@ -399,6 +403,23 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
     for line in hit_lines("treatment vs control" if len(groups) == 1 else "", result):
         say(line)
     return 0
+
+
+def resolve_guide_states(
+    given: str, n_groups: int, pool: bool, method: str, guide_draws: str = "auto"
+) -> str:
+    """``--guide-states``, with ``auto`` resolved.
+
+    ``auto`` is ``majority`` where it applies (one ``-t`` group, no ``--pool``, method auto
+    or two-stage, guide draws not asked to be kept): chosen on the panel of real screens
+    (``benchmarks/results/panel.md``), where it passes every single-contrast row against
+    MAGeCK. Else ``none``: the states' grid holds one treatment effect per gene, and needs
+    the two-stage engine.
+    """
+    if given != "auto":
+        return given
+    fits = n_groups == 1 and not pool and method in ("auto", "two-stage") and guide_draws != "yes"
+    return "majority" if fits else "none"
 
 
 def parse_groups(values: list[str]) -> dict[str, str]:

@@ -35,6 +35,7 @@ from scipy import optimize, signal, special
 
 __all__ = [
     "GRID",
+    "ChunkDraws",
     "GRID_STEP",
     "STATES",
     "StateGlobals",
@@ -115,6 +116,19 @@ def guide_log_lik(
         out[rows] = log_lik - 0.5 * ((a - a_mean) / a_sd) ** 2 - 0.5 * np.log(curv)
         mode[rows] = a
     return out, mode
+
+
+@dataclass
+class ChunkDraws:
+    """One chunk's draws: gene effects and intercepts, guide deviations and intercepts."""
+
+    rows: np.ndarray  # the chunk's guides (rows of the screen), by gene
+    beta: np.ndarray  # draws x genes (x effects): each gene's effects
+    gene_intercept: np.ndarray  # genes: the gene's intercept deviation (a point value)
+    guide_slope: np.ndarray  # draws x guides: each guide's deviation from its gene's effect
+    guide_intercept: np.ndarray  # guides: its intercept deviation (a point value)
+    edge_mass: np.ndarray  # genes: grid posterior mass within 0.25 of the grid's ends
+    seconds: float
 
 
 @dataclass(frozen=True)

@@ -33,12 +33,17 @@ import xarray as xr
 from screenformula.errors import FitError
 from screenformula.inference.two_stage.grid import (
     GRID,
+    ChunkDraws,
     StateGlobals,
     StateGrid,
     draw_from_grid,
     fit_state_globals,
     guide_log_lik,
     posterior_mean,
+)
+from screenformula.inference.two_stage.mixture_stage import (
+    fit_mixture_globals,
+    run_mixture_chunk,
 )
 from screenformula.inference.two_stage.posterior import posterior_dataset
 from screenformula.spec.guide_states import GridShape, grid_shape
@@ -59,14 +64,27 @@ class GuidePieces:
 
     counts: np.ndarray
     base: np.ndarray  # log-mean offset: size factors and any fixed offset
-    weight: np.ndarray  # the effect's weight: treatment column x replicate scale
+    weights: np.ndarray  # guides x samples x L: each gene slope's design column x scale
+    guide_weight: np.ndarray  # the guide slope's design column x scale
     phi: np.ndarray
     gene: np.ndarray  # gene code of every guide
     a_mean: float  # the guide intercept's prior: mean
     a_sd: float  # and sd (gene and guide intercept sds combined)
     gene_int_share: float  # the gene's share of the intercept variance
-    start: StateGlobals  # stage 1's slope location and sds (pi from 0.1)
+    b: np.ndarray  # L: the population slopes (stage 1's posterior means)
+    cov: np.ndarray  # L x L: the gene slopes' covariance (stage 1's)
+    sd_d: float  # the guide slope's sd (stage 1's)
     df: float | None  # the gene-slope prior's degrees of freedom (None: normal)
+
+    @property
+    def weight(self) -> np.ndarray:
+        """The one gene slope's weights (a grid's design)."""
+        return self.weights[..., 0]
+
+    @property
+    def start(self) -> StateGlobals:
+        """Stage 1's slope location and sds, ``pi`` 0.1: where the grid's globals start."""
+        return StateGlobals(float(self.b[0]), float(np.sqrt(self.cov[0, 0])), self.sd_d, 0.1)
 
 
 def _mean(post: xr.Dataset, name: str) -> np.ndarray:
@@ -82,7 +100,7 @@ def guide_pieces(model: Any, stage1_values: list[dict[str, np.ndarray]], post1: 
     """
     import pytensor
 
-    from screenformula.spec.names import OBSERVED
+    from screenformula.spec.names import OBSERVED, cor_pairs
 
     spec = model.spec
     shape: GridShape = grid_shape(spec)
@@ -102,9 +120,11 @@ def guide_pieces(model: Any, stage1_values: list[dict[str, np.ndarray]], post1: 
     )
     point = pm_model.initial_point()
     n_s, n_j = spec.counts.shape
-    x = np.asarray(spec.mean.common.X, dtype=float)[:, shape.column]
+    n_l = len(shape.coefs)
+    x = np.asarray(spec.mean.common.X, dtype=float)[:, :n_l]  # samples x L
+    xd = np.asarray(guide_term.Z, dtype=float)[:, shape.guide_slope]
     gene = np.asarray(spec.data.gene_codes)
-    bases, weights, log_phis = [], [], []
+    bases, weights, guide_weights, log_phis = [], [], [], []
     for draw in stage1_values:
         at = {**point, **draw}
         got = fn(*[at[v.name] for v in values])
@@ -114,15 +134,25 @@ def guide_pieces(model: Any, stage1_values: list[dict[str, np.ndarray]], post1: 
         scale = np.ones(n_j)
         if scaled:
             scale[np.asarray(spec.replicate_scale.samples)] = np.asarray(got[4])
-        w = np.broadcast_to(x * scale, (n_s, n_j))
+        w = x * scale[:, None]  # samples x L
+        wd = xd * scale
         intercept = float(np.ravel(at["Intercept"])[0])
-        b = float(np.ravel(at["b"])[shape.column])
+        b = np.ravel(at["b"])[:n_l]
         a = intercept + r_gene[gene, 0] + r_guide[:, 0]
-        beta = b + r_gene[gene, shape.gene_slope] + r_guide[:, shape.guide_slope]
-        bases.append(lm - a[:, None] - w * beta[:, None])
+        beta = b[None, :] + r_gene[gene][:, shape.gene_slopes]  # guides x L
+        effect = beta @ w.T + r_guide[:, shape.guide_slope][:, None] * wd[None, :]
+        bases.append(lm - a[:, None] - effect)
         weights.append(w)
+        guide_weights.append(wd)
         log_phis.append(np.log(ph))
     sd_gene, sd_guide = _mean(post1, gene_term.names.sd), _mean(post1, guide_term.names.sd)
+    sds = sd_gene[shape.gene_slopes]
+    corr = np.eye(gene_term.n_coefs)
+    cor_name = gene_term.names.cor
+    if gene_term.uses_lkj and cor_name in post1:
+        for value, (p, q) in zip(_mean(post1, cor_name), cor_pairs(gene_term.n_coefs), strict=True):
+            corr[p, q] = corr[q, p] = value
+    corr = corr[np.ix_(shape.gene_slopes, shape.gene_slopes)]
     df = None
     if shape.gene_df_name is not None:
         if shape.gene_df_name in post1:
@@ -133,18 +163,16 @@ def guide_pieces(model: Any, stage1_values: list[dict[str, np.ndarray]], post1: 
     return GuidePieces(
         counts=np.asarray(spec.counts, dtype=float),
         base=np.mean(bases, axis=0),
-        weight=np.mean(weights, axis=0),
+        weights=np.broadcast_to(np.mean(weights, axis=0)[None], (n_s, n_j, n_l)),
+        guide_weight=np.broadcast_to(np.mean(guide_weights, axis=0)[None], (n_s, n_j)),
         phi=np.exp(np.mean(log_phis, axis=0)),
         gene=gene,
         a_mean=float(_mean(post1, "Intercept")),
         a_sd=float(np.hypot(sd_gene[0], sd_guide[0])),
         gene_int_share=float(sd_gene[0] ** 2 / (sd_gene[0] ** 2 + sd_guide[0] ** 2)),
-        start=StateGlobals(
-            float(np.ravel(_mean(post1, "b"))[shape.column]),
-            float(sd_gene[shape.gene_slope]),
-            float(sd_guide[shape.guide_slope]),
-            0.1,
-        ),
+        b=np.ravel(_mean(post1, "b"))[:n_l],
+        cov=corr * np.outer(sds, sds),
+        sd_d=float(sd_guide[shape.guide_slope]),
         df=df,
     )
 
@@ -168,19 +196,6 @@ class GridPart:
     seed: int
 
 
-@dataclass
-class GridResult:
-    """One chunk's draws: gene effects and intercepts, guide deviations and intercepts."""
-
-    rows: np.ndarray  # the chunk's guides (rows of the screen), by gene
-    beta: np.ndarray  # draws x genes
-    gene_intercept: np.ndarray  # genes: the gene's intercept deviation (conditional mode)
-    guide_slope: np.ndarray  # draws x guides: the guide's deviation from its gene's effect
-    guide_intercept: np.ndarray  # guides
-    edge_mass: np.ndarray  # genes: posterior mass within 0.25 of the grid's ends
-    seconds: float
-
-
 def _interp(log_i: np.ndarray, values: np.ndarray) -> np.ndarray:
     """``log_i`` (guides x grid) at ``values`` (draws x guides), linearly between grid points."""
     k = np.clip((values - GRID[0]) / (GRID[1] - GRID[0]), 0, len(GRID) - 1.000001)
@@ -190,7 +205,7 @@ def _interp(log_i: np.ndarray, values: np.ndarray) -> np.ndarray:
     return log_i[cols, k0] * (1 - w) + log_i[cols, k0 + 1] * w
 
 
-def run_grid_chunk(shared: GridShared, part: GridPart) -> GridResult:
+def run_grid_chunk(shared: GridShared, part: GridPart) -> ChunkDraws:
     """The grid stage for one chunk of genes (a pure function of its arrays)."""
     start = time.perf_counter()
     p, g = shared.pieces, shared.globals_
@@ -232,7 +247,7 @@ def run_grid_chunk(shared: GridShared, part: GridPart) -> GridResult:
     alpha = mode[np.arange(len(rows)), at[local]] - p.a_mean
     per_gene = np.bincount(local, weights=alpha) / np.bincount(local)
     gene_intercept = p.gene_int_share * per_gene
-    return GridResult(
+    return ChunkDraws(
         rows,
         beta,
         gene_intercept,
@@ -274,29 +289,40 @@ def fit_grid_stage(
     fit_genes = np.sort(rng.choice(n_genes, min(n_genes, GRID_FIT_GENES), replace=False))
     rows = np.flatnonzero(np.isin(pieces.gene, fit_genes))
     rows = rows[np.argsort(pieces.gene[rows], kind="stable")]
-    log_lik, _ = guide_log_lik(
-        pieces.counts[rows],
-        pieces.base[rows],
-        pieces.weight[rows],
-        pieces.phi[rows],
-        pieces.a_mean,
-        pieces.a_sd,
-    )
-    _, local = np.unique(pieces.gene[rows], return_inverse=True)
-    globals_, evaluations = fit_state_globals(
-        StateGrid(local, log_lik, spec.guide_states, pieces.df), pieces.start
-    )
+    if shape.on_grid:
+        log_lik, _ = guide_log_lik(
+            pieces.counts[rows],
+            pieces.base[rows],
+            pieces.weight[rows],
+            pieces.phi[rows],
+            pieces.a_mean,
+            pieces.a_sd,
+        )
+        _, local = np.unique(pieces.gene[rows], return_inverse=True)
+        globals_, evaluations = fit_state_globals(
+            StateGrid(local, log_lik, spec.guide_states, pieces.df), pieces.start
+        )
+        b_stored = np.array([globals_.b0])
+        sd_slopes, sd_d = np.array([globals_.sd_b]), globals_.sd_d
+        run_chunk, what = run_grid_chunk, "grid"
+        found = f"gene slope sd {globals_.sd_b:.3f}"
+    else:
+        globals_, evaluations = fit_mixture_globals(pieces, rows, spec.guide_states)
+        b_stored = pieces.b
+        sd_slopes, sd_d = np.sqrt(np.diag(pieces.cov)) * globals_.scale, globals_.sd_d
+        run_chunk, what = run_mixture_chunk, "mixture"
+        found = f"gene slope sds x {globals_.scale:.3f} (stage 1's)"
     t_globals = time.perf_counter() - t0
     stage_line(
-        f"stage 2: guide states ({spec.guide_states}) on {len(fit_genes):,} genes: pi "
-        f"{globals_.pi:.3f}, gene slope sd {globals_.sd_b:.3f}, guide slope sd "
-        f"{globals_.sd_d:.3f} ({t_globals:.1f} s)",
+        f"stage 2: guide states ({spec.guide_states}, {what}) on {len(fit_genes):,} genes: pi "
+        f"{globals_.pi:.3f}, {found}, guide slope sd {sd_d:.3f} ({t_globals:.1f} s)",
         progress,
     )
     chunks = np.array_split(np.arange(n_genes), max(1, -(-n_genes // GRID_CHUNK_GENES)))
     parts = [GridPart(i, c, int(rng.integers(2**31))) for i, c in enumerate(chunks)]
     shared = GridShared(pieces, spec.guide_states, globals_, draws)
-    beta = np.empty((draws, n_genes))
+    n_l = len(shape.coefs)
+    beta = np.empty((draws, n_genes, n_l))
     gene_int = np.empty(n_genes)
     edge = np.empty(n_genes)
     guide_arrays = {name: allocate(name, (1, draws, *shapes[name])) for name in stored["sgrna"]}
@@ -304,11 +330,11 @@ def fit_grid_stage(
     cpu = 0.0
     t2 = time.perf_counter()
     with as_executor(executor, client, workers if n_genes > GRID_CHUNK_GENES else 1) as ex:
-        stage_line(f"stage 2: {len(parts)} grid chunk(s) {ex.describe()}", progress)
+        stage_line(f"stage 2: {len(parts)} {what} chunk(s) {ex.describe()}", progress)
         with Bar(len(parts), "stage 2 chunks", enabled=progress) as bar:
-            for j, res in ex.run(run_grid_chunk, shared, parts):
+            for j, res in ex.run(run_chunk, shared, parts):
                 genes = chunks[j]
-                beta[:, genes] = res.beta
+                beta[:, genes] = res.beta.reshape(draws, len(genes), n_l)
                 gene_int[genes] = res.gene_intercept
                 edge[genes] = res.edge_mass
                 if effects is not None:  # the guides' r, written as each chunk comes
@@ -330,29 +356,29 @@ def fit_grid_stage(
         arr = np.asarray(post1[name].values)
         arr = arr.reshape((-1,) + arr.shape[2:])[stage1.picks][draw_k].astype(float)
         if name == "b":
-            arr[:, shape.column] = globals_.b0
+            arr[:, : len(b_stored)] = b_stored
         elif name == gene_term.names.sd:
-            arr[:, shape.gene_slope] = globals_.sd_b
+            arr[:, shape.gene_slopes] = sd_slopes
         elif name == guide_term.names.sd:
-            arr[:, shape.guide_slope] = globals_.sd_d
+            arr[:, shape.guide_slope] = sd_d
         values[name] = arr[None]
     r_gene = np.zeros((draws, n_genes, gene_term.n_coefs))
     r_gene[:, :, 0] = gene_int[None, :]
-    r_gene[:, :, shape.gene_slope] = beta - globals_.b0
-    centred_slope = gene_term.names.raw_centered([shape.coef])
+    r_gene[:, :, shape.gene_slopes] = beta - b_stored
+    centred_slopes = gene_term.names.raw_centered(list(shape.coefs))
     for name in stored["gene"]:
         if name == gene_term.names.effects:
             values[name] = r_gene[None]
-        elif name == centred_slope:
+        elif name == centred_slopes:
             values[name] = beta.reshape((1, draws, n_genes, *shapes[name][1:]))
         else:
-            raise FitError(f"guide states: the grid stage gives no draws of {name!r}")
+            raise FitError(f"guide states: the {what} stage gives no draws of {name!r}")
     for name, arr in guide_arrays.items():
         if name == "phi":
             for k, phi in enumerate(_phi_at_globals(model, stage1, shapes[name])):
                 arr[0, draw_k == k] = phi
         elif name != guide_term.names.effects:
-            raise FitError(f"guide states: the grid stage gives no draws of {name!r}")
+            raise FitError(f"guide states: the {what} stage gives no draws of {name!r}")
         values[name] = arr
     posterior = posterior_dataset(model.pymc_model, values, shapes)
     gene_diag = xr.Dataset(
@@ -364,6 +390,7 @@ def fit_grid_stage(
         "guide_states": {
             "states": spec.guide_states,
             **{k: round(v, 5) for k, v in globals_.to_dict().items()},
+            "stage2": what,
             "df": pieces.df,
             "fit_genes": len(fit_genes),
             "evaluations": evaluations,
