@@ -100,7 +100,8 @@ def test_the_flag_is_refused_without_a_stage_1(screen, method, capsys):
 
 
 def test_auto_choosing_nuts_refuses_the_flag(screen, capsys):
-    argv = ["test", *screen["args"], "--stage1-draws", "1000", "-n", "o"]
+    # without guide states (which auto gives one group: they need the two-stage engine)
+    argv = ["test", *screen["args"], "--stage1-draws", "1000", "-n", "o", "--guide-states", "none"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
