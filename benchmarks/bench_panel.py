@@ -440,6 +440,9 @@ def describe(candidate: str) -> str:
     scale = OPTIONS.get(candidate, {}).get("replicate_scale", "none")
     if scale != "none":
         text += f", replicate_scale={scale!r} (others: 'none')"
+    states = OPTIONS.get(candidate, {}).get("guide_states", "none")
+    if states != "none":
+        text += f", guide_states={states!r}"
     return text
 
 

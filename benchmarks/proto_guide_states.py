@@ -30,8 +30,10 @@ Beside the panel's cases, ``sim_eff_<seed>`` and ``sim_fail_<seed>`` are its sim
 Every gene's posterior is exact on the grid given the globals: no chain can miss a mode.
 Draws from it are scored as the panel scores a case (`bench_real.score_ours`, or
 `panel_simulated.score_simulated` against a simulated truth), with the library's local
-errors, q-values and 90 % HDI. Not a library option: it handles one treated-vs-control
-contrast and drops the gene intercept's pooling of its guides' baselines.
+errors, q-values and 90 % HDI. The prototype of the library's ``guide_states=``, whose grid
+core (`screenformula.inference.two_stage.grid`) it now uses; it handles one
+treated-vs-control contrast with its own stage 1 and drops the gene intercept's pooling
+of its guides' baselines, where the library fits the user's model.
 
     SCREENFORMULA_DATA=../shared/data .venv/bin/python \\
         benchmarks/proto_guide_states.py jacks_HL60 --states majority

@@ -41,7 +41,11 @@
 # `(1 + condition | gr(gene, dist = "student_slopes"))`: Student-t gene slopes with 3
 # degrees of freedom, whose heavy tails leave strong essentials unshrunk where a normal
 # prior, fitted to thousands of unaffected genes, pulls them toward zero (chosen on the
-# panel of real screens, `benchmarks/results/panel.md`).
+# panel of real screens, `benchmarks/results/panel.md`). `screenformula test` also lets
+# each guide work or fail (`--guide-states auto`: at most a minority of a gene's guides
+# failing, so the gene's effect is what most of its guides show; in Python
+# `ScreenModel(..., guide_states="majority")`, fitted by the two-stage engine). This
+# notebook keeps every guide working, the Python default.
 # [`docs/MODEL.md`](../docs/MODEL.md) is the full specification.
 
 # %% [markdown]

@@ -236,3 +236,24 @@ def test_stage2_on_a_dask_cluster_gives_the_in_process_result(cluster, resumed, 
         )
     genes = pd.read_csv(tmp_path / "dask.genes.tsv", sep="\t")
     pd.testing.assert_frame_equal(genes, pd.read_csv(resumed["folder"] / "run.genes.tsv", sep="\t"))
+
+
+def test_guide_states_stage2_on_a_dask_cluster_gives_the_in_process_result(
+    cluster, resumed, tmp_path
+):
+    """The grid stage of guide states runs its chunks on the cluster, to the same draws."""
+    args = [
+        "test", "-k", str(resumed["table"]), "-t", "T1,T2,T3", "-c", "C1,C2,C3",
+        "--guide-states", "majority", "--stage1-draws", "300", "--draws", "40", "--seed", "7",
+    ]  # fmt: skip
+    here = cli(*args, "-n", "here", cwd=tmp_path)
+    assert here.returncode == 0, here.stderr
+    there = cli(*args, "-n", "there", "--scheduler", cluster, cwd=tmp_path)
+    assert there.returncode == 0, there.stderr
+    assert f"grid chunk(s) on the Dask cluster at {cluster}" in there.stdout, there.stdout
+    log = json.loads((tmp_path / "there.log").read_text())
+    assert log["options"]["executor"] == "dask" and log["guide_states"] == "majority"
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "there.genes.tsv", sep="\t"),
+        pd.read_csv(tmp_path / "here.genes.tsv", sep="\t"),
+    )

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from scipy import special
 
 from screenformula.errors import FitError
 from screenformula.inference.two_stage.grid import (
@@ -229,7 +230,7 @@ def run_grid_chunk(shared: GridShared, part: GridPart) -> ChunkDraws:
     if shared.states != "none" and g.pi > 0:
         at_fail = _interp(log_i, np.full((1, len(rows)), g.b0))
         at_work = _interp(log_i, beta_g)
-        p_fail = 1.0 / (1.0 + np.exp(np.log1p(-g.pi) + at_work - np.log(g.pi) - at_fail))
+        p_fail = special.expit(np.log(g.pi) + at_fail - np.log1p(-g.pi) - at_work)
         fails = rng.random(beta_g.shape) < p_fail
     else:
         fails = np.zeros(beta_g.shape, dtype=bool)
