@@ -130,6 +130,35 @@ class ChunkDraws:
     edge_mass: np.ndarray  # genes: grid posterior mass within 0.25 of the grid's ends
     seconds: float
 
+    @classmethod
+    def split_intercepts(
+        cls,
+        rows: np.ndarray,
+        beta: np.ndarray,
+        guide_slope: np.ndarray,
+        local: np.ndarray,
+        alpha: np.ndarray,
+        gene_share: float,
+        edge_mass: np.ndarray,
+        seconds: float,
+    ) -> ChunkDraws:
+        """With each guide's intercept deviation ``alpha`` split into its gene's and its own.
+
+        The gene's part is ``gene_share`` (its share of the intercept variance) of its
+        guides' mean; ``local`` is each guide's gene within the chunk.
+        """
+        per_gene = np.bincount(local, weights=alpha) / np.bincount(local)
+        gene_intercept = gene_share * per_gene
+        return cls(
+            rows,
+            beta,
+            gene_intercept,
+            guide_slope,
+            alpha - gene_intercept[local],
+            edge_mass,
+            seconds,
+        )
+
 
 @dataclass(frozen=True)
 class StateGlobals:

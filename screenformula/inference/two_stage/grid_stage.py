@@ -246,16 +246,9 @@ def run_grid_chunk(shared: GridShared, part: GridPart) -> ChunkDraws:
     # intercepts: each guide's conditional mode at its gene's posterior mean
     at = np.clip(np.searchsorted(GRID, posterior_mean(log_post)), 0, len(GRID) - 1)
     alpha = mode[np.arange(len(rows)), at[local]] - p.a_mean
-    per_gene = np.bincount(local, weights=alpha) / np.bincount(local)
-    gene_intercept = p.gene_int_share * per_gene
-    return ChunkDraws(
-        rows,
-        beta,
-        gene_intercept,
-        guide_slope,
-        alpha - gene_intercept[local],
-        edge_mass,
-        time.perf_counter() - start,
+    seconds = time.perf_counter() - start
+    return ChunkDraws.split_intercepts(
+        rows, beta, guide_slope, local, alpha, p.gene_int_share, edge_mass, seconds
     )
 
 

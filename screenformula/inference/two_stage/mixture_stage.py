@@ -153,14 +153,7 @@ def run_mixture_chunk(shared: Any, part: Any) -> Any:
         a[:, idx.ravel()] = a_k.reshape(shared.draws, -1)
         d[:, idx.ravel()] = d_k.reshape(shared.draws, -1)
     alpha = a.mean(0) - p.a_mean
-    per_gene = np.bincount(local, weights=alpha) / np.bincount(local)
-    gene_intercept = p.gene_int_share * per_gene
-    return ChunkDraws(
-        rows,
-        beta,
-        gene_intercept,
-        d,
-        alpha - gene_intercept[local],
-        np.zeros(n_genes),
-        time.perf_counter() - start,
+    seconds = time.perf_counter() - start
+    return ChunkDraws.split_intercepts(
+        rows, beta, d, local, alpha, p.gene_int_share, np.zeros(n_genes), seconds
     )
