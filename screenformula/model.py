@@ -81,9 +81,10 @@ class ScreenModel:
         Guides that work or fail (`screenformula.spec.guide_states`): ``"majority"`` lets
         at most ``(k - 1) // 2`` of a gene's ``k`` guides fail (a failing guide shows the
         screen's typical effect, not its gene's), so one outlying guide cannot carry a
-        gene; ``"any"`` lets each fail on its own. Each gene's posterior is then computed
-        on an exact grid by the two-stage engine (a gene whose guides split has two
-        modes, which no sampler's chains cross), for one treatment effect per gene.
+        gene; ``"any"`` lets each fail on its own. The two-stage engine sums the states
+        (a gene whose guides split has two modes, which no sampler's chains cross): on
+        an exact grid for one treatment effect per gene, by a mixture of Laplace
+        approximations for several (JACKS's design).
 
     Examples
     --------

@@ -154,12 +154,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--guide-states",
         choices=("auto", *GUIDE_STATES),
         default="auto",
-        help="auto (default): majority with one -t group, no --pool, method auto or "
-        "two-stage and no --keep-guide-draws yes, else none; majority: each guide works or "
-        "fails (a failing guide shows the screen's typical effect), at most (k-1)//2 of a "
-        "gene's k guides failing, so one outlying guide cannot carry a gene, each gene's "
-        "posterior summed on an exact grid by the two-stage engine; any: each guide fails "
-        "on its own; none: every guide works",
+        help="auto (default): majority with no --pool, method auto or two-stage and no "
+        "--keep-guide-draws yes, else none; majority: each guide works or fails (a failing "
+        "guide shows the screen's typical effect), at most (k-1)//2 of a gene's k guides "
+        "failing, so one outlying guide cannot carry a gene, summed by the two-stage engine "
+        "(an exact grid with one -t group, a mixture of Laplace approximations with "
+        "several); any: each guide fails on its own; none: every guide works",
     )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--control-sgrna", help="file of control sgRNA ids, one per line")
@@ -410,15 +410,16 @@ def resolve_guide_states(
 ) -> str:
     """``--guide-states``, with ``auto`` resolved.
 
-    ``auto`` is ``majority`` where it applies (one ``-t`` group, no ``--pool``, method auto
-    or two-stage, guide draws not asked to be kept): chosen on the panel of real screens
-    (``benchmarks/results/panel.md``), where it passes every single-contrast row against
-    MAGeCK. Else ``none``: the states' grid holds one treatment effect per gene, and needs
-    the two-stage engine.
+    ``auto`` is ``majority`` where it applies (no ``--pool``, method auto or two-stage,
+    guide draws not asked to be kept): chosen on the panel of real screens
+    (``benchmarks/results/panel.md``), where it passes every row against MAGeCK, each
+    line alone and several ``-t`` groups in one model (JACKS's design, a mixture of
+    Laplace approximations over the states). Else ``none``: the states need the
+    two-stage engine and no joint pool likelihood. ``n_groups`` is kept for the record.
     """
     if given != "auto":
         return given
-    fits = n_groups == 1 and not pool and method in ("auto", "two-stage") and guide_draws != "yes"
+    fits = not pool and method in ("auto", "two-stage") and guide_draws != "yes"
     return "majority" if fits else "none"
 
 
