@@ -14,6 +14,7 @@ from screenformula.errors import FitError
 from screenformula.io.dataset import screen_data_from_dataset
 from screenformula.io.screen_data import ScreenData
 from screenformula.results.fit import DATA_GROUP, ScreenFit
+from screenformula.spec.guide_states import grid_shape
 from screenformula.spec.model_spec import ModelSpec, PoolMode, build_spec
 from screenformula.spec.replicate_scale import DEFAULT_REPLICATE_SCALE
 from screenformula.spec.settings import ModelSettings
@@ -348,7 +349,12 @@ class ScreenModel:
                     if spec.guide_states == "majority"
                     else "; each on its own"
                 )
-                + "), summed on an exact grid by the two-stage engine"
+                + "), summed by the two-stage engine "
+                + (
+                    "on an exact grid"
+                    if grid_shape(spec).on_grid
+                    else "as a mixture of Laplace approximations, one per allowed state vector"
+                )
             )
         lines.append("Group terms:")
         for term in spec.groups:

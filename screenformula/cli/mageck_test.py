@@ -278,7 +278,7 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
     keep = {"auto": "auto", "yes": True, "no": False}[args.keep_guide_draws]
     groups = parse_groups(args.treatment_id)
     states = resolve_guide_states(
-        args.guide_states, len(groups), bool(args.pool), args.method, args.keep_guide_draws
+        args.guide_states, bool(args.pool), args.method, args.keep_guide_draws
     )
     formula = FORMULA if len(groups) == 1 else GROUPS_FORMULA
     prefix = Path(args.output_prefix)
@@ -405,9 +405,7 @@ def run(args: argparse.Namespace, say) -> int:  # noqa: ANN001 - say is a print-
     return 0
 
 
-def resolve_guide_states(
-    given: str, n_groups: int, pool: bool, method: str, guide_draws: str = "auto"
-) -> str:
+def resolve_guide_states(given: str, pool: bool, method: str, guide_draws: str = "auto") -> str:
     """``--guide-states``, with ``auto`` resolved.
 
     ``auto`` is ``majority`` where it applies (no ``--pool``, method auto or two-stage,
@@ -415,7 +413,7 @@ def resolve_guide_states(
     (``benchmarks/results/panel.md``), where it passes every row against MAGeCK, each
     line alone and several ``-t`` groups in one model (JACKS's design, a mixture of
     Laplace approximations over the states). Else ``none``: the states need the
-    two-stage engine and no joint pool likelihood. ``n_groups`` is kept for the record.
+    two-stage engine and no joint pool likelihood.
     """
     if given != "auto":
         return given

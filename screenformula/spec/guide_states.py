@@ -32,7 +32,7 @@ class GridShape:
     ----------
     coefs : tuple of str
         The population-level slopes (``treatment[treated]``; one per line in JACKS's
-        design), in the design's column order; ``coef`` the first.
+        design), in the design's column order.
     gene_term, guide_term : str
         The gene-level and guide-level terms' names.
     gene_slopes : list of int
@@ -50,14 +50,11 @@ class GridShape:
 
     def __init__(self, coefs: list[str], gene: Any, guide: Any) -> None:
         self.coefs = tuple(coefs)
-        self.coef, self.column = coefs[0], 0
         self.gene_term, self.guide_term = gene.name, guide.name
         self.gene_slopes = [list(gene.coef_names).index(c) for c in coefs]
-        self.gene_slope = self.gene_slopes[0]
         self.guide_coef = guide.coef_names[1]
         self.guide_slope = 1
         self.gene_df_name = gene.names.df if gene.has_df else None
-        self.gene_dist = gene.dist
         self.on_grid = len(coefs) == 1 and self.guide_coef == coefs[0]
 
 

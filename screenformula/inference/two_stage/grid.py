@@ -43,6 +43,9 @@ __all__ = [
     "draw_from_grid",
     "fit_state_globals",
     "guide_log_lik",
+    "guide_rows",
+    "guides_by_count",
+    "interpolate",
 ]
 
 #: Which guide states are summed (see the module's docstring).
@@ -116,6 +119,35 @@ def guide_log_lik(
         out[rows] = log_lik - 0.5 * ((a - a_mean) / a_sd) ** 2 - 0.5 * np.log(curv)
         mode[rows] = a
     return out, mode
+
+
+def guide_rows(gene: np.ndarray, genes: np.ndarray) -> np.ndarray:
+    """The rows of the guides of ``genes``, sorted by gene (stably)."""
+    rows = np.flatnonzero(np.isin(gene, genes))
+    return rows[np.argsort(gene[rows], kind="stable")]
+
+
+def guides_by_count(gene: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Genes grouped by their number of guides, from each guide's gene (sorted).
+
+    Returns ``{k: (genes, idx)}``: the genes' indices (in order of first appearance) and
+    their guides' positions (genes x k).
+    """
+    starts = np.r_[0, np.flatnonzero(np.diff(gene)) + 1]
+    sizes = np.diff(np.r_[starts, len(gene)])
+    return {
+        int(k): (np.flatnonzero(sizes == k), starts[sizes == k][:, None] + np.arange(k)[None, :])
+        for k in np.unique(sizes)
+    }
+
+
+def interpolate(log_i: np.ndarray, values: np.ndarray, grid: np.ndarray = GRID) -> np.ndarray:
+    """``log_i`` (guides x grid) at ``values`` (broadcast to ... x guides), linearly."""
+    k = np.clip((values - grid[0]) / (grid[1] - grid[0]), 0, len(grid) - 1.000001)
+    k0 = np.floor(k).astype(int)
+    w = k - k0
+    cols = np.arange(log_i.shape[0])
+    return log_i[cols, k0] * (1 - w) + log_i[cols, k0 + 1] * w
 
 
 @dataclass
@@ -208,19 +240,12 @@ class StateGrid:
         self.states, self.df, self.grid = states, df, grid
         self.step = float(grid[1] - grid[0])
         self.starts = np.r_[0, np.flatnonzero(np.diff(gene)) + 1]
-        n_guides = np.diff(np.r_[self.starts, len(gene)])
         self.n_genes = len(self.starts)
         self.peak = log_lik.max(1, keepdims=True)
         self.lik = np.exp(log_lik - self.peak)
         self._sd_d: float | None = None
         self._log_i = log_lik
-        self.groups = {
-            int(k): (
-                np.flatnonzero(n_guides == k),
-                self.starts[n_guides == k][:, None] + np.arange(k)[None, :],
-            )
-            for k in np.unique(n_guides)
-        }
+        self.groups = guides_by_count(gene)
 
     def convolved(self, sd_d: float) -> np.ndarray:
         """``log I_s(beta)``: each guide's likelihood convolved with its deviation N(0, sd_d)."""
@@ -254,10 +279,7 @@ class StateGrid:
         prior = self.log_prior(b0, sd_b)
         if self.states == "none" or pi <= 0:
             return np.add.reduceat(log_i, self.starts, axis=0) + prior
-        k = (b0 - self.grid[0]) / self.step
-        k0 = int(np.clip(np.floor(k), 0, len(self.grid) - 2))
-        w = k - k0
-        fail = log_i[:, k0] * (1 - w) + log_i[:, k0 + 1] * w  # I_s(b0)
+        fail = interpolate(log_i, np.full(len(log_i), b0), self.grid)  # I_s(b0)
         if self.states == "any":
             per = np.logaddexp(np.log1p(-pi) + log_i, np.log(pi) + fail[:, None])
             return np.add.reduceat(per, self.starts, axis=0) + prior

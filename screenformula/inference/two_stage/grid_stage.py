@@ -40,7 +40,8 @@ from screenformula.inference.two_stage.grid import (
     draw_from_grid,
     fit_state_globals,
     guide_log_lik,
-    posterior_mean,
+    guide_rows,
+    interpolate,
 )
 from screenformula.inference.two_stage.mixture_stage import (
     fit_mixture_globals,
@@ -197,21 +198,11 @@ class GridPart:
     seed: int
 
 
-def _interp(log_i: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """``log_i`` (guides x grid) at ``values`` (draws x guides), linearly between grid points."""
-    k = np.clip((values - GRID[0]) / (GRID[1] - GRID[0]), 0, len(GRID) - 1.000001)
-    k0 = np.floor(k).astype(int)
-    w = k - k0
-    cols = np.arange(log_i.shape[0])[None, :]
-    return log_i[cols, k0] * (1 - w) + log_i[cols, k0 + 1] * w
-
-
 def run_grid_chunk(shared: GridShared, part: GridPart) -> ChunkDraws:
     """The grid stage for one chunk of genes (a pure function of its arrays)."""
     start = time.perf_counter()
     p, g = shared.pieces, shared.globals_
-    rows = np.flatnonzero(np.isin(p.gene, part.genes))
-    rows = rows[np.argsort(p.gene[rows], kind="stable")]
+    rows = guide_rows(p.gene, part.genes)
     log_lik, mode = guide_log_lik(
         p.counts[rows], p.base[rows], p.weight[rows], p.phi[rows], p.a_mean, p.a_sd
     )
@@ -228,8 +219,8 @@ def run_grid_chunk(shared: GridShared, part: GridPart) -> ChunkDraws:
     beta_g = beta[:, local]  # draws x guides
     log_i = grid.convolved(g.sd_d)
     if shared.states != "none" and g.pi > 0:
-        at_fail = _interp(log_i, np.full((1, len(rows)), g.b0))
-        at_work = _interp(log_i, beta_g)
+        at_fail = interpolate(log_i, np.full(len(rows), g.b0))
+        at_work = interpolate(log_i, beta_g)
         p_fail = special.expit(np.log(g.pi) + at_fail - np.log1p(-g.pi) - at_work)
         fails = rng.random(beta_g.shape) < p_fail
     else:
@@ -244,7 +235,7 @@ def run_grid_chunk(shared: GridShared, part: GridPart) -> ChunkDraws:
     own = mean + rng.standard_normal(mean.shape) / np.sqrt(prec)
     guide_slope = own - beta_g
     # intercepts: each guide's conditional mode at its gene's posterior mean
-    at = np.clip(np.searchsorted(GRID, posterior_mean(log_post)), 0, len(GRID) - 1)
+    at = np.clip(np.searchsorted(GRID, post @ GRID), 0, len(GRID) - 1)
     alpha = mode[np.arange(len(rows)), at[local]] - p.a_mean
     seconds = time.perf_counter() - start
     return ChunkDraws.split_intercepts(
@@ -281,8 +272,7 @@ def fit_grid_stage(
     # the globals, from at most GRID_FIT_GENES random genes
     n_genes = spec.data.n_genes
     fit_genes = np.sort(rng.choice(n_genes, min(n_genes, GRID_FIT_GENES), replace=False))
-    rows = np.flatnonzero(np.isin(pieces.gene, fit_genes))
-    rows = rows[np.argsort(pieces.gene[rows], kind="stable")]
+    rows = guide_rows(pieces.gene, fit_genes)
     if shape.on_grid:
         log_lik, _ = guide_log_lik(
             pieces.counts[rows],

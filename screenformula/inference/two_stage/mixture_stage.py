@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize, special
 
-from screenformula.inference.two_stage.grid import ChunkDraws
+from screenformula.inference.two_stage.grid import ChunkDraws, guide_rows, guides_by_count
 from screenformula.inference.two_stage.state_mixture import (
     BlockFit,
     laplace_states,
@@ -45,15 +45,9 @@ def gene_blocks(pieces: Any, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndar
     """The guides of the genes of ``rows`` (sorted by gene), grouped by guide count.
 
     Returns ``(genes, idx)`` pairs: local gene indices and their guides' positions in
-    ``rows`` (genes x k).
+    ``rows`` (genes x k), as `grid.guides_by_count`.
     """
-    gene = pieces.gene[rows]
-    starts = np.r_[0, np.flatnonzero(np.diff(gene)) + 1]
-    sizes = np.diff(np.r_[starts, len(gene)])
-    return [
-        (np.flatnonzero(sizes == k), starts[sizes == k][:, None] + np.arange(k)[None, :])
-        for k in np.unique(sizes)
-    ]
+    return list(guides_by_count(pieces.gene[rows]).values())
 
 
 def _fit_group(
@@ -137,8 +131,7 @@ def run_mixture_chunk(shared: Any, part: Any) -> Any:
     """
     start = time.perf_counter()
     p, g = shared.pieces, shared.globals_
-    rows = np.flatnonzero(np.isin(p.gene, part.genes))
-    rows = rows[np.argsort(p.gene[rows], kind="stable")]
+    rows = guide_rows(p.gene, part.genes)
     _, local = np.unique(p.gene[rows], return_inverse=True)
     n_genes, n_l = local.max() + 1, len(p.b)
     rng = np.random.default_rng(part.seed)

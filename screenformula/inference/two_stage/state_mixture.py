@@ -125,7 +125,7 @@ def laplace_states(
     else:
         beta, a, d = start.beta.copy(), start.a.copy(), start.d.copy()
     for _ in range(iterations):
-        eta = fixed + a[..., None] + (Weff @ beta[:, :, None, :, None])[..., 0] + wd4 * d[..., None]
+        eta = _eta(fixed, Weff, wd4, beta, a, d)
         mu = np.exp(np.minimum(eta, 30.0))
         g = (y4 - mu) * phi4 / (mu + phi4)
         h = mu * phi4 * (y4 + phi4) / (mu + phi4) ** 2
@@ -137,14 +137,13 @@ def laplace_states(
         biggest = max(np.abs(step_b).max(), np.abs(step_a).max(), np.abs(step_d).max())
         if biggest < 1e-6:
             break
-    eta = fixed + a[..., None] + (Weff @ beta[:, :, None, :, None])[..., 0] + wd4 * d[..., None]
+    eta = _eta(fixed, Weff, wd4, beta, a, d)
     mu = np.exp(np.minimum(eta, 30.0))
     h = mu * phi4 * (y4 + phi4) / (mu + phi4) ** 2
     log_lik = (phi4 * (np.log(phi4) - np.log(phi4 + mu)) + y4 * (eta - np.log(phi4 + mu))).sum(
         (-1, -2)
     )
-    curv = _curvature(Weff, wd4, h, prec, a_sd, sd_d)
-    schur, xa, xd, daa, dad, ddd = curv
+    schur, xa, xd, daa, dad, ddd, _, _ = _curvature(Weff, wd4, h, prec, a_sd, sd_d)
     dev = beta - b
     log_prior = (
         -0.5 * np.einsum("gcl,lm,gcm->gc", dev, prec, dev)
@@ -156,6 +155,11 @@ def laplace_states(
     log_det = np.linalg.slogdet(schur)[1] + np.log(daa * ddd - dad**2).sum(-1)
     log_z = log_lik + log_prior + 0.5 * (L + 2 * k) * np.log(2 * np.pi) - 0.5 * log_det
     return BlockFit(beta, a, d, log_z, schur, xa, xd, daa, dad, ddd)
+
+
+def _eta(fixed, Weff, wd4, beta, a, d):  # noqa: ANN001, ANN202
+    """Every block's log means (G x C x k x J) at ``beta``, ``a``, ``d``."""
+    return fixed + a[..., None] + (Weff @ beta[:, :, None, :, None])[..., 0] + wd4 * d[..., None]
 
 
 def _curvature(Weff, wd4, h, prec, a_sd, sd_d):  # noqa: ANN001, ANN202
@@ -170,19 +174,17 @@ def _curvature(Weff, wd4, h, prec, a_sd, sd_d):  # noqa: ANN001, ANN202
     xa = (ddd[..., None] * ba - dad[..., None] * bd) / det[..., None]
     xd = (-dad[..., None] * ba + daa[..., None] * bd) / det[..., None]
     schur = hbb - np.einsum("gckl,gckm->gclm", ba, xa) - np.einsum("gckl,gckm->gclm", bd, xd)
-    return schur, xa, xd, daa, dad, ddd
+    return schur, xa, xd, daa, dad, ddd, ba, bd
 
 
 def _blocks(Weff, wd4, g, h, beta, a, d, b, prec, a_mean, a_sd, sd_d):  # noqa: ANN001, ANN202
     """One Newton step of every block: (beta, a, d) steps."""
-    schur, xa, xd, daa, dad, ddd = _curvature(Weff, wd4, h, prec, a_sd, sd_d)
+    schur, xa, xd, daa, dad, ddd, ba, bd = _curvature(Weff, wd4, h, prec, a_sd, sd_d)
     grad_b = np.einsum("gckjl,gckj->gcl", Weff, g) - (beta - b) @ prec
     grad_a = g.sum(-1) - (a - a_mean) / a_sd**2
     grad_d = (g * wd4).sum(-1) - d / sd_d**2
     rhs = grad_b - np.einsum("gckl,gck->gcl", xa, grad_a) - np.einsum("gckl,gck->gcl", xd, grad_d)
     step_b = np.linalg.solve(schur, rhs[..., None])[..., 0]
-    ba = np.einsum("gckjl,gckj->gckl", Weff, h)
-    bd = np.einsum("gckjl,gckj->gckl", Weff, h * wd4)
     ga = grad_a - np.einsum("gckl,gcl->gck", ba, step_b)
     gd = grad_d - np.einsum("gckl,gcl->gck", bd, step_b)
     det = daa * ddd - dad**2
